@@ -1,0 +1,146 @@
+"""Command line: ``python -m engine generate|import-official|info``.
+
+Contract other tools rely on: ``python -m engine generate SONG -o OUTDIR [--model MODEL_DIR]`` writes
+``OUTDIR/<song stem>.npz`` (``joints`` (T, 24, 3) world positions in metres, y-up, ``fps``,
+``codes_up``, ``codes_down``, ...) and ``OUTDIR/<song stem>.bvh``. Errors are one clear line on
+stderr (never a traceback) and nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import DanceError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def default_model_dir() -> Path:
+    """``$DANCE_MODEL_DIR``, else the model shipped in ``assets/default_model``."""
+    env = os.environ.get("DANCE_MODEL_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "assets" / "default_model"
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="generate a dance for one or more songs")
+    gen.add_argument("songs", nargs="+", type=Path, help="audio files (wav, mp3, ogg, flac)")
+    gen.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    gen.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
+    gen.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
+    gen.add_argument("--fps", type=float, default=60.0, choices=(60.0, 30.0, 24.0), help="output frame rate")
+    gen.add_argument("--start", type=int, nargs=2, metavar=("UP", "DOWN"), default=None,
+                     help="codes of the first token (default: the model's)")
+    gen.add_argument("--temperature", type=float, default=None,
+                     help="sample with this temperature instead of greedy decoding")
+    gen.add_argument("--top-k", type=int, default=None, help="sample among the k most likely codes")
+    gen.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    gen.add_argument("--exact", action="store_true",
+                     help="recompute the whole window every token, as the official sampler (slower)")
+    gen.add_argument("--shift", type=int, default=None,
+                     help="window re-anchoring of the official sampler (default: exact slides by one, "
+                          "fast uses the sampler's default)")
+    gen.add_argument("--no-ground", action="store_true", help="keep the raw height (no feet-on-floor fix)")
+    gen.add_argument("--formats", default="npz,bvh,json", help="comma-separated subset of npz,bvh,json")
+    gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    imp = sub.add_parser("import-official", help="convert the official Bailando checkpoints")
+    imp.add_argument("experiments", type=Path,
+                     help="folder holding sep_vqvae_root/, cc_motion_gpt/ and/or actor_critic/")
+    imp.add_argument("-o", "--out", type=Path, required=True, help="model folder to write")
+
+    info = sub.add_parser("info", help="describe a model folder")
+    info.add_argument("model", type=Path, nargs="?", default=None)
+    return parser
+
+
+def _sampling_options(args: argparse.Namespace):
+    from .sampling import SamplingOptions
+
+    greedy = args.temperature is None and args.top_k is None
+    kwargs = {
+        "greedy": greedy,
+        "temperature": 1.0 if args.temperature is None else args.temperature,
+        "top_k": args.top_k,
+        "seed": args.seed,
+        "fast": not args.exact,
+    }
+    if args.shift is not None:
+        kwargs["shift"] = args.shift
+    return SamplingOptions(**kwargs)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .export import write_dance
+    from .generate import Choreographer, GenerateOptions
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    model_dir = args.model or default_model_dir()
+    for song in args.songs:
+        if not song.exists():
+            raise DanceError(f"song not found: {song}")
+    choreographer = Choreographer(model_dir, device=args.device)
+    options = GenerateOptions(
+        start_codes=tuple(args.start) if args.start else None,
+        sampling=_sampling_options(args),
+        fps=args.fps,
+        ground=not args.no_ground,
+        rotations="bvh" in formats or "npz" in formats,
+    )
+    for song in args.songs:
+        t0 = time.perf_counter()
+        with tqdm(total=1000, desc=song.name, unit="‰", disable=args.quiet, leave=False,
+                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}") as bar:
+            def progress(fraction: float, message: str, bar=bar) -> None:
+                bar.n = int(fraction * 1000)
+                bar.set_postfix_str(message, refresh=False)
+                bar.refresh()
+
+            dance = choreographer.generate(song, options, progress=progress)
+        files = write_dance(dance, args.out, song.stem, formats)
+        elapsed = time.perf_counter() - t0
+        print(f"{song.name}: {dance.duration:.1f} s of dance, {len(dance.codes_up)} tokens, "
+              f"{elapsed:.1f} s -> {', '.join(str(p) for p in files.values())}")
+    return 0
+
+
+def _import_official(args: argparse.Namespace) -> int:
+    from .official import import_official
+
+    out = import_official(args.experiments, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    import json
+
+    from .checkpoint import model_info
+
+    info = model_info(args.model or default_model_dir())
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    handlers = {"generate": _generate, "import-official": _import_official, "info": _info}
+    try:
+        return handlers[args.command](args)
+    except DanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written for the song in progress", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,118 @@
+"""Write a ``Dance`` to disk: NPZ (joints, codes, SMPL-style poses/trans), BVH and a JSON summary.
+
+All files of one export appear together or not at all: each is written to a hidden temporary file
+in the output folder and renamed into place only once every file is complete, so a failure or a
+Ctrl-C leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from .bvh import write_bvh
+from .dance import Dance
+from .errors import InvalidOptionError
+from .rotation import quaternion_to_axis_angle
+from .skeleton import REST_JOINTS
+
+FORMATS = ("npz", "bvh", "json")
+
+
+def dance_arrays(dance: Dance) -> dict[str, np.ndarray]:
+    """The arrays of the NPZ format.
+
+    joints (T,24,3) y-up metres; fps; codes_up/codes_down (N,); music_beats (frame indices at fps);
+    and, when rotations were solved, SMPL-style ``poses`` (T,72) axis-angle and ``trans`` (T,3) with
+    the SMPL convention ``pelvis = J_0 + trans`` (J_0 = the male SMPL rest pelvis), plus the rest
+    skeleton the rotations refer to.
+    """
+    arrays: dict[str, np.ndarray] = {
+        "joints": np.asarray(dance.joints, dtype=np.float32),
+        "fps": np.asarray(dance.fps, dtype=np.float32),
+        "codes_up": np.asarray(dance.codes_up, dtype=np.int64),
+        "codes_down": np.asarray(dance.codes_down, dtype=np.int64),
+    }
+    if dance.music_beats is not None:
+        arrays["music_beats"] = np.asarray(dance.music_beats, dtype=np.int64)
+    if dance.rotations is not None:
+        aa = quaternion_to_axis_angle(dance.rotations)  # (T, 24, 3)
+        arrays["poses"] = aa.reshape(aa.shape[0], 72).astype(np.float32)
+        arrays["trans"] = (np.asarray(dance.joints[:, 0], dtype=np.float64) - REST_JOINTS[0]).astype(np.float32)
+        arrays["rest_joints"] = np.asarray(dance.rest_joints, dtype=np.float32)
+    return arrays
+
+
+def dance_summary(dance: Dance, files: dict[str, str] | None = None) -> dict:
+    return {
+        "song": dance.song_path,
+        "frames": dance.num_frames,
+        "fps": dance.fps,
+        "duration_s": round(dance.duration, 4),
+        "tokens": int(len(dance.codes_up)),
+        "music_beats": None if dance.music_beats is None else int(len(dance.music_beats)),
+        "files": files or {},
+        **{k: v for k, v in dance.meta.items() if k not in ("song",)},
+    }
+
+
+def _temp_path(directory: Path, suffix: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix=".partial-", suffix=suffix, dir=directory)
+    os.close(fd)
+    return Path(name)
+
+
+def write_dance(
+    dance: Dance,
+    out_dir: str | Path,
+    stem: str,
+    formats: Iterable[str] = FORMATS,
+    on_file: Callable[[Path], None] | None = None,
+) -> dict[str, Path]:
+    """Write ``OUTDIR/<stem>.<ext>`` for each format; all appear together or none does."""
+    formats = tuple(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise InvalidOptionError(f"unknown output format(s) {unknown}; choose from {list(FORMATS)}")
+    if "bvh" in formats and dance.rotations is None:
+        raise InvalidOptionError("BVH needs joint rotations; generate with rotations enabled")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = {fmt: out_dir / f"{stem}.{fmt}" for fmt in formats}
+    temps: dict[str, Path] = {}
+    try:
+        for fmt in formats:
+            tmp = _temp_path(out_dir, f".{fmt}")
+            temps[fmt] = tmp
+            if fmt == "npz":
+                with open(tmp, "wb") as fh:
+                    np.savez_compressed(fh, **dance_arrays(dance))
+            elif fmt == "bvh":
+                write_bvh(tmp, dance.rotations, dance.translation, dance.rest_joints, dance.fps)
+            elif fmt == "json":
+                summary = dance_summary(dance, {f: str(p.name) for f, p in final.items()})
+                tmp.write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+        for fmt in formats:
+            os.replace(temps[fmt], final[fmt])
+            if on_file is not None:
+                on_file(final[fmt])
+    finally:
+        for tmp in temps.values():
+            if tmp.exists():
+                tmp.unlink()
+    return final
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,220 @@
+"""Song in, dance out: the ``Choreographer`` ties features, GPT sampling, decoding and rotations together.
+
+    features (N x 438 at 7.5 fps) --GPT--> codes_up, codes_down (N tokens)
+        --VQ-VAE decoders--> root velocity + root-relative joints (8N frames at 60 fps)
+        --integrate root--> world joints --ground feet / resample--> solve rotations --> Dance
+
+Every consumer (exporters, the Blender add-on, evaluation) takes the returned ``Dance``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import BEAT_FPS, MusicFeatures, extract_features
+from .checkpoint import DanceModel, load_model
+from .dance import Dance
+from .errors import Cancelled, InvalidOptionError
+from .models.vqvae import integrate_root
+from .postprocess import ground_feet, resample_joints
+from .retarget import solve_rotations
+from .sampling import SamplingOptions, sample_codes
+
+# progress(fraction in [0, 1], message)
+ProgressFn = Callable[[float, str], None]
+CancelFn = Callable[[], bool]
+
+SUPPORTED_FPS = (60.0, 30.0, 24.0)
+MODEL_FPS = 60.0
+FRAMES_PER_TOKEN = 8  # the VQ-VAE downsamples time by 8 at 60 fps
+
+# Share of the progress bar given to each phase (the GPT dominates on CPU).
+_PHASES = {"features": (0.0, 0.10), "gpt": (0.10, 0.90), "decode": (0.90, 0.95), "rotations": (0.95, 1.0)}
+
+
+@dataclass
+class GenerateOptions:
+    """What a user can choose for one generation.
+
+    start_codes: (up, down) codes of the first token; None takes the model's default pair.
+    sampling:    greedy (the official sampler) or temperature / top-k with a seed, exact or fast.
+    fps:         output frame rate: 60 (native), 30 or 24 (resampled).
+    ground:      put the feet on the floor (removes the height drift of integrated root velocity).
+    rotations:   solve local joint rotations (needed for BVH/FBX and rigs).
+    """
+
+    start_codes: tuple[int, int] | None = None
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    fps: float = MODEL_FPS
+    ground: bool = True
+    rotations: bool = True
+
+
+def _phase(progress: ProgressFn | None, name: str, inner: float, message: str) -> None:
+    if progress is not None:
+        lo, hi = _PHASES[name]
+        progress(lo + (hi - lo) * min(max(inner, 0.0), 1.0), message)
+
+
+def _check_cancel(cancel: CancelFn | None) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled("generation cancelled; nothing was written")
+
+
+class Choreographer:
+    """A loaded model ready to dance: ``Choreographer(model_dir).generate("song.ogg")``."""
+
+    def __init__(self, model: DanceModel | str | Path, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.model = load_model(model, device=self.device) if isinstance(model, (str, Path)) else model
+        self.model.vqvae.to(self.device).eval()
+        self.model.gpt.to(self.device).eval()
+
+    # --- the pieces -----------------------------------------------------------------------------
+    @property
+    def vocab_sizes(self) -> tuple[int, int]:
+        cfg = self.model.config.gpt
+        return cfg.vocab_size_up, cfg.vocab_size_down
+
+    def check_codes(self, up: int, down: int) -> tuple[int, int]:
+        n_up, n_down = self.vocab_sizes
+        if not (0 <= int(up) < n_up) or not (0 <= int(down) < n_down):
+            raise InvalidOptionError(
+                f"start codes ({up}, {down}) are out of range: upper must be 0..{n_up - 1}, "
+                f"lower 0..{n_down - 1}"
+            )
+        return int(up), int(down)
+
+    def features(self, song: str | Path, progress: ProgressFn | None = None) -> MusicFeatures:
+        def audio_progress(fraction: float, message: str) -> None:
+            _phase(progress, "features", fraction, message)
+
+        return extract_features(song, mode=self.model.config.feature_mode, with_beats=True,
+                                progress=audio_progress)
+
+    @torch.inference_mode()
+    def decode(self, codes_up: np.ndarray, codes_down: np.ndarray) -> np.ndarray:
+        """Codes (N,) -> world joints (8N, 24, 3) at 60 fps, root integrated from the origin."""
+        up = torch.as_tensor(np.asarray(codes_up), dtype=torch.long, device=self.device)[None]
+        down = torch.as_tensor(np.asarray(codes_down), dtype=torch.long, device=self.device)[None]
+        decoded = self.model.vqvae.decode(up, down)  # (1, 8N, 72)
+        return integrate_root(decoded)[0].float().cpu().numpy()
+
+    @torch.inference_mode()
+    def preview_pose(self, up: int, down: int) -> np.ndarray:
+        """The pose (24, 3) a code pair stands for: the middle frame of the pair held for 3 tokens.
+
+        Holding the pair for a few tokens keeps the convolutional decoder away from its edges.
+        """
+        up, down = self.check_codes(up, down)
+        decoded = self.model.vqvae.decode(
+            torch.full((1, 3), up, dtype=torch.long, device=self.device),
+            torch.full((1, 3), down, dtype=torch.long, device=self.device),
+        )  # (1, 24, 72)
+        frame = decoded[0, decoded.shape[1] // 2].float().cpu().numpy().reshape(24, 3)
+        frame[0] = 0.0  # channels 0-2 hold the root velocity; the preview stands at the origin
+        return frame
+
+    @torch.inference_mode()
+    def encode_pose(self, joints: np.ndarray) -> tuple[int, int]:
+        """Nearest code pair for a pose (24, 3) or a short motion (T, 24, 3), y-up metres."""
+        joints = np.asarray(joints, dtype=np.float32)
+        if joints.ndim == 2:
+            joints = np.repeat(joints[None], 3 * FRAMES_PER_TOKEN, axis=0)
+        if joints.ndim != 3 or joints.shape[1:] != (24, 3):
+            raise InvalidOptionError(f"expected joints of shape (24, 3) or (T, 24, 3), got {joints.shape}")
+        t = max(FRAMES_PER_TOKEN, joints.shape[0] // FRAMES_PER_TOKEN * FRAMES_PER_TOKEN)
+        if joints.shape[0] < t:
+            joints = np.concatenate([joints, np.repeat(joints[-1:], t - joints.shape[0], axis=0)])
+        joints = joints[:t]
+        rel = joints - joints[:, :1]  # root-relative; the encoder sees root channels as zero
+        pose = torch.as_tensor(rel.reshape(1, t, 72), device=self.device)
+        codes_up, codes_down = self.model.vqvae.encode(pose)
+        mid = codes_up.shape[1] // 2
+        return int(codes_up[0, mid]), int(codes_down[0, mid])
+
+    # --- the whole path -------------------------------------------------------------------------
+    def generate(
+        self,
+        song: str | Path,
+        options: GenerateOptions | None = None,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+        features: MusicFeatures | None = None,
+    ) -> Dance:
+        options = options or GenerateOptions()
+        if float(options.fps) not in SUPPORTED_FPS:
+            raise InvalidOptionError(f"fps must be one of {', '.join(str(int(f)) for f in SUPPORTED_FPS)}, "
+                                     f"got {options.fps}")
+        start = options.start_codes or tuple(self.model.config.default_start)
+        start_up, start_down = self.check_codes(*start)
+        timings: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        _phase(progress, "features", 0.0, "Reading the song")
+        feats = features if features is not None else self.features(song, progress)
+        timings["features_s"] = time.perf_counter() - t0
+        _check_cancel(cancel)
+
+        # One token per 7.5 fps music frame: the start token stands at frame 0, and the GPT is
+        # conditioned on the music of the token it predicts (frames 1..N-1).
+        music = torch.as_tensor(feats.features[1:], dtype=torch.float32, device=self.device)
+        n_steps = int(music.shape[0])
+
+        def gpt_progress(done: int, total: int) -> None:
+            _phase(progress, "gpt", done / max(total, 1), f"Dancing: token {done}/{total}")
+
+        t0 = time.perf_counter()
+        codes_up, codes_down = sample_codes(self.model.gpt, start_up, start_down, music, options.sampling,
+                                            progress=gpt_progress, cancel=cancel)
+        timings["gpt_s"] = time.perf_counter() - t0
+        _check_cancel(cancel)
+
+        t0 = time.perf_counter()
+        _phase(progress, "decode", 0.0, "Decoding poses")
+        codes_up = np.asarray(codes_up, dtype=np.int64).reshape(-1)
+        codes_down = np.asarray(codes_down, dtype=np.int64).reshape(-1)
+        joints = self.decode(codes_up, codes_down)
+        if options.ground:
+            joints = ground_feet(joints, fps=MODEL_FPS)
+        beats = np.asarray(feats.beats, dtype=np.int64)
+        beats = beats[beats < joints.shape[0]]
+        if float(options.fps) != MODEL_FPS:
+            joints = resample_joints(joints, MODEL_FPS, options.fps)
+            beats = np.unique(np.round(beats * options.fps / BEAT_FPS).astype(np.int64))
+            beats = beats[beats < joints.shape[0]]
+        timings["decode_s"] = time.perf_counter() - t0
+        _check_cancel(cancel)
+
+        dance = Dance(
+            joints=joints.astype(np.float32),
+            fps=float(options.fps),
+            codes_up=codes_up,
+            codes_down=codes_down,
+            music_beats=beats,
+            song_path=str(song),
+            meta={
+                "model": self.model.config.name,
+                "feature_mode": self.model.config.feature_mode,
+                "start_codes": [start_up, start_down],
+                "sampling": asdict(options.sampling),
+                "tokens": int(n_steps + 1),
+                "song_duration_s": float(feats.duration_s),
+            },
+        )
+        if options.rotations:
+            t0 = time.perf_counter()
+            _phase(progress, "rotations", 0.0, "Solving joint rotations")
+            solution = solve_rotations(dance.joints)
+            dance = dance.replace(rotations=solution.rotations, translation=solution.translation,
+                                  rest_joints=solution.rest_joints)
+            timings["rotations_s"] = time.perf_counter() - t0
+        dance.meta["timings"] = timings
+        _phase(progress, "rotations", 1.0, "Done")
+        return dance
