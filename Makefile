@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STUBS := $(VENV)/fake-bpy-stubs
+STUBS_ENV := $(VENV)/bpy-stubs-env
 STAMP := $(VENV)/.installed
 
 .PHONY: test lint typecheck install clean-venv
@@ -11,9 +11,10 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
-	# fake-bpy-module would shadow the real bpy module, so its stubs live in their own folder,
-	# used only by the type check of addon/.
-	$(PY) -m pip install --quiet --upgrade --target $(STUBS) "fake-bpy-module-5-0==20260730"
+	# fake-bpy-module would shadow the real bpy module, so its stubs live in an environment of their
+	# own; mypy reads them from there (--python-executable) for the type check of addon/.
+	test -x $(STUBS_ENV)/bin/python || $(PYTHON) -m venv $(STUBS_ENV)
+	$(STUBS_ENV)/bin/python -m pip install --quiet "fake-bpy-module-5-0==20260730"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,7 +24,7 @@ lint: $(STAMP)
 	$(MAKE) --no-print-directory typecheck
 
 typecheck: $(STAMP)
-	MYPYPATH=$(STUBS) $(PY) -m mypy addon
+	$(PY) -m mypy --python-executable $(STUBS_ENV)/bin/python addon
 
 # pytest exits 5 when it collects nothing (e.g. every test deselected): say so instead of failing.
 test: lint
