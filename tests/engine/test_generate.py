@@ -1,0 +1,158 @@
+"""The whole engine path on a real song with a tiny random-init model, the CLI contract, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from engine import cli
+from engine.checkpoint import build_model, debug_model_config, save_model
+from engine.dance import Dance
+from engine.errors import Cancelled, InvalidOptionError
+from engine.export import write_dance
+from engine.generate import Choreographer, GenerateOptions
+from engine.sampling import SamplingOptions
+from engine.skeleton import FOOT_JOINTS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    import torch
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    save_model(build_model(debug_model_config()), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def short_song(music_dir, tmp_path_factory) -> Path:
+    """Six seconds of a real song, as a wav."""
+    audio, sr = sf.read(music_dir / "vibe_ace.ogg", dtype="float32", frames=44100 * 12)
+    path = tmp_path_factory.mktemp("songs") / "vibe_ace_cut.wav"
+    sf.write(path, audio[44100 * 6:], sr)
+    return path
+
+
+@pytest.fixture(scope="module")
+def choreographer(tiny_model_dir) -> Choreographer:
+    return Choreographer(tiny_model_dir)
+
+
+def test_generate_real_song(choreographer, short_song):
+    feats = choreographer.features(short_song)
+    seen = []
+    dance = choreographer.generate(short_song, progress=lambda f, m: seen.append(f), features=feats)
+    n_tokens = feats.features.shape[0]
+    assert isinstance(dance, Dance)
+    assert dance.codes_up.shape == (n_tokens,) and dance.codes_down.shape == (n_tokens,)
+    assert dance.joints.shape == (8 * n_tokens, 24, 3) and dance.fps == 60.0
+    assert abs(dance.duration - 6.0) < 0.3
+    # Grounded: the lowest foot joint touches the floor and never sinks through it.
+    feet_y = dance.joints[:, FOOT_JOINTS, 1].min(axis=1)
+    assert feet_y.min() > -1e-3 and np.percentile(feet_y, 5) < 0.05
+    assert dance.rotations.shape == (dance.num_frames, 24, 4)
+    np.testing.assert_allclose(np.linalg.norm(dance.rotations, axis=-1), 1.0, atol=1e-6)
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+    assert dance.music_beats is not None and np.all(dance.music_beats < dance.num_frames)
+
+
+def test_start_codes_and_resampling(choreographer, short_song):
+    feats = choreographer.features(short_song)
+    a = choreographer.generate(short_song, GenerateOptions(start_codes=(1, 2), fps=30.0), features=feats)
+    assert a.codes_up[0] == 1 and a.codes_down[0] == 2
+    assert a.fps == 30.0 and abs(a.num_frames - 4 * len(a.codes_up)) <= 1
+    with pytest.raises(InvalidOptionError, match="out of range"):
+        choreographer.generate(short_song, GenerateOptions(start_codes=(10_000, 0)), features=feats)
+    with pytest.raises(InvalidOptionError, match="fps"):
+        choreographer.generate(short_song, GenerateOptions(fps=25.0), features=feats)
+
+
+def test_seeded_variations_differ_and_repeat(choreographer, short_song):
+    feats = choreographer.features(short_song)
+
+    def run(seed):
+        opts = GenerateOptions(sampling=SamplingOptions(greedy=False, temperature=1.0, seed=seed), rotations=False)
+        return choreographer.generate(short_song, opts, features=feats).codes_up
+
+    np.testing.assert_array_equal(run(3), run(3))
+    assert not np.array_equal(run(3), run(4))
+
+
+def test_cancel_raises_and_writes_nothing(choreographer, short_song, tmp_path):
+    with pytest.raises(Cancelled):
+        choreographer.generate(short_song, cancel=lambda: True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_preview_and_encode_pose(choreographer):
+    a = choreographer.preview_pose(0, 0)
+    b = choreographer.preview_pose(5, 9)
+    assert a.shape == (24, 3) and not np.allclose(a, b)
+    up, down = choreographer.encode_pose(a)
+    n_up, n_down = choreographer.vocab_sizes
+    assert 0 <= up < n_up and 0 <= down < n_down
+
+
+def test_export_is_all_or_nothing(choreographer, short_song, tmp_path, monkeypatch):
+    dance = choreographer.generate(short_song)
+    import engine.export as export
+
+    def broken_bvh(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export, "write_bvh", broken_bvh)
+    with pytest.raises(OSError):
+        write_dance(dance, tmp_path, "song")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_cli_generate_contract(tiny_model_dir, short_song, tmp_path):
+    out = tmp_path / "out"
+    proc = _run_cli("generate", str(short_song), "-o", str(out), "--model", str(tiny_model_dir), "-q")
+    assert proc.returncode == 0, proc.stderr
+    data = np.load(out / f"{short_song.stem}.npz")
+    assert data["joints"].ndim == 3 and data["joints"].shape[1:] == (24, 3)
+    assert float(data["fps"]) == 60.0
+    assert data["codes_up"].shape == data["codes_down"].shape
+    assert data["poses"].shape == (data["joints"].shape[0], 72) and data["trans"].shape[1] == 3
+    assert (out / f"{short_song.stem}.bvh").read_text().startswith("HIERARCHY")
+    assert (out / f"{short_song.stem}.json").exists()
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def test_cli_bad_inputs_write_nothing(tiny_model_dir, tmp_path):
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("these are not the droids")
+    out = tmp_path / "out"
+    proc = _run_cli("generate", str(not_audio), "-o", str(out), "--model", str(tiny_model_dir), "-q")
+    assert proc.returncode == cli.EXIT_ERROR
+    assert proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+    assert not out.exists() or list(out.iterdir()) == []
+
+    proc = _run_cli("generate", str(not_audio), "-o", str(out), "--model", str(tmp_path / "no_model"), "-q")
+    assert proc.returncode == cli.EXIT_ERROR and "Traceback" not in proc.stderr
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_cli_interrupt_leaves_no_files(tiny_model_dir, short_song, tmp_path, monkeypatch, capsys):
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Choreographer, "generate", interrupted)
+    out = tmp_path / "out"
+    rc = cli.main(["generate", str(short_song), "-o", str(out), "--model", str(tiny_model_dir), "-q"])
+    assert rc == cli.EXIT_INTERRUPTED
+    assert not out.exists() or list(out.iterdir()) == []

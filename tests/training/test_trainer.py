@@ -1,0 +1,113 @@
+"""The shared training loop: resume after a kill, divergence guard, logs, two-process DDP on CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from training.trainer import (
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    LoopConfig,
+    OptimConfig,
+    TrainingDiverged,
+    load_checkpoint,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class RegressionStage:
+    """Fit y = A x with a small MLP (dropout so global RNG state matters across a resume)."""
+
+    name = "toy"
+
+    def __init__(self, poison_step: int | None = None):
+        self.poison_step = poison_step
+        g = torch.Generator().manual_seed(123)
+        self.a = torch.randn(4, 3, generator=g)
+
+    def build(self, device):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.1), nn.ReLU(), nn.Linear(16, 3)).to(device)
+
+    def trainable_parameters(self, model):
+        return model.parameters()
+
+    def batch(self, step, generator, device):
+        x = torch.randn(8, 4, generator=generator)
+        return x.to(device), (x @ self.a).to(device)
+
+    def loss(self, model, batch, step):
+        x, y = batch
+        loss = torch.mean((model(x) - y) ** 2)
+        if self.poison_step is not None and step >= self.poison_step:
+            loss = loss * float("nan")
+        return loss, {"mse": float(loss.detach())}
+
+
+LOOP = dict(steps=30, log_every=5, checkpoint_every=10, seed=7, device="cpu")
+OPTIM = OptimConfig(lr=1e-2, betas=(0.9, 0.999), milestones=[20], gamma=0.5)
+
+
+def test_resume_after_kill_matches_unbroken_run(tmp_path):
+    unbroken = train(RegressionStage(), tmp_path / "a", LoopConfig(**LOOP), OPTIM, progress=False)
+    # "Kill" after 17 steps: the last checkpoint is at step 10, steps 11-17 are lost.
+    train(RegressionStage(), tmp_path / "b", LoopConfig(**LOOP), OPTIM, progress=False, stop_after=17)
+    state = load_checkpoint(tmp_path / "b" / CHECKPOINT_NAME)
+    assert state["step"] == 10 and state["optimizer"]["state"]  # Adam moments were saved
+    resumed = train(RegressionStage(), tmp_path / "b", LoopConfig(**LOOP), OPTIM, progress=False)
+    for p, q in zip(unbroken.parameters(), resumed.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    final = load_checkpoint(tmp_path / "b" / CHECKPOINT_NAME)
+    assert final["step"] == 30 and final["scheduler"]["last_epoch"] == 30
+    rows = (tmp_path / "b" / METRICS_NAME).read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == [f"{s}.0" for s in range(5, 31, 5)]
+    assert (tmp_path / "b" / "loss.png").stat().st_size > 1000
+    assert not [p for p in (tmp_path / "b").iterdir() if p.name.startswith(".")]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    with pytest.raises(TrainingDiverged, match="step 16"):
+        train(RegressionStage(poison_step=15), tmp_path, LoopConfig(**LOOP), OPTIM, progress=False)
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["step"] == 10
+
+
+DDP_SCRIPT = r"""
+import sys, torch
+from torch import nn
+sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
+from test_trainer import RegressionStage, OPTIM
+from training.trainer import LoopConfig, train
+def wrap(model, info):
+    return nn.parallel.DistributedDataParallel(model)
+model = train(RegressionStage(), {run!r}, LoopConfig(steps=12, log_every=4, checkpoint_every=6, seed=1,
+              device="cpu"), OPTIM, wrap_ddp=wrap, progress=False)
+import torch.distributed as dist
+flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+torch.save(flat, {run!r} + f"/params_rank{{dist.get_rank()}}.pt")
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_two_process_ddp_ranks_agree(tmp_path):
+    script = tmp_path / "ddp_job.py"
+    run = tmp_path / "run"
+    script.write_text(DDP_SCRIPT.format(repo=str(REPO), tests=str(Path(__file__).parent), run=str(run)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           "--master_port=29531", str(script)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = torch.load(run / "params_rank0.pt")
+    b = torch.load(run / "params_rank1.pt")
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert load_checkpoint(run / CHECKPOINT_NAME)["step"] == 12

@@ -1,0 +1,327 @@
+"""The training loop every stage shares: seeds, resumable atomic checkpoints, CSV + PNG logs, AMP, DDP.
+
+A stage (VQ-VAE, root, GPT, actor-critic) supplies the model, the batches and the loss; this module
+does the rest the same way for all of them:
+
+- **Resume**: ``<run>/checkpoint.pt`` holds model, optimizer, scheduler, scaler, step and RNG
+  states. It is written atomically (temp file + rename), so a run killed at any moment restarts from
+  its last checkpoint with the same step counter and optimizer state. Batches are drawn from a
+  generator seeded by (seed, step, rank), so a resumed run sees the same batches as an unbroken one.
+- **Safety**: checkpoints contain only tensors and plain Python values and are read back with
+  ``torch.load(weights_only=True)``: loading never executes code.
+- **Divergence**: a non-finite loss stops the run with a clear message; the last good checkpoint
+  stays as it was.
+- **Logs**: ``metrics.csv`` (one row per logged step) and ``loss.png`` a person can read.
+- **Several GPUs**: under ``torchrun`` (RANK/WORLD_SIZE/LOCAL_RANK set) the model is wrapped in
+  DistributedDataParallel (gloo on CPU, nccl on GPU); rank 0 alone writes files.
+- **AMP** on CUDA (bf16 autocast, or fp16 with a gradient scaler).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from engine.errors import DanceError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.csv"
+
+
+class TrainingError(DanceError):
+    """Training cannot go on (bad config, diverged loss, incompatible checkpoint)."""
+
+
+class TrainingDiverged(TrainingError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class OptimConfig:
+    """Adam with a step schedule (the official stages all use Adam + MultiStepLR)."""
+
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    milestones: list[int] = field(default_factory=list)  # in steps
+    gamma: float = 0.1
+    grad_clip: float | None = None
+
+
+@dataclass
+class LoopConfig:
+    steps: int = 1000
+    log_every: int = 10
+    checkpoint_every: int = 200
+    seed: int = 0
+    amp: str = "bf16"  # "bf16", "fp16" or "off"; only used on CUDA
+    device: str = "auto"  # "auto", "cpu", "cuda"
+
+
+class Stage(Protocol):
+    """What a training stage supplies to the loop."""
+
+    name: str
+
+    def build(self, device: torch.device) -> nn.Module: ...
+
+    def trainable_parameters(self, model: nn.Module) -> Iterable[nn.Parameter]: ...
+
+    def batch(self, step: int, generator: torch.Generator, device: torch.device) -> Any: ...
+
+    def loss(self, model: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+
+# --- distributed helpers ------------------------------------------------------------------------------
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device_kind: str) -> DistInfo:
+    """Join the process group when started by torchrun; a no-op for a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over ranks in place (identity without DDP). Used for EMA codebook statistics."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", info.local_rank)
+    return torch.device(name)
+
+
+# --- checkpoints --------------------------------------------------------------------------------------
+def _rng_state() -> dict[str, Any]:
+    """Global RNG states as tensors and plain values (so weights_only loading accepts them)."""
+    py_version, py_state, py_gauss = random.getstate()
+    _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": [py_version, list(py_state), py_gauss],
+            "numpy": [np_keys.astype(np.int64).tolist(), int(np_pos), int(np_has_gauss), float(np_gauss)]}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    py_version, py_state, py_gauss = state["python"]
+    random.setstate((py_version, tuple(py_state), py_gauss))
+    keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state(("MT19937", np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+
+
+def save_checkpoint_atomic(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated file, foreign pickle, ...
+        raise TrainingError(f"cannot read training checkpoint {path}: {exc}") from exc
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+# --- logging ------------------------------------------------------------------------------------------
+class MetricsLog:
+    """Append-only CSV; on resume rows past the checkpoint's step are dropped (they were never saved)."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        self.rows: list[dict[str, float]] = []
+        if path.exists():
+            with open(path, newline="") as fh:
+                self.rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(fh)]
+            self.rows = [r for r in self.rows if r.get("step", 0) <= resume_step]
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        keys: list[str] = []
+        for row in self.rows:
+            keys += [k for k in row if k not in keys]
+        tmp = self.path.with_name(f".{self.path.name}.partial")
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+    def append(self, row: dict[str, float]) -> None:
+        self.rows.append(row)
+        self._rewrite()
+
+    def plot(self, out: Path, title: str) -> None:
+        if not self.rows:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        keys = [k for k in self.rows[-1] if k not in ("step", "lr", "time_s")]
+        fig, axes = plt.subplots(len(keys), 1, figsize=(8, 2.2 * len(keys)), squeeze=False, sharex=True)
+        steps = [r["step"] for r in self.rows]
+        for ax, key in zip(axes[:, 0], keys):
+            ax.plot(steps, [r.get(key, math.nan) for r in self.rows], lw=1)
+            ax.set_ylabel(key)
+            ax.grid(alpha=0.3)
+        axes[-1, 0].set_xlabel("step")
+        fig.suptitle(title)
+        fig.tight_layout()
+        tmp = out.with_name(f".{out.name}.partial.png")
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        os.replace(tmp, out)
+
+
+# --- the loop -----------------------------------------------------------------------------------------
+def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed((seed * 1_000_003 + step * 9_176 + rank * 7_919) % (2**63 - 1))
+    return g
+
+
+def train(
+    stage: Stage,
+    run_dir: str | Path,
+    loop: LoopConfig,
+    optim: OptimConfig,
+    config_dump: dict[str, Any] | None = None,
+    wrap_ddp: Callable[[nn.Module, DistInfo], nn.Module] | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> nn.Module:
+    """Run (or resume) a stage until ``loop.steps``; returns the trained (unwrapped) model.
+
+    ``stop_after`` ends the process-local loop early after that many steps (used by tests to
+    simulate a kill between checkpoints).
+    """
+    run_dir = Path(run_dir)
+    device_kind = "cuda" if (loop.device == "cuda" or (loop.device == "auto" and torch.cuda.is_available())) else "cpu"
+    info = init_distributed(device_kind)
+    device = resolve_device(loop.device, info)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(loop.seed + info.rank)
+    random.seed(loop.seed + info.rank)
+    np.random.seed((loop.seed + info.rank) % 2**32)
+
+    model = stage.build(device)
+    params = [p for p in stage.trainable_parameters(model) if p.requires_grad]
+    if not params:
+        raise TrainingError(f"stage {stage.name} has no trainable parameters")
+    optimizer = torch.optim.Adam(params, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(optim.milestones), gamma=optim.gamma)
+    use_amp = device.type == "cuda" and loop.amp in ("bf16", "fp16")
+    amp_dtype = torch.bfloat16 if loop.amp == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and loop.amp == "fp16")
+
+    step = 0
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, map_location=device)
+        if state.get("stage") != stage.name:
+            raise TrainingError(f"{ckpt_path} belongs to stage {state.get('stage')!r}, not {stage.name!r}; "
+                                "use another run folder")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        step = int(state["step"])
+        _set_rng_state(state["rng"])
+    if info.enabled and wrap_ddp is not None:
+        model = wrap_ddp(model, info)
+
+    log = MetricsLog(run_dir / METRICS_NAME, step) if info.is_main else None
+
+    def save() -> None:
+        if not info.is_main:
+            return
+        save_checkpoint_atomic(ckpt_path, {
+            "stage": stage.name, "step": step, "model": unwrap(model).state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "rng": _rng_state(), "config": config_dump or {},
+        })
+
+    bar = None
+    if progress and info.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=loop.steps, initial=step, desc=stage.name, unit="it", dynamic_ncols=True)
+    t_start = time.perf_counter()
+    done_here = 0
+    try:
+        while step < loop.steps:
+            model.train()
+            batch = stage.batch(step, _step_generator(loop.seed, step, info.rank), device)
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                loss, metrics = stage.loss(model, batch, step)
+            if not torch.isfinite(loss.detach()).all():
+                raise TrainingDiverged(
+                    f"{stage.name}: loss became {loss.item()} at step {step + 1}; stopped. The last good "
+                    f"checkpoint ({ckpt_path}) is kept; lower the learning rate or check the data.")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if optim.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            done_here += 1
+            if log is not None and (step % loop.log_every == 0 or step == loop.steps):
+                row = {"step": float(step), "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
+                       "time_s": time.perf_counter() - t_start}
+                row.update({k: float(v) for k, v in metrics.items()})
+                log.append(row)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            if step % loop.checkpoint_every == 0 or step == loop.steps:
+                save()
+            if stop_after is not None and done_here >= stop_after:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    if log is not None:
+        log.plot(run_dir / "loss.png", f"{stage.name} ({run_dir.name})")
+    return unwrap(model)
