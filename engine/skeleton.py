@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import DanceError
 from .rotation import axis_angle_to_matrix
 
 NUM_JOINTS = 24
@@ -65,6 +66,23 @@ CHILDREN: tuple[tuple[int, ...], ...] = tuple(
 YUP_TO_ZUP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
 FOOT_JOINTS = np.array([7, 8, 10, 11], dtype=np.int64)  # ankles and toes: what touches the floor
+
+
+class InvalidMotionError(DanceError):
+    """Joint positions or rotations have the wrong shape or hold NaN/inf values."""
+
+
+def check_joints(joints: np.ndarray, name: str = "joints") -> np.ndarray:
+    """Validate SMPL joint positions (T, 24, 3) and return them as float64."""
+    arr = np.asarray(joints, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[1:] != (NUM_JOINTS, 3) or arr.shape[0] < 1:
+        raise InvalidMotionError(
+            f"{name} must have shape (frames, {NUM_JOINTS}, 3) with at least one frame, got {arr.shape}"
+        )
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.argwhere(~np.isfinite(arr))[0, 0])
+        raise InvalidMotionError(f"{name} contain NaN or infinite values (first at frame {bad})")
+    return arr
 
 
 def joint_index(name: str) -> int:
