@@ -1,0 +1,53 @@
+"""``python -m training <command> ...``: one entry point for the training package's commands.
+
+Each command lives in its own module, which provides ``add_arguments(parser)`` and ``run(args) -> int``
+(and a module docstring whose first line is its help). Only the chosen command's module is imported,
+so ``evaluate`` does not pull in torch. Adding a command is one line in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from engine.errors import DanceError
+
+# command name -> (module providing add_arguments/run, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "evaluate": ("training.metrics.evaluate", "FID/diversity/BAS and physical metrics of generated dances"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Bailando training package: training stages and evaluation.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n" + "\n".join(f"  {name:<14}{help_}" for name, (_, help_) in COMMANDS.items()),
+    )
+    parser.add_argument("command", choices=sorted(COMMANDS), metavar="command", help="one of the commands below")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the command's own arguments (see COMMAND -h)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        _top_parser().print_help(sys.stderr)
+        return 2
+    top = _top_parser().parse_args(argv[:1])  # the command name only; the rest goes to the command
+    module_name, help_ = COMMANDS[top.command]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"python -m training {top.command}", description=help_)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except DanceError as exc:  # one actionable line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
