@@ -1,0 +1,114 @@
+"""Headless batch: a dance video (and FBX) for each song.
+
+    python -m addon.batch SONG... -o OUTDIR [--model DIR] [--engine workbench|cycles|eevee] [--fbx]
+    blender -b -P addon/batch.py -- SONG... -o OUTDIR [...]
+
+For each song: a fresh scene, the engine's dance keyed on a new SMPL armature with a body mesh, the
+song as a sound strip, then ``OUTDIR/<song stem>.mp4`` (and ``.fbx``). One summary line per song; the
+exit status is 1 when any song failed, after every other song was still done.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run as a script: blender -b -P addon/batch.py -- ...
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import addon.batch
+
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    sys.exit(addon.batch.main(argv))
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+ENGINES = ("workbench", "cycles", "eevee")
+EXIT_FAILED = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m addon.batch", description=__doc__.splitlines()[0])
+    parser.add_argument("songs", nargs="+", type=Path, help="audio files (wav, mp3, ogg, flac)")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--model", type=Path, default=None, help="model folder (default: the embedded model)")
+    parser.add_argument("--engine", choices=ENGINES, default="workbench", help="render engine")
+    parser.add_argument("--fbx", action="store_true", help="also write <song stem>.fbx (song copied beside)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, ...")
+    parser.add_argument("--fps", type=float, default=30.0, choices=(60.0, 30.0, 24.0), help="animation rate")
+    parser.add_argument("--resolution", type=int, nargs=2, default=(640, 360), metavar=("W", "H"))
+    parser.add_argument("--seed", type=int, default=None, help="sample with this seed instead of greedy")
+    return parser
+
+
+def render_song(choreographer_args: tuple[Path, str], song: Path, args: argparse.Namespace) -> list[Path]:
+    """One song -> its files in ``args.out``. Raises a ``DanceError`` (or a bug) on failure."""
+    import bpy
+
+    from . import _engine
+    from .blender import export as bl_export
+    from .blender import render as bl_render
+    from .ui import core
+
+    generate = _engine.engine_module("generate")
+    sampling = _engine.engine_module("sampling")
+    song = core.check_song(song)
+    options = generate.GenerateOptions(
+        sampling=sampling.SamplingOptions(greedy=args.seed is None, seed=args.seed), fps=args.fps
+    )
+    model_dir, device = choreographer_args
+    (dance,) = core.generate_dances(model_dir, device, song, [options])
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    obj, _ = core.apply_dances(scene, [dance], song, with_mesh=True)
+    files = []
+    mp4 = args.out / f"{song.stem}.mp4"
+    bl_render.render_mp4(scene, mp4, args.engine.upper(), tuple(args.resolution), str(song))
+    files.append(mp4)
+    if args.fbx:
+        fbx = args.out / f"{song.stem}.fbx"
+        bl_export.export_fbx(obj, fbx, song_path=str(song))
+        files.append(fbx)
+    return files
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from . import _engine
+    from .ui import core
+
+    errors = _engine.errors
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        model_dir = core.resolve_model_dir(args.model)
+        core.get_choreographer(model_dir, args.device)  # load once, fail early
+    except errors.DanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+    failed = 0
+    for song in args.songs:
+        t0 = time.perf_counter()
+        try:
+            files = render_song((model_dir, args.device), song, args)
+        except errors.DanceError as exc:
+            failed += 1
+            print(f"{song.name}: FAILED: {exc}", flush=True)
+            continue
+        except Exception as exc:  # a bug: keep going with the other songs, show where it happened
+            failed += 1
+            traceback.print_exc()
+            print(f"{song.name}: FAILED unexpectedly: {type(exc).__name__}: {exc}", flush=True)
+            continue
+        print(f"{song.name}: ok in {time.perf_counter() - t0:.1f} s -> {', '.join(str(f) for f in files)}",
+              flush=True)
+    done = len(args.songs) - failed
+    print(f"{done}/{len(args.songs)} songs done" + (f", {failed} failed" if failed else ""), flush=True)
+    return EXIT_FAILED if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

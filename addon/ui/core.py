@@ -1,0 +1,220 @@
+"""The plain functions behind the operators (no UI): model lookup, the cached engine, applying finished
+dances to the scene, and posing an armature for the start-code preview.
+
+Operators gather options from properties and call these; the batch renderer calls them too. Engine
+work (``generate_dances``) touches no Blender data, so it may run in a worker thread; everything that
+changes the scene (``apply_dances``, ``pose_armature``) runs on the main thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import _engine
+from ..blender import armature as bl_armature
+from ..blender import keyframes as bl_keyframes
+from ..blender import scene as bl_scene
+
+skeleton = _engine.skeleton
+errors = _engine.errors
+
+SONG_EXTENSIONS = (".wav", ".mp3", ".ogg", ".flac")
+PRESETS = ("SMPL", "Mixamo")
+
+ProgressFn = Callable[[float, str], None]
+CancelFn = Callable[[], bool]
+
+
+# --- model and device ------------------------------------------------------------------------------
+def resolve_model_dir(chosen: str | Path | None) -> Path:
+    """The model folder chosen in the preferences, else the embedded default model."""
+    if chosen and str(chosen).strip():
+        path = Path(str(chosen)).expanduser()
+    else:
+        path = _engine.engine_module("cli").default_model_dir()
+    if not (path / "config.json").is_file():
+        where = "the folder chosen in the add-on preferences" if chosen else "the embedded default model"
+        raise errors.ModelError(
+            f"no model found at {path} ({where}); choose a model folder in Preferences > Add-ons > "
+            "Bailando Dance"
+        )
+    return path
+
+
+def torch_device(choice: str) -> str:
+    """'CPU' -> 'cpu'; 'GPU' -> 'cuda' or 'mps', whichever torch can use."""
+    if choice.upper() == "CPU":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    raise errors.InvalidOptionError("torch sees no GPU on this machine; choose CPU in the add-on preferences")
+
+
+_CACHE_LOCK = threading.Lock()
+_CACHE: dict[tuple[str, str, float], Any] = {}
+
+
+def get_choreographer(model_dir: str | Path, device: str = "cpu") -> Any:
+    """A loaded ``Choreographer``, kept between calls (loading a model takes seconds, a preview 10 ms).
+
+    Keyed by folder, device and the config's modification time, so a replaced model is reloaded.
+    """
+    model_dir = Path(model_dir).resolve()
+    config = model_dir / "config.json"
+    key = (str(model_dir), device, config.stat().st_mtime if config.exists() else 0.0)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            generate = _engine.engine_module("generate")
+            _CACHE.clear()  # one model at a time: they are large
+            _CACHE[key] = generate.Choreographer(model_dir, device=device)
+        return _CACHE[key]
+
+
+def clear_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+# --- generation (worker thread: no Blender data) ---------------------------------------------------
+def check_song(path: str | Path) -> Path:
+    song = Path(str(path)).expanduser()
+    if not str(path).strip():
+        raise errors.InvalidOptionError("choose a song first (wav, mp3, ogg or flac)")
+    if not song.is_file():
+        raise errors.InvalidOptionError(f"song not found: {song}")
+    return song.resolve()
+
+
+def variation_options(options: Any, count: int) -> list[Any]:
+    """``count`` option sets that differ only by seed (seed, seed + 1, ...), sampled, never greedy."""
+    if count <= 1:
+        return [options]
+    base_seed = options.sampling.seed or 0
+    return [
+        replace(options, sampling=replace(options.sampling, greedy=False, seed=base_seed + i))
+        for i in range(count)
+    ]
+
+
+def generate_dances(
+    model_dir: str | Path,
+    device: str,
+    song: str | Path,
+    options_list: Sequence[Any],
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> list[Any]:
+    """Run the engine once per option set on one song; music features are computed once."""
+    if progress is not None:
+        progress(0.0, "Loading the model")
+    choreographer = get_choreographer(model_dir, device)
+    n = len(options_list)
+
+    def part(i: int) -> ProgressFn:
+        def report(fraction: float, message: str) -> None:
+            if progress is not None:
+                prefix = f"Variation {i + 1}/{n}: " if n > 1 else ""
+                progress((i + fraction) / n, prefix + message)
+
+        return report
+
+    features = choreographer.features(song, part(0))
+    dances = []
+    for i, options in enumerate(options_list):
+        dances.append(choreographer.generate(song, options, progress=part(i), cancel=cancel, features=features))
+    return dances
+
+
+# --- applying results (main thread) ----------------------------------------------------------------
+def action_names(song: str | Path, count: int) -> list[str]:
+    stem = Path(str(song)).stem
+    return [stem] if count == 1 else [f"{stem} v{i + 1}" for i in range(count)]
+
+
+def apply_dances(
+    scene: Any,
+    dances: Sequence[Any],
+    song: str | Path,
+    *,
+    target: Any = None,
+    preset: str = "SMPL",
+    with_mesh: bool = True,
+) -> tuple[Any, list[Any]]:
+    """Add the song, then key each dance as a NEW action on ``target`` (None: a new SMPL armature).
+
+    Returns (armature object, actions). The last action stays assigned; the others keep a fake user
+    so they are saved with the file and listed in the Action editor.
+    """
+    if not dances:
+        raise errors.DanceError("the engine returned no dance")
+    for dance in dances:
+        if dance.rotations is None:
+            raise errors.DanceError("the dance has no joint rotations; generate with rotations enabled")
+    fps = float(dances[0].fps)
+    bl_scene.load_song(scene, song, fps=fps)
+    names = action_names(song, len(dances))
+    actions = []
+    if target is None:
+        target = bl_armature.create_smpl_armature(
+            Path(str(song)).stem, dances[0].rest_joints, with_mesh=with_mesh, collection=scene.collection
+        )
+        for dance, name in zip(dances, names):
+            actions.append(bl_keyframes.apply_dance(target, dance.rotations, dance.translation,
+                                                    dance.rest_joints, dance.fps, name, scene=scene))
+    else:
+        if getattr(target, "type", None) != "ARMATURE":
+            raise errors.InvalidOptionError(f"{target.name!r} is not an armature: select an armature")
+        from ..blender import rigmap
+
+        for dance, name in zip(dances, names):
+            actions.append(rigmap.retarget_to_rig(target, dance.rotations, dance.translation,
+                                                  dance.rest_joints, dance.fps, name, preset))
+    for action in actions[:-1]:
+        action.use_fake_user = True
+    scene.frame_current = scene.frame_start
+    return target, actions
+
+
+# --- start-pose preview (main thread) --------------------------------------------------------------
+def is_smpl_armature(obj: Any) -> bool:
+    return getattr(obj, "type", None) == "ARMATURE" and all(n in obj.data.bones for n in skeleton.JOINT_NAMES)
+
+
+def armature_rest_joints(obj: Any) -> np.ndarray:
+    """Rest joints (24, 3) y-up metres of an SMPL armature: its bone heads (armature space)."""
+    heads = np.array([obj.data.bones[n].head_local for n in skeleton.JOINT_NAMES], dtype=np.float64)
+    return skeleton.zup_to_yup(heads)
+
+
+def armature_pose_joints(obj: Any) -> np.ndarray:
+    """Current posed joints (24, 3) y-up metres of an SMPL armature (armature space)."""
+    heads = np.array([obj.pose.bones[n].head for n in skeleton.JOINT_NAMES], dtype=np.float64)
+    return skeleton.zup_to_yup(heads)
+
+
+def pose_armature(obj: Any, joints: np.ndarray) -> None:
+    """Pose an SMPL armature (rotations only, no keys) so its joints match ``joints`` (24, 3) y-up.
+
+    The root stays where it is: only the shape of the pose is previewed.
+    """
+    if not is_smpl_armature(obj):
+        raise errors.InvalidOptionError("the preview needs an SMPL armature: generate one or select it")
+    retarget = _engine.engine_module("retarget")
+    solution = retarget.solve_rotations(np.asarray(joints, dtype=np.float64)[None],
+                                        rest_joints=armature_rest_joints(obj))
+    rest = bl_keyframes.bone_rest_matrices(obj, skeleton.JOINT_NAMES)
+    basis = bl_keyframes.smpl_basis(solution.rotations, rest)[0]  # (24, 4)
+    for name, quat in zip(skeleton.JOINT_NAMES, basis):
+        bone = obj.pose.bones[name]
+        bone.rotation_mode = "QUATERNION"
+        bone.rotation_quaternion = tuple(float(v) for v in quat)

@@ -1,0 +1,132 @@
+"""Add-on preferences: model folder, CPU/GPU, and whether torch and librosa can be imported, with an
+"Install" button that pip-installs them into the extension's user folder (only with online access)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+from bpy.types import AddonPreferences, Operator
+
+from . import jobs
+
+# "addon" in the repository, "bl_ext.user_default.bailando_dance" once installed.
+ADDON_PACKAGE = __package__.rpartition(".")[0] if __package__ else "addon"
+DEPENDENCIES = ("torch", "librosa")
+PIP_REQUIREMENTS = ("torch", "librosa", "soundfile", "safetensors")
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+class _Defaults:
+    """What ``get`` returns when the add-on was registered without the add-on system (tests, batch)."""
+
+    model_dir = ""
+    device = "CPU"
+
+
+def get(context: Any = None) -> Any:
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON_PACKAGE)
+    return addon.preferences if addon is not None and addon.preferences is not None else _Defaults()
+
+
+# --- dependencies ----------------------------------------------------------------------------------
+def deps_dir(create: bool = False) -> Path:
+    """Where "Install" puts torch and librosa: the extension's user folder (kept across updates)."""
+    try:
+        return Path(bpy.utils.extension_path_user(ADDON_PACKAGE, path="deps", create=create))
+    except ValueError:  # not installed as an extension (running from the repository)
+        return Path(bpy.utils.user_resource("SCRIPTS", path=os.path.join("dance_deps"), create=create))
+
+
+def add_deps_to_path() -> None:
+    folder = deps_dir()
+    if folder.is_dir() and str(folder) not in sys.path:
+        sys.path.append(str(folder))  # appended: Blender's own numpy keeps priority
+
+
+def missing_dependencies() -> list[str]:
+    return [name for name in DEPENDENCIES if importlib.util.find_spec(name) is None]
+
+
+def pip_command(target: Path) -> list[str]:
+    return [sys.executable, "-m", "pip", "install", "--upgrade", "--target", str(target),
+            "--extra-index-url", TORCH_CPU_INDEX, *PIP_REQUIREMENTS]
+
+
+class DANCE_OT_install_dependencies(Operator):
+    """Install torch and librosa into this add-on's user folder (downloads about 200 MB)"""
+
+    bl_idname = "dance.install_dependencies"
+    bl_label = "Install torch and librosa"
+    bl_options = {"INTERNAL"}
+
+    def execute(self, context: Any) -> set[str]:
+        if not bpy.app.online_access:
+            self.report({"ERROR"}, "Blender is offline: enable Preferences > System > Network > Allow Online "
+                                   "Access, or install torch and librosa yourself")
+            return {"CANCELLED"}
+        target = deps_dir(create=True)
+
+        def work(progress: jobs.ProgressFn, cancel: jobs.CancelFn) -> str:
+            progress(0.0, f"pip install into {target}")
+            done = subprocess.run(pip_command(target), capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "pip failed")
+            return str(target)
+
+        try:
+            job = jobs.Job("install dependencies", work).start()
+        except jobs.JobBusyError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        job.wait()
+        job.release()
+        if job.error is not None:
+            self.report({"ERROR"}, f"Installing torch and librosa failed: {job.error}")
+            return {"CANCELLED"}
+        add_deps_to_path()
+        importlib.invalidate_caches()
+        self.report({"INFO"}, f"Installed torch and librosa into {target}")
+        return {"FINISHED"}
+
+
+class DANCE_AP_preferences(AddonPreferences):
+    bl_idname = ADDON_PACKAGE
+
+    model_dir: StringProperty(  # type: ignore[valid-type]
+        name="Model Folder", subtype="DIR_PATH",
+        description="A model folder (config.json + weights); empty uses the embedded default model",
+    )
+    device: EnumProperty(  # type: ignore[valid-type]
+        name="Device",
+        items=[("CPU", "CPU", "Works everywhere"), ("GPU", "GPU", "CUDA or Apple Metal, when torch sees one")],
+        default="CPU",
+    )
+
+    def draw(self, context: Any) -> None:
+        layout = self.layout
+        layout.prop(self, "model_dir")
+        layout.prop(self, "device", expand=True)
+        box = layout.box()
+        box.label(text="Dependencies")
+        missing = missing_dependencies()
+        for name in DEPENDENCIES:
+            ok = name not in missing
+            box.label(text=f"{name}: {'importable' if ok else 'missing'}", icon="CHECKMARK" if ok else "ERROR")
+        if missing:
+            if bpy.app.online_access:
+                box.operator(DANCE_OT_install_dependencies.bl_idname, icon="IMPORT")
+                box.label(text=f"Installs into {deps_dir()}")
+            else:
+                box.label(text="Blender is offline: allow online access (Preferences > System) to install",
+                          icon="INFO")
+
+
+CLASSES = (DANCE_OT_install_dependencies, DANCE_AP_preferences)

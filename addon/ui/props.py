@@ -1,0 +1,159 @@
+"""Properties: the dance settings of a scene (``scene.dance``), the marker on armatures the add-on made
+(``object.dance``) and the running job's progress (``window_manager.dance_job``, never saved and never
+part of undo, so a cancelled generation leaves the scene exactly as it was)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.types import PropertyGroup
+
+from . import core, prefs
+
+# Set while "From current pose" writes both codes, so the preview runs once, not per code.
+_PREVIEW_SUSPENDED = False
+LAST_PREVIEW_MS = 0.0
+
+
+def preview_target(context: Any) -> Any | None:
+    """The armature the start-code preview poses: the active SMPL armature, else the scene's."""
+    obj = context.active_object
+    if core.is_smpl_armature(obj):
+        return obj
+    obj = context.scene.dance.armature
+    return obj if core.is_smpl_armature(obj) else None
+
+
+def preview_start_codes(context: Any) -> str | None:
+    """Pose the preview armature at the pose the start codes decode to; returns an error or None."""
+    global LAST_PREVIEW_MS
+    props = context.scene.dance
+    obj = preview_target(context)
+    if obj is None:
+        return "No SMPL armature to preview on: generate a dance or select its armature"
+    t0 = time.perf_counter()
+    try:
+        addon_prefs = prefs.get(context)
+        model_dir = core.resolve_model_dir(addon_prefs.model_dir)
+        choreographer = core.get_choreographer(model_dir, core.torch_device(addon_prefs.device))
+        joints = choreographer.preview_pose(props.start_up, props.start_down)
+        core.pose_armature(obj, joints)
+    except core.errors.DanceError as exc:
+        return str(exc)
+    LAST_PREVIEW_MS = (time.perf_counter() - t0) * 1000.0
+    return None
+
+
+def _on_start_code(self: Any, context: Any) -> None:
+    if _PREVIEW_SUSPENDED or not self.live_preview:
+        return
+    error = preview_start_codes(context)
+    context.window_manager.dance_job.status = error or f"Preview: codes ({self.start_up}, {self.start_down})"
+
+
+def set_start_codes(context: Any, up: int, down: int) -> None:
+    """Write both codes with a single preview (the update callback would otherwise run twice)."""
+    global _PREVIEW_SUSPENDED
+    props = context.scene.dance
+    _PREVIEW_SUSPENDED = True
+    try:
+        props.start_up, props.start_down = int(up), int(down)
+    finally:
+        _PREVIEW_SUSPENDED = False
+    _on_start_code(props, context)
+
+
+def _is_armature(self: Any, obj: Any) -> bool:
+    return obj.type == "ARMATURE"
+
+
+class DANCE_PG_scene(PropertyGroup):
+    song_path: StringProperty(  # type: ignore[valid-type]
+        name="Song", subtype="FILE_PATH", description="Music to dance to (wav, mp3, ogg or flac)"
+    )
+    fps: EnumProperty(  # type: ignore[valid-type]
+        name="Frame Rate",
+        items=[("30", "30 fps", "Resampled from the model's 60 fps"), ("60", "60 fps", "The model's own rate"),
+               ("24", "24 fps", "Film rate")],
+        default="30",
+    )
+    # Starting pose codes: the first (upper, lower) token of the dance.
+    use_start_codes: BoolProperty(  # type: ignore[valid-type]
+        name="Custom Start Pose", description="Start from these codes instead of the model's default pair",
+        default=False,
+    )
+    start_up: IntProperty(  # type: ignore[valid-type]
+        name="Upper", description="Upper-body code of the first pose", min=0, soft_max=511, update=_on_start_code
+    )
+    start_down: IntProperty(  # type: ignore[valid-type]
+        name="Lower", description="Lower-body code of the first pose", min=0, soft_max=511, update=_on_start_code
+    )
+    live_preview: BoolProperty(  # type: ignore[valid-type]
+        name="Live Preview", description="Pose the armature whenever a code changes", default=True
+    )
+    # Sampling.
+    greedy: BoolProperty(  # type: ignore[valid-type]
+        name="Greedy", description="Always pick the most likely code (the official sampler)", default=True
+    )
+    temperature: FloatProperty(  # type: ignore[valid-type]
+        name="Temperature", description="Higher is wilder (sampling only)", default=1.0, min=0.05, max=5.0
+    )
+    top_k: IntProperty(  # type: ignore[valid-type]
+        name="Top K", description="Sample among the K most likely codes (0: all)", default=0, min=0
+    )
+    seed: IntProperty(name="Seed", description="Random seed for sampling", default=0, min=0)  # type: ignore[valid-type]
+    variations: IntProperty(  # type: ignore[valid-type]
+        name="Variations", description="How many actions 'Generate Variations' makes", default=3, min=2, max=16
+    )
+    # Target.
+    target: EnumProperty(  # type: ignore[valid-type]
+        name="Target",
+        items=[("NEW", "New SMPL Armature", "Create a ready-to-render SMPL armature with a simple body"),
+               ("SELECTED", "Selected Armature", "Apply to the active armature through a bone map preset")],
+        default="NEW",
+    )
+    preset: EnumProperty(  # type: ignore[valid-type]
+        name="Bone Map", items=[(p, p, f"{p} bone names") for p in core.PRESETS], default="SMPL"
+    )
+    with_mesh: BoolProperty(name="Body Mesh", description="Give a new armature a simple body", default=True)  # type: ignore[valid-type]
+    armature: PointerProperty(  # type: ignore[valid-type]
+        name="Armature", type=bpy.types.Object, poll=_is_armature,
+        description="The armature the last generation was applied to",
+    )
+    # Render preview.
+    render_engine: EnumProperty(  # type: ignore[valid-type]
+        name="Engine",
+        items=[("WORKBENCH", "Workbench", "Fast preview"), ("CYCLES", "Cycles (CPU)", "Slower, no GPU needed"),
+               ("EEVEE", "EEVEE", "Needs OpenGL")],
+        default="WORKBENCH",
+    )
+    render_width: IntProperty(name="Width", default=640, min=16, max=7680)  # type: ignore[valid-type]
+    render_height: IntProperty(name="Height", default=360, min=16, max=4320)  # type: ignore[valid-type]
+
+
+class DANCE_PG_job(PropertyGroup):
+    running: BoolProperty(default=False)  # type: ignore[valid-type]
+    progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")  # type: ignore[valid-type]
+    status: StringProperty(name="Status", default="")  # type: ignore[valid-type]
+
+
+class DANCE_PG_object(PropertyGroup):
+    song_path: StringProperty(name="Song", subtype="FILE_PATH")  # type: ignore[valid-type]
+
+
+CLASSES = (DANCE_PG_scene, DANCE_PG_job, DANCE_PG_object)
+
+
+def register_properties() -> None:
+    bpy.types.Scene.dance = PointerProperty(type=DANCE_PG_scene)  # type: ignore[attr-defined]
+    bpy.types.Object.dance = PointerProperty(type=DANCE_PG_object)  # type: ignore[attr-defined]
+    bpy.types.WindowManager.dance_job = PointerProperty(type=DANCE_PG_job)  # type: ignore[attr-defined]
+
+
+def unregister_properties() -> None:
+    del bpy.types.WindowManager.dance_job  # type: ignore[attr-defined]
+    del bpy.types.Object.dance  # type: ignore[attr-defined]
+    del bpy.types.Scene.dance  # type: ignore[attr-defined]
