@@ -1,0 +1,27 @@
+"""Errors of the Blender layer: finer types under the engine's ``DanceError`` (one clear line each)."""
+
+from __future__ import annotations
+
+from .._engine import errors
+
+DanceError = errors.DanceError
+
+
+class BlenderLayerError(DanceError):
+    """Something in the Blender scene prevents the operation; the scene was left unchanged."""
+
+
+class RigMappingError(BlenderLayerError):
+    """The target rig lacks bones the chosen bone-map preset needs (the message names them)."""
+
+
+class ExportError(BlenderLayerError):
+    """An FBX/BVH export failed; nothing was written at the destination."""
+
+
+class RenderError(BlenderLayerError):
+    """A render failed (or its child process crashed); nothing was written at the destination."""
+
+
+class AudioUnsupportedError(BlenderLayerError):
+    """This Blender build has no audio support (e.g. the PyPI bpy 4.2 wheel), so no sound strip."""

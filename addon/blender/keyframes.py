@@ -1,0 +1,181 @@
+"""Bulk keyframes: a dance (local rotations + root translation) -> a new action on an SMPL armature.
+
+Conversion (blender.md §3.2 step 6), with C the y-up -> z-up matrix and A a bone's armature-space
+rest orientation (``bone.matrix_local``): ``basis = A^T (C R_local C^T) A`` and the pelvis location
+``A_pelvis^T (C (J_pelvis + t) - head_pelvis)``. Keys are written with ``keyframe_points.add`` +
+``foreach_set`` (hundreds of times faster than ``keyframe_insert``), LINEAR, with quaternion signs
+made continuous so interpolation never spins the long way round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import bpy
+import numpy as np
+
+from .._engine import rotation, skeleton
+from . import compat
+from .errors import BlenderLayerError
+from .scene import set_scene_fps
+
+C = skeleton.YUP_TO_ZUP
+
+
+def continuous_quaternions(quats: np.ndarray) -> np.ndarray:
+    """Flip signs along axis 0 (time) so consecutive quaternions have a non-negative dot product.
+
+    Vectorised form of ``rotation.make_continuous``: the sign of frame t is the running product of
+    the signs of the dot products between consecutive raw frames.
+    """
+    quats = np.asarray(quats, dtype=np.float64)
+    if quats.shape[0] < 2:
+        return quats.copy()
+    dots = np.sum(quats[1:] * quats[:-1], axis=-1)  # (T-1, ...)
+    signs = np.cumprod(np.where(dots < 0.0, -1.0, 1.0), axis=0)
+    signs = np.concatenate([np.ones_like(signs[:1]), signs], axis=0)
+    return quats * signs[..., None]
+
+
+def bone_rest_matrices(obj: Any, bone_names: Sequence[str]) -> np.ndarray:
+    """Armature-space rest orientation of each named bone (N, 3, 3)."""
+    return np.array([np.array(obj.data.bones[n].matrix_local)[:3, :3] for n in bone_names])
+
+
+def write_pose_action(
+    obj: Any,
+    action_name: str,
+    bone_quaternions: dict[str, np.ndarray],
+    *,
+    root_bone: str | None = None,
+    root_locations: np.ndarray | None = None,
+    frame_start: int = 1,
+) -> Any:
+    """Write one key per frame for each bone's ``rotation_quaternion`` (T, 4), already continuous in
+    time (see ``continuous_quaternions``), and the root bone's ``location`` (T, 3), into a NEW action assigned to ``obj``; returns the action.
+
+    ``bpy.data.actions.new`` picks a unique name ("song.001" when "song" exists), so an existing
+    action is never overwritten.
+    """
+    action = bpy.data.actions.new(action_name)
+    compat.assign_new_action(obj, action)
+    num_frames = next(iter(bone_quaternions.values())).shape[0]
+    keys = np.empty((num_frames, 2), dtype=np.float32)  # interleaved (frame, value)
+    keys[:, 0] = np.arange(frame_start, frame_start + num_frames, dtype=np.float32)
+    linear = np.full(num_frames, compat.INTERPOLATION_LINEAR, dtype=np.int32)
+
+    def write(data_path: str, group: str, values: np.ndarray) -> None:  # values (T, channels)
+        for index in range(values.shape[1]):
+            fcurve = compat.new_fcurve(obj, action, data_path, index, group)
+            points = fcurve.keyframe_points
+            points.add(num_frames)
+            keys[:, 1] = values[:, index]
+            points.foreach_set("co", keys.ravel())
+            points.foreach_set("interpolation", linear)
+            fcurve.update()
+
+    for bone_name, quats in bone_quaternions.items():
+        obj.pose.bones[bone_name].rotation_mode = "QUATERNION"
+        write(f'pose.bones["{bone_name}"].rotation_quaternion', bone_name, quats)
+    if root_bone is not None and root_locations is not None:
+        write(f'pose.bones["{root_bone}"].location', root_bone, np.asarray(root_locations))
+    return action
+
+
+def _check_dance(rotations: np.ndarray, translation: np.ndarray, rest_joints: np.ndarray, fps: float):
+    rotations = np.asarray(rotations, dtype=np.float64)
+    translation = np.asarray(translation, dtype=np.float64)
+    rest_joints = np.asarray(rest_joints, dtype=np.float64)
+    n = skeleton.NUM_JOINTS
+    if rotations.ndim != 3 or rotations.shape[1:] != (n, 4) or rotations.shape[0] < 1:
+        raise BlenderLayerError(f"rotations must be (T, 24, 4) quaternions, got shape {rotations.shape}")
+    if translation.shape != (rotations.shape[0], 3):
+        raise BlenderLayerError(
+            f"translation must be (T, 3) with T = {rotations.shape[0]}, got shape {translation.shape}"
+        )
+    if rest_joints.shape != (n, 3):
+        raise BlenderLayerError(f"rest joints must be (24, 3), got shape {rest_joints.shape}")
+    for label, arr in (("rotations", rotations), ("translation", translation), ("rest joints", rest_joints)):
+        if not np.all(np.isfinite(arr)):
+            raise BlenderLayerError(f"the dance's {label} contain NaN or infinite values")
+    if not (np.isfinite(fps) and fps > 0):
+        raise BlenderLayerError(f"fps must be a positive number, got {fps}")
+    return rotations, translation, rest_joints
+
+
+def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of w-first quaternions (..., 4) x (..., 4), broadcasting."""
+    aw, ax, ay, az = np.moveaxis(a, -1, 0)
+    bw, bx, by, bz = np.moveaxis(b, -1, 0)
+    return np.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        axis=-1,
+    )
+
+
+def smpl_basis(rotations: np.ndarray, rest_orientations: np.ndarray) -> np.ndarray:
+    """Local SMPL rotations (T, 24, 4) y-up -> Blender pose-bone basis quaternions (T, 24, 4).
+
+    ``basis = A^T (C R C^T) A = B^T R B`` with ``B = C^T A`` per bone (A: (24, 3, 3)); done as the
+    quaternion product ``conj(q_B) q_R q_B``, which is much cheaper than matrices for long dances.
+    """
+    b = rotation.matrix_to_quaternion(np.einsum("ij,bjk->bik", C.T, rest_orientations))  # (24, 4)
+    b_conj = b * np.array([1.0, -1.0, -1.0, -1.0])
+    q = rotations / np.linalg.norm(rotations, axis=-1, keepdims=True)
+    return quaternion_multiply(quaternion_multiply(b_conj, q), b)
+
+
+def apply_dance(
+    obj: Any,
+    rotations: np.ndarray,
+    translation: np.ndarray,
+    rest_joints: np.ndarray,
+    fps: float,
+    action_name: str,
+    *,
+    bone_names: Sequence[str] = skeleton.JOINT_NAMES,
+    frame_start: int = 1,
+    scene: Any = None,
+) -> Any:
+    """Key a dance onto an SMPL-like armature ``obj`` as a new action named ``action_name``.
+
+    rotations (T, 24, 4) local quaternions w-first, translation (T, 3), rest_joints (24, 3): engine
+    y-up metres, the FK convention of ``engine.skeleton.forward_kinematics_matrices``; ``bone_names[j]``
+    is the bone of SMPL joint j. Sets the scene's fps and frame range to the dance. Returns the action.
+    Raises ``BlenderLayerError`` (scene unchanged) on bad shapes or missing bones.
+    """
+    rotations, translation, rest_joints = _check_dance(rotations, translation, rest_joints, fps)
+    if getattr(obj, "type", None) != "ARMATURE":
+        raise BlenderLayerError(f"{getattr(obj, 'name', obj)!r} is not an armature object")
+    if len(bone_names) != skeleton.NUM_JOINTS:
+        raise BlenderLayerError(f"bone_names must name 24 bones, got {len(bone_names)}")
+    missing = [n for n in bone_names if n not in obj.data.bones]
+    if missing:
+        raise BlenderLayerError(f"armature {obj.name!r} lacks the bones: {', '.join(missing)}")
+    scene = scene or bpy.context.scene
+
+    rest_orient = bone_rest_matrices(obj, bone_names)  # (24, 3, 3)
+    basis = continuous_quaternions(smpl_basis(rotations, rest_orient))  # (T, 24, 4)
+    root = bone_names[0]
+    head = np.array(obj.data.bones[root].head_local)
+    # Pelvis world target C (J0 + t), expressed in the pelvis bone's rest frame relative to its head.
+    root_loc = ((rest_joints[0] + translation) @ C.T - head) @ rest_orient[0]  # (T, 3)
+
+    action = write_pose_action(
+        obj,
+        action_name,
+        {name: basis[:, j] for j, name in enumerate(bone_names)},
+        root_bone=root,
+        root_locations=root_loc,
+        frame_start=frame_start,
+    )
+    set_scene_fps(scene, fps)
+    scene.frame_start = frame_start
+    scene.frame_end = frame_start + rotations.shape[0] - 1
+    return action

@@ -1,0 +1,67 @@
+"""Fixtures for the Blender-layer tests (modules named ``test_blender_*``), run on the real bpy module.
+
+Every such test starts from an empty factory scene, so no test sees another's objects or actions.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _fresh_blender_scene(request):
+    if not request.module.__name__.rsplit(".", 1)[-1].startswith("test_blender_"):
+        yield
+        return
+    bpy = pytest.importorskip("bpy")
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    yield
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+def make_dance(num_frames: int, seed: int = 0, amplitude: float = 0.5):
+    """A smooth random dance: (rotations (T, 24, 4), translation (T, 3), joints (T, 24, 3)) y-up.
+
+    Each joint's axis-angle is a sum of two random sinusoids; the root wanders and bobs.
+    """
+    from engine import rotation, skeleton
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_frames)[:, None, None] / 60.0  # (T, 1, 1) seconds
+    freq = rng.uniform(0.3, 2.0, size=(2, 24, 3))
+    phase = rng.uniform(0, 2 * np.pi, size=(2, 24, 3))
+    amp = rng.uniform(0.2, 1.0, size=(2, 24, 3)) * amplitude
+    aa = (amp[0] * np.sin(2 * np.pi * freq[0] * t + phase[0])
+          + amp[1] * np.sin(2 * np.pi * freq[1] * t + phase[1]))  # (T, 24, 3)
+    local = rotation.axis_angle_to_matrix(aa)
+    quats = rotation.matrix_to_quaternion(local)
+    time = t[:, 0, 0]
+    translation = np.stack(
+        [0.6 * np.sin(0.7 * time), 1.2 + 0.05 * np.sin(4.0 * time), 0.4 * np.cos(0.5 * time)], axis=1
+    )
+    joints, _ = skeleton.forward_kinematics_matrices(local, translation, skeleton.REST_JOINTS)
+    return quats, translation, joints
+
+
+@pytest.fixture
+def dance():
+    """120 frames at 60 fps on the SMPL rest skeleton."""
+    return make_dance(120)
+
+
+@pytest.fixture
+def song_wav(tmp_path: Path) -> Path:
+    """A 2-second 440 Hz mono WAV at 48 kHz."""
+    rate = 48000
+    samples = (np.sin(2 * np.pi * 440 * np.arange(2 * rate) / rate) * 12000).astype(np.int16)
+    path = tmp_path / "my song.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    return path

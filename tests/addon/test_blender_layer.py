@@ -1,0 +1,140 @@
+"""The SMPL armature and bulk keyframes on the real bpy module: pose == engine FK, one key per frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from addon.blender import armature, compat, keyframes, scene  # noqa: E402
+from addon.blender.errors import BlenderLayerError  # noqa: E402
+from engine import skeleton  # noqa: E402
+
+
+def _pose_heads(obj, frame: int) -> np.ndarray:
+    bpy.context.scene.frame_set(frame)
+    return np.array([obj.matrix_world @ obj.pose.bones[n].head for n in skeleton.JOINT_NAMES])
+
+
+def test_armature_rest_matches_joints_and_has_a_skinned_body():
+    obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS)
+    heads = np.array([obj.data.bones[n].head_local for n in skeleton.JOINT_NAMES])
+    np.testing.assert_allclose(heads, skeleton.yup_to_zup(skeleton.REST_JOINTS), atol=1e-6)
+    for j, name in enumerate(skeleton.JOINT_NAMES):
+        parent = obj.data.bones[name].parent
+        assert (parent.name if parent else None) == (
+            skeleton.JOINT_NAMES[skeleton.PARENTS[j]] if j else None
+        )
+    body = [c for c in obj.children if c.type == "MESH"]
+    assert len(body) == 1
+    mesh = body[0]
+    assert {g.name for g in mesh.vertex_groups} == set(skeleton.JOINT_NAMES)
+    assert any(m.type == "ARMATURE" and m.object == obj for m in mesh.modifiers)
+    assert len(mesh.data.vertices) == 8 * 24
+
+
+def test_keyed_pose_matches_engine_fk(dance):
+    quats, translation, joints = dance
+    obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS)
+    action = keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, 60, "my song")
+
+    sc = bpy.context.scene
+    assert (sc.frame_start, sc.frame_end) == (1, 120)
+    assert scene.scene_fps(sc) == pytest.approx(60.0)
+    assert obj.animation_data.action == action
+    for frame in (1, 2, 37, 80, 120):
+        heads = _pose_heads(obj, frame)
+        err = np.abs(heads - skeleton.yup_to_zup(joints[frame - 1])).max()
+        assert err < 1e-4, f"frame {frame}: max joint error {err:.2e} m"
+
+    # The pelvis really travels (the root translation is keyed, not just rotations).
+    assert np.linalg.norm(_pose_heads(obj, 120)[0] - _pose_heads(obj, 1)[0]) > 0.1
+
+
+def test_one_linear_key_per_frame_for_every_bone(dance):
+    quats, translation, _ = dance
+    obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS, with_mesh=False)
+    action = keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, 60, "song", frame_start=10)
+    curves = compat.action_fcurves(action, obj)
+    paths = {(fc.data_path, fc.array_index) for fc in curves}
+    for name in skeleton.JOINT_NAMES:
+        for i in range(4):
+            assert (f'pose.bones["{name}"].rotation_quaternion', i) in paths
+    for i in range(3):
+        assert ('pose.bones["pelvis"].location', i) in paths
+    assert len(curves) == 24 * 4 + 3
+    for fc in curves:
+        frames = np.empty(2 * len(fc.keyframe_points), dtype=np.float32)
+        fc.keyframe_points.foreach_get("co", frames)
+        np.testing.assert_array_equal(frames[0::2], np.arange(10, 130, dtype=np.float32))
+        assert {k.interpolation for k in fc.keyframe_points} == {"LINEAR"}
+
+
+def test_quaternion_keys_are_continuous(dance):
+    quats, translation, _ = dance
+    flipped = quats.copy()
+    flipped[1::2] *= -1  # same rotations, alternating signs
+    obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS, with_mesh=False)
+    action = keyframes.apply_dance(obj, flipped, translation, skeleton.REST_JOINTS, 60, "song")
+    curves = {(fc.data_path, fc.array_index): fc for fc in compat.action_fcurves(action, obj)}
+    for name in skeleton.JOINT_NAMES:
+        q = np.stack([
+            [k.co[1] for k in curves[(f'pose.bones["{name}"].rotation_quaternion', i)].keyframe_points]
+            for i in range(4)
+        ], axis=1)
+        assert np.all(np.sum(q[1:] * q[:-1], axis=1) >= 0.0), name
+
+
+def test_new_action_never_overwrites_an_existing_one(dance):
+    quats, translation, _ = dance
+    existing = bpy.data.actions.new("my song")
+    existing.use_fake_user = True
+    obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS, with_mesh=False)
+    first = keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, 60, "my song")
+    second = keyframes.apply_dance(obj, quats[:50], translation[:50], skeleton.REST_JOINTS, 30, "my song")
+    assert len({existing.name, first.name, second.name}) == 3
+    assert existing.name == "my song"
+    assert compat.action_fcurves(existing) == []  # untouched
+    assert obj.animation_data.action == second
+    assert int(first.frame_range[1]) == 120  # the first dance is still whole
+    assert bpy.context.scene.render.fps == 30 and bpy.context.scene.frame_end == 50
+
+
+def test_fractional_fps_is_exact():
+    sc = bpy.context.scene
+    scene.set_scene_fps(sc, 29.97)
+    assert scene.scene_fps(sc) == pytest.approx(29.97, abs=1e-6)
+    scene.set_scene_fps(sc, 60)
+    assert (sc.render.fps, sc.render.fps_base) == (60, 1.0)
+
+
+def test_bad_input_changes_nothing(dance):
+    quats, translation, _ = dance
+    obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS, with_mesh=False)
+    actions_before = len(bpy.data.actions)
+    with pytest.raises(BlenderLayerError, match="translation"):
+        keyframes.apply_dance(obj, quats, translation[:-1], skeleton.REST_JOINTS, 60, "x")
+    bad = quats.copy()
+    bad[3, 5, 0] = np.nan
+    with pytest.raises(BlenderLayerError, match="NaN"):
+        keyframes.apply_dance(obj, bad, translation, skeleton.REST_JOINTS, 60, "x")
+    obj.data.bones["l_knee"].name = "knee_left"
+    with pytest.raises(BlenderLayerError, match="l_knee"):
+        keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, 60, "x")
+    assert len(bpy.data.actions) == actions_before
+    assert obj.animation_data is None
+
+
+def test_song_strip_sets_the_frame_range(song_wav):
+    sc = bpy.context.scene
+    strip = scene.load_song(sc, song_wav, fps=30)
+    assert scene.song_strip(sc) == strip
+    assert sc.render.fps == 30
+    assert (sc.frame_start, sc.frame_end) == (1, 60)  # 2 s at 30 fps
+    # Loading another song replaces the strip rather than stacking songs.
+    scene.load_song(sc, song_wav, fps=60)
+    assert len(compat.sequencer_strips(sc)) == 1
+    assert sc.frame_end == 120
+    with pytest.raises(BlenderLayerError, match="not found"):
+        scene.load_song(sc, song_wav.with_name("missing.wav"))
