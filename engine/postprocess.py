@@ -1,0 +1,121 @@
+"""Post-processing of joint sequences: put the feet on the floor, change the frame rate.
+
+``ground_feet`` finds where the floor is under the feet over time and moves the whole body vertically by
+a smooth correction, so slow generated drift in height disappears while jumps stay jumps:
+
+1. the sole height per frame is the lowest of the ankles and toes, each minus its height above the sole;
+2. contact frames are those where the sole is near its lowest point of the surrounding fraction of a second
+   (a jump apex is not, a drifting stance is); the floor is the sole height there, interpolated across
+   flights and low-passed;
+3. wherever the smoothed floor still lies above the soles it is lowered by a smooth bump that provably
+   covers the gap, so no frame ends with a foot below the floor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from .errors import InvalidOptionError
+from .rotation import make_continuous, quaternion_slerp
+from .skeleton import REST_JOINTS, check_joints
+
+ANKLES = np.array([7, 8])
+TOES = np.array([10, 11])
+# The SMPL toe joint sits at the ball of the foot, about 2 cm above the sole.
+TOE_ABOVE_SOLE = 0.02
+# Standing flat in the rest pose, the ankle joint is 6.1 cm above the toe joint: 8.1 cm above the sole.
+ANKLE_ABOVE_SOLE = TOE_ABOVE_SOLE + float(np.mean(REST_JOINTS[ANKLES, 1] - REST_JOINTS[TOES, 1]))
+
+# Contact: the sole is within CONTACT_TOLERANCE of its lowest point over +-CONTACT_WINDOW_S. A jump apex is far
+# above its take-off and landing, slow drift in height moves the sole by much less in that window.
+CONTACT_WINDOW_S = 0.2
+CONTACT_TOLERANCE = 0.04
+
+
+def sole_height(joints: np.ndarray) -> np.ndarray:
+    """Height of the lowest point of the soles per frame (T,) for joints (T, 24, 3) y-up metres."""
+    joints = np.asarray(joints, dtype=np.float64)
+    ankles = joints[:, ANKLES, 1] - ANKLE_ABOVE_SOLE
+    toes = joints[:, TOES, 1] - TOE_ABOVE_SOLE
+    return np.minimum(ankles.min(axis=1), toes.min(axis=1))
+
+
+def contact_frames(sole: np.ndarray, fps: float) -> np.ndarray:
+    """Frames (T,) bool where a foot is on the floor, from the sole height per frame (T,)."""
+    half = max(1, int(round(CONTACT_WINDOW_S * fps)))
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(sole, half, mode="edge"), 2 * half + 1)
+    return sole - windows.min(axis=1) < CONTACT_TOLERANCE
+
+
+def _smooth_cover(gap: np.ndarray, half_width: int) -> np.ndarray:
+    """A smooth curve >= gap everywhere: running max over +-h, then a Hann average over +-h."""
+    if half_width < 1 or not np.any(gap > 0):
+        return gap.copy()
+    n = gap.shape[0]
+    padded = np.pad(gap, half_width, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half_width + 1)  # (T, 2h+1)
+    running_max = windows.max(axis=1)
+    # Averaging running-max values taken within +-h of t keeps every term >= gap[t].
+    kernel = np.hanning(2 * half_width + 3)[1:-1]
+    kernel /= kernel.sum()
+    padded_max = np.pad(running_max, half_width, mode="edge")
+    return np.convolve(padded_max, kernel, mode="valid")[:n]
+
+
+def ground_feet(joints: np.ndarray, fps: float = 60, smoothing_s: float = 0.1) -> np.ndarray:
+    """Shift the body vertically so the feet rest on y = 0 when in contact, never below (T, 24, 3) -> same.
+
+    The correction follows the sole height at contact frames, is interpolated across flights (jumps stay
+    jumps) and low-passed with a Gaussian of ``smoothing_s`` seconds, so drift in height disappears without
+    jerks. Only the y coordinate changes.
+    """
+    joints = check_joints(joints)
+    for name, value in (("fps", fps), ("smoothing_s", smoothing_s)):
+        if not (np.isfinite(value) and value > 0):
+            raise InvalidOptionError(f"{name} must be a positive number, got {value}")
+    sole = sole_height(joints)  # (T,)
+    n = sole.shape[0]
+    contact = contact_frames(sole, fps)  # never empty: the lowest frame is always a contact
+    frames = np.arange(n)
+    floor = np.interp(frames, frames[contact], sole[contact])  # (T,) floor height seen by the feet
+    floor = gaussian_filter1d(floor, sigma=smoothing_s * fps, mode="nearest")
+    # Smoothing can lift the floor above a sole: lower it there by a smooth bump that covers the gap.
+    floor -= _smooth_cover(np.maximum(floor - sole, 0.0), int(round(2 * smoothing_s * fps)))
+    floor = np.minimum(floor, sole)  # float round-off only
+    out = joints.copy()
+    out[:, :, 1] -= floor[:, None]
+    return out
+
+
+# --- frame rate --------------------------------------------------------------------------------------------
+def _sample_positions(num_frames: int, src_fps: float, dst_fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices (i0, i1) and blend weights of the frames of the resampled sequence (same duration)."""
+    for name, value in (("src_fps", src_fps), ("dst_fps", dst_fps)):
+        if not (np.isfinite(value) and value > 0):
+            raise InvalidOptionError(f"{name} must be a positive frame rate, got {value}")
+    if num_frames < 1:
+        raise InvalidOptionError("cannot resample an empty sequence")
+    count = max(1, int(round(num_frames * dst_fps / src_fps)))
+    t = np.arange(count) * (src_fps / dst_fps)  # (N,) positions in source frames
+    i0 = np.clip(np.floor(t).astype(np.int64), 0, num_frames - 1)
+    i1 = np.minimum(i0 + 1, num_frames - 1)
+    frac = np.clip(t - i0, 0.0, 1.0)
+    frac = np.where(i1 == i0, 0.0, frac)  # past the last frame: hold it
+    return i0, i1, frac
+
+
+def resample_joints(joints: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
+    """Linear resampling along time of (T, ...) arrays; keeps the duration: round(T * dst / src) frames."""
+    joints = np.asarray(joints, dtype=np.float64)
+    i0, i1, frac = _sample_positions(joints.shape[0], src_fps, dst_fps)
+    frac = frac.reshape((-1,) + (1,) * (joints.ndim - 1))
+    return (1.0 - frac) * joints[i0] + frac * joints[i1]
+
+
+def resample_rotations(quats: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
+    """Slerp resampling of quaternions (T, ..., 4) w-first; same frame count rule as ``resample_joints``."""
+    quats = make_continuous(np.asarray(quats, dtype=np.float64), axis=0)
+    i0, i1, frac = _sample_positions(quats.shape[0], src_fps, dst_fps)
+    frac = np.broadcast_to(frac.reshape((-1,) + (1,) * (quats.ndim - 2)), (len(frac),) + quats.shape[1:-1])
+    return make_continuous(quaternion_slerp(quats[i0], quats[i1], frac), axis=0)

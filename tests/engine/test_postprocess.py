@@ -1,0 +1,153 @@
+import numpy as np
+import pytest
+
+from engine import skeleton as sk
+from engine.errors import InvalidOptionError
+from engine.postprocess import (
+    ANKLE_ABOVE_SOLE,
+    TOE_ABOVE_SOLE,
+    contact_frames,
+    ground_feet,
+    resample_joints,
+    resample_rotations,
+    sole_height,
+)
+from engine.rotation import axis_angle_to_matrix, matrix_to_quaternion, quaternion_to_matrix
+
+FPS = 60
+
+
+def _walk(num_frames=600):
+    """A synthetic walk (legs swinging, moving forward) whose lowest sole touches y = 0 on every frame."""
+    t = np.arange(num_frames) / FPS
+    phase = 2 * np.pi * t
+    aa = np.zeros((num_frames, 24, 3))
+    aa[:, 1, 0], aa[:, 2, 0] = -0.4 * np.sin(phase), 0.4 * np.sin(phase)
+    aa[:, 4, 0], aa[:, 5, 0] = 0.3 * (1 + np.sin(phase + 1)), 0.3 * (1 - np.sin(phase + 1))
+    translation = np.zeros((num_frames, 3))
+    translation[:, 2] = 1.2 * t
+    joints = sk.forward_kinematics(aa, translation)
+    joints[:, :, 1] -= sole_height(joints)[:, None]
+    return joints
+
+
+def _drift(num_frames):
+    t = np.arange(num_frames) / FPS
+    return 0.3 + 0.15 * np.sin(2 * np.pi * t / 7) + 0.04 * t  # metres: slow wander plus a steady climb
+
+
+def _standing_with_jump(num_frames=600, start=200, flight=30, height=0.35):
+    joints = np.repeat(sk.REST_JOINTS[None], num_frames, axis=0)
+    joints[:, :, 1] -= sole_height(joints)[:, None]
+    k = np.arange(flight)
+    lift = np.zeros(num_frames)
+    lift[start : start + flight] = height * (1 - ((k - (flight - 1) / 2) / ((flight + 1) / 2)) ** 2)
+    joints[:, :, 1] += lift[:, None]
+    return joints, lift
+
+
+def test_sole_height_accounts_for_joint_heights_above_the_sole():
+    rest = sk.REST_JOINTS[None]
+    # Standing flat, toes and ankles agree on where the sole is (within 1 mm).
+    toe_sole = rest[0, [10, 11], 1] - TOE_ABOVE_SOLE
+    ankle_sole = rest[0, [7, 8], 1] - ANKLE_ABOVE_SOLE
+    assert np.abs(toe_sole - ankle_sole).max() < 1e-3
+    assert sole_height(rest)[0] == pytest.approx(min(toe_sole.min(), ankle_sole.min()))
+    # Toes raised high (heel stand): the ankle decides.
+    heel = rest.copy()
+    heel[0, [10, 11], 1] += 0.2
+    assert sole_height(heel)[0] == pytest.approx(ankle_sole.min())
+
+
+def test_drifting_walk_is_grounded():
+    walk = _walk()
+    drifting = walk.copy()
+    drifting[:, :, 1] += _drift(len(walk))[:, None]
+    grounded = ground_feet(drifting, fps=FPS)
+    sole = sole_height(grounded)
+    assert sole.min() >= 0.0  # never below the floor
+    assert np.median(sole) < 0.002 and sole.max() < 0.01  # one foot is always down in a walk
+    assert (grounded[:, sk.FOOT_JOINTS, 1] >= 0).all()
+    # Only the height changed, by one shift per frame for the whole body.
+    np.testing.assert_array_equal(grounded[:, :, [0, 2]], drifting[:, :, [0, 2]])
+    shift = grounded[:, :, 1] - drifting[:, :, 1]
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[:, :1], shift.shape), atol=1e-12)
+    # The correction is smooth: no jerk larger than the drift itself has.
+    assert np.abs(np.diff(shift[:, 0], n=2)).max() < 1e-3
+
+
+def test_a_jump_stays_a_jump():
+    jumping, lift = _standing_with_jump()
+    drifting = jumping.copy()
+    drifting[:, :, 1] += _drift(len(jumping))[:, None]
+    sole = sole_height(ground_feet(drifting, fps=FPS))
+    assert sole.max() == pytest.approx(lift.max(), abs=0.02)
+    np.testing.assert_allclose(sole[lift > 0], lift[lift > 0], atol=0.02)
+    assert np.abs(sole[lift == 0]).max() < 0.01
+    assert sole.min() >= 0.0
+    contact = contact_frames(sole_height(drifting), FPS)
+    assert not contact[lift > 0.05].any() and contact[lift == 0].mean() > 0.95
+
+
+def test_sinking_clip_is_lifted_and_floating_clip_lowered():
+    walk = _walk(240)
+    for offset in (-0.5, 0.8):
+        moved = walk.copy()
+        moved[:, :, 1] += offset
+        np.testing.assert_allclose(ground_feet(moved, fps=FPS), walk, atol=1e-9)
+
+
+def test_real_clips_end_on_the_floor_and_keep_their_hops(aistpp_slices_dir):
+    for path in sorted(aistpp_slices_dir.glob("*.csv")):
+        joints = sk.zup_to_yup(np.loadtxt(path, delimiter=",").reshape(-1, 24, 3))  # floor at y ~ 0.9 here
+        raw = sole_height(joints)
+        sole = sole_height(ground_feet(joints, fps=30))
+        assert sole.min() >= 0.0
+        contact = contact_frames(raw, 30)
+        assert contact.mean() > 0.4, path.name
+        assert np.median(sole[contact]) < 0.015, path.name
+        # Break and hip-hop clips hop by 10-16 cm: the hops keep most of their height.
+        if raw.max() - raw.min() > 0.1:
+            assert sole.max() > 0.6 * (raw.max() - raw.min()), path.name
+        else:  # the jazz clip keeps a foot down throughout: only its few cm of wander goes
+            assert sole.max() < 0.01, path.name
+
+
+def test_ground_feet_rejects_bad_input():
+    with pytest.raises(sk.InvalidMotionError):
+        ground_feet(np.zeros((10, 24, 2)))
+    with pytest.raises(InvalidOptionError):
+        ground_feet(_walk(20), fps=0)
+
+
+def test_resample_joints_round_trip_and_counts():
+    t = np.arange(300) / 60
+    signal = np.stack([np.sin(2 * np.pi * 1.5 * t), np.cos(2 * np.pi * 0.7 * t), t], axis=-1)  # (300, 3)
+    joints = np.repeat(signal[:, None], 24, axis=1)  # (300, 24, 3)
+    half = resample_joints(joints, 60, 30)
+    assert half.shape == (150, 24, 3)
+    np.testing.assert_allclose(half, joints[::2], atol=1e-12)  # 30 fps frames are every other 60 fps frame
+    back = resample_joints(half, 30, 60)
+    assert back.shape == (300, 24, 3)
+    # Linear interpolation of a 1.5 Hz sine sampled at 30 fps: error below (w dt)^2 / 8.
+    bound = (2 * np.pi * 1.5 / 30) ** 2 / 8
+    assert np.abs(back[:-1] - joints[:-1]).max() < bound
+    assert resample_joints(joints, 60, 24).shape[0] == 120  # 5 s at 24 fps
+    assert resample_joints(joints[:7], 60, 60).shape[0] == 7
+
+
+def test_resample_rotations_is_slerp():
+    angles = np.linspace(0, 3 * np.pi, 91)  # constant angular velocity about a fixed axis, more than a full turn
+    axis = np.array([0.3, -0.5, 0.81])
+    axis /= np.linalg.norm(axis)
+    quats = matrix_to_quaternion(axis_angle_to_matrix(angles[:, None] * axis))[:, None]  # (91, 1, 4)
+    up = resample_rotations(quats, 30, 60)
+    assert up.shape == (182, 1, 4)
+    expected = axis_angle_to_matrix(np.minimum(np.arange(182) / 2, 90)[:, None] * (angles[1] * axis))[:, None]
+    np.testing.assert_allclose(quaternion_to_matrix(up), expected, atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(up, axis=-1), 1.0, atol=1e-12)
+    assert (np.sum(up[1:] * up[:-1], axis=-1) > 0).all()
+    down = resample_rotations(up, 60, 30)
+    np.testing.assert_allclose(quaternion_to_matrix(down), quaternion_to_matrix(quats), atol=1e-9)
+    with pytest.raises(InvalidOptionError):
+        resample_rotations(quats, 30, -1)
