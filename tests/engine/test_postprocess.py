@@ -109,8 +109,8 @@ def test_real_clips_end_on_the_floor_and_keep_their_hops(aistpp_slices_dir):
         # Break and hip-hop clips hop by 10-16 cm: the hops keep most of their height.
         if raw.max() - raw.min() > 0.1:
             assert sole.max() > 0.6 * (raw.max() - raw.min()), path.name
-        else:  # the jazz clip keeps a foot down throughout: only its few cm of wander goes
-            assert sole.max() < 0.01, path.name
+        else:  # jazz and krump keep a foot down throughout: most of their few cm of wander goes
+            assert sole.max() < 0.5 * (raw.max() - raw.min()), path.name
 
 
 def test_ground_feet_rejects_bad_input():
