@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from training.cli import main
 from training.metrics import evaluate
 from training.metrics.evaluate import EvaluationError, compute_metrics, evaluate_folders
 
@@ -35,8 +36,16 @@ def _write_folder(folder: Path, seqs, *, beats=None, fps=60.0, dtype=np.float64)
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    """The real command line, in a fresh interpreter."""
     return subprocess.run([sys.executable, "-m", "training", "evaluate", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
+
+
+def _main(capsys, *args: str) -> tuple[int, str, str]:
+    """The same dispatcher in-process (no interpreter start-up): (exit code, stdout, stderr)."""
+    rc = main(["evaluate", *args])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
 
 
 def test_cli_on_the_full_golden_set_reproduces_the_official_numbers(golden, tmp_path):
@@ -66,7 +75,7 @@ def test_cli_on_the_full_golden_set_reproduces_the_official_numbers(golden, tmp_
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".partial")]
 
 
-def test_small_folders_float32_and_function_api(golden, tmp_path):
+def test_small_folders_float32_and_function_api(golden, tmp_path, capsys):
     data, expected = golden
     pred = _write_folder(tmp_path / "p", data["pred_sequences"][:6], dtype=np.float32)
     gt = _write_folder(tmp_path / "g", data["gt_sequences"][:12], dtype=np.float32)
@@ -78,8 +87,8 @@ def test_small_folders_float32_and_function_api(golden, tmp_path):
         assert report[key] == pytest.approx(direct[key], rel=1e-9)
     assert report["warnings"]  # 12 GT sequences cannot support a 72-d covariance: said so
     out = tmp_path / "r.json"
-    proc = _run_cli(str(pred), "--gt", str(gt), "-o", str(out), "--plot", str(tmp_path / "plot.png"))
-    assert proc.returncode == 0, proc.stderr
+    rc, _, err = _main(capsys, str(pred), "--gt", str(gt), "-o", str(out), "--plot", str(tmp_path / "plot.png"))
+    assert rc == 0, err
     assert (tmp_path / "plot.png").exists() and not out.with_suffix(".png").exists()
     assert json.loads(out.read_text())["bas"] is None
 
@@ -91,7 +100,7 @@ def test_compute_metrics_gives_bas_per_prediction(golden):
     assert [r["bas"] for r in report["pred_files"]] == pytest.approx(expected["bas_first10"], rel=1e-4)
 
 
-def test_errors_are_clear_and_write_nothing(golden, tmp_path):
+def test_errors_are_clear_and_write_nothing(golden, tmp_path, capsys):
     data, _ = golden
     gt = _write_folder(tmp_path / "gt", data["gt_sequences"][:4])
     out = tmp_path / "report.json"
@@ -99,16 +108,16 @@ def test_errors_are_clear_and_write_nothing(golden, tmp_path):
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = _run_cli(str(empty), "--gt", str(gt), "-o", str(out))
-    assert proc.returncode == 2 and "no .npz dance files" in proc.stderr and "Traceback" not in proc.stderr
+    rc, _, err = _main(capsys, str(empty), "--gt", str(gt), "-o", str(out))
+    assert rc == 2 and "no .npz dance files" in err and "Traceback" not in err
 
     slow = _write_folder(tmp_path / "slow", data["pred_sequences"][:3, ::2], fps=30.0)
-    proc = _run_cli(str(slow), "--gt", str(gt), "-o", str(out))
-    assert proc.returncode == 2 and "30 fps" in proc.stderr and "--resample" in proc.stderr
+    rc, _, err = _main(capsys, str(slow), "--gt", str(gt), "-o", str(out))
+    assert rc == 2 and "30 fps" in err and "--resample" in err
     assert out.read_text() == "previous report\n"
 
-    proc = _run_cli(str(slow), "--gt", str(gt), "-o", str(out), "--resample", "--no-plot")
-    assert proc.returncode == 0, proc.stderr
+    rc, _, err = _main(capsys, str(slow), "--gt", str(gt), "-o", str(out), "--resample", "--no-plot")
+    assert rc == 0, err
     report = json.loads(out.read_text())
     assert report["pred_files"][0]["source_fps"] == 30.0
     assert report["pred_files"][0]["frames"] == 119  # 60 frames at 30 fps -> 59 s/30 * 60 + 1

@@ -1,7 +1,7 @@
 """Motion beats and the beat-align score (BAS) of Bailando's ``beat_align_score.py``.
 
 Motion beats: the frames where the mean joint speed, Gaussian-smoothed with sigma = 5 frames, has a
-strict local minimum (``argrelextrema(np.less)``, order 1). The speed at index t is the mean over the
+strict local minimum (as ``scipy.signal.argrelextrema(np.less)``, order 1). The speed at index t is the mean over the
 24 joints of |p[t+1] - p[t]|, so a T-frame sequence gives T-1 speeds, and beats are indices into them.
 
 BAS = mean over music beats b of exp(-min_m (m - b)^2 / (2 * 9)): each music beat is matched to its
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
-from scipy.signal import argrelextrema
 
 SMOOTH_SIGMA = 5.0
 BA_SIGMA = 3.0
@@ -29,7 +28,9 @@ def mean_joint_speed_per_frame(joints: np.ndarray) -> np.ndarray:
 def motion_beats(joints: np.ndarray) -> np.ndarray:
     """Frame indices (int64) of motion beats: local minima of the smoothed mean joint speed."""
     speed = gaussian_filter1d(mean_joint_speed_per_frame(joints), SMOOTH_SIGMA)
-    return argrelextrema(speed, np.less)[0].astype(np.int64)
+    # strict minima against both neighbours; the end points never count (argrelextrema's "clip" mode)
+    inner = (speed[1:-1] < speed[:-2]) & (speed[1:-1] < speed[2:])
+    return (np.nonzero(inner)[0] + 1).astype(np.int64)
 
 
 def beat_align_score(music_beats: np.ndarray, joints: np.ndarray) -> float | None:

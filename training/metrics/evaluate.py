@@ -333,7 +333,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> None:
     for key in PHYSICAL_KEYS:
         panels.append((PHYSICAL_TITLES[key], [report["physical_pred"][key]], [report["physical_gt"][key]]))
 
-    fig = Figure(figsize=(15, 8.5), layout="constrained")
+    fig = Figure(figsize=(15, 8.5))
     FigureCanvasAgg(fig)
     axes = fig.subplots(3, 5).ravel()
     width = 0.38
@@ -342,8 +342,8 @@ def plot_report(report: dict[str, Any], path: str | Path) -> None:
                                               (width / 2, gt_vals, gt_c, "ground truth")):
             v = np.nan if values[0] is None else float(values[0])
             ax.bar([offset], [v], width, color=colour, label=label)
-            if np.isfinite(v):
-                ax.annotate(f"{v:.4g}", (offset, v), ha="center", va="bottom", fontsize=8)
+            label_text = f"{v:.4g}" if np.isfinite(v) else "n/a"
+            ax.annotate(label_text, (offset, v if np.isfinite(v) else 0.0), ha="center", va="bottom", fontsize=8)
         ax.set_xticks([-width / 2, width / 2], ["pred", "GT"])
         ax.set_xlim(-0.6, 0.6)
         ax.set_title(title, fontsize=10)
@@ -358,6 +358,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> None:
                   va="top", fontsize=8, family="monospace", wrap=True)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{report['num_pred']} predictions vs {report['num_gt']} ground-truth dances (60 fps)")
+    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.05, top=0.91, wspace=0.3, hspace=0.4)
     fig.savefig(path, format="png", dpi=100)
 
 

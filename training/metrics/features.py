@@ -104,8 +104,8 @@ _NAMES = (
 class Relation:
     """One boolean relational feature: a kind, its points (joint names or virtual points), a threshold.
 
-    kinds (p, q, ... are positions at frame t; ``'`` marks frame t-1; dt = 1/120; thresholds in metres,
-    metres per second or degrees):
+    Kinds (positions at frame t; velocities are (x[t] - x[t-1]) / dt with dt = 1/120; thresholds in
+    metres, metres per second or degrees; all comparisons strict):
       plane  (a, b, c, p):   signed distance of p from the plane through a, b, c (normal (c-a) x (b-a)) > thr
       nplane (a, b, c, p):   signed distance of p from the plane through c with normal b - a > thr
       angle  (a, b, c, d):   lo < angle between b - a and d - c (degrees) < hi
