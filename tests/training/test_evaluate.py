@@ -138,3 +138,15 @@ def test_cli_lists_evaluate():
     proc = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and "evaluate" in proc.stdout
+
+
+def test_quality_checks_flag_a_frozen_dance(golden):
+    data, _ = golden
+    frozen = np.repeat(data["pred_sequences"][0][:1], 181, axis=0)  # one pose held for 3 s
+    preds = [*data["pred_sequences"][:4], frozen]
+    report = compute_metrics(preds, list(data["gt_sequences"][:8]))
+    checks = report["quality_checks"]
+    assert checks["max_frozen_s"]["value"] == pytest.approx(3.0)
+    assert checks["max_frozen_s"]["ok"] is False and checks["all_ok"] is False
+    assert report["pred_files"][4]["longest_frozen_s"] == pytest.approx(3.0)
+    assert report["pred_files"][0]["longest_frozen_s"] == 0.0
