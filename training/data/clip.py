@@ -1,0 +1,128 @@
+"""The record every data source returns, the data errors, and small helpers shared by the loaders.
+
+Every loader hands back ``MotionClip``s in one convention: SMPL-24 joint positions, 60 fps, y-up,
+metres, feet on the floor (y = 0 at contact), plus a ``take_id`` that names the performance the clip
+comes from, so that the train/validation split can keep whole takes on one side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import DanceError
+from engine.skeleton import FOOT_JOINTS, NUM_JOINTS
+
+TARGET_FPS = 60.0
+
+# Bump when any loader's output changes for the same input: it is part of every cache key.
+PREPROCESS_VERSION = 1
+
+
+class DataError(DanceError):
+    """A training data source cannot be read (missing folder, wrong layout, malformed file)."""
+
+
+class DataFormatError(DataError):
+    """A data file exists but its content is not what the loader expects."""
+
+
+class UnsafeDataError(DataError):
+    """A pickled data file tried to import or call something outside the allow-list."""
+
+
+@dataclass
+class MotionClip:
+    """One continuous piece of motion capture, in the training convention.
+
+    joints:          (T, 24, 3) float32 SMPL joint positions, 60 fps, y-up, metres.
+    name:            unique name of the clip (e.g. ``60_01`` or an AIST++ sequence name).
+    take_id:         the performance the clip comes from: clips sharing it never straddle a split
+                     (a salsa leader and follower of the same take; overlapping slices of one sequence).
+    source:          which loader made it: ``aistpp``, ``bailando_json``, ``bvh``, ``aistpp_csv``.
+    fps:             always 60 after loading (kept explicit for consumers).
+    music_path:      the song this motion was danced to, where there is one and it is on disk.
+    music_offset_s:  where in ``music_path`` frame 0 of the clip falls (slices start mid-song).
+    music_features:  (M, 438) float32 music features at ``music_fps`` where the source stores them.
+    music_fps:       frame rate of ``music_features``.
+    split:           the split the source itself prescribes (``train``/``val``/``test``) or None.
+    meta:            free-form facts (source path, rig, scale factor, ...).
+    """
+
+    joints: np.ndarray
+    name: str
+    take_id: str
+    source: str
+    fps: float = TARGET_FPS
+    music_path: Path | None = None
+    music_offset_s: float = 0.0
+    music_features: np.ndarray | None = None
+    music_fps: float = TARGET_FPS
+    split: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        j = np.asarray(self.joints)
+        if j.ndim != 3 or j.shape[1:] != (NUM_JOINTS, 3):
+            raise DataFormatError(f"clip {self.name!r}: joints must be (T, 24, 3), got {j.shape}")
+        self.joints = np.ascontiguousarray(j, dtype=np.float32)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.joints.shape[0])
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / float(self.fps)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes (the cache key of everything derived from it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resample_positions(x: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
+    """Linear resampling of positions along axis 0: (T, ...) at ``src_fps`` -> (T', ...) at ``dst_fps``.
+
+    Output frame k lies at time k / dst_fps; the last output frame is the last one inside the source's
+    time span. With an integer ratio (120 -> 60) this is exact decimation; (30 -> 60) inserts midpoints.
+    Positions (not rotations) interpolate linearly without artefacts at these rates; bone lengths
+    shrink a little at inserted frames, which is why loaders impose lengths afterwards or check them.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    if n == 0 or src_fps == dst_fps:
+        return x.copy()
+    duration = (n - 1) / src_fps
+    m = int(np.floor(duration * dst_fps + 1e-9)) + 1
+    t = np.arange(m) * (src_fps / dst_fps)  # positions in source frames
+    i0 = np.minimum(np.floor(t).astype(np.int64), n - 1)
+    i1 = np.minimum(i0 + 1, n - 1)
+    w = (t - i0).reshape((-1,) + (1,) * (x.ndim - 1))
+    return x[i0] * (1.0 - w) + x[i1] * w
+
+
+def floor_height(joints: np.ndarray, percentile: float = 1.0) -> float:
+    """Height of the floor under a clip (T, 24, 3): a low percentile of the per-frame lowest foot joint.
+
+    The minimum would do for clean capture; a percentile keeps one glitched frame from lifting the
+    whole take into the air. Contact frames are the majority in dance, so the 1st percentile lies
+    within the spread of contact heights.
+    """
+    lowest = np.asarray(joints)[:, FOOT_JOINTS, 1].min(axis=1)  # (T,)
+    return float(np.percentile(lowest, percentile))
+
+
+def ground_to_floor(joints: np.ndarray) -> np.ndarray:
+    """Shift a clip vertically so that the feet touch y = 0 when in contact."""
+    out = np.array(joints, dtype=np.float64, copy=True)
+    out[..., 1] -= floor_height(out)
+    return out
