@@ -35,7 +35,7 @@ class UnsafeDataError(DataError):
     """A pickled data file tried to import or call something outside the allow-list."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: equality of arrays is not a clip's identity
 class MotionClip:
     """One continuous piece of motion capture, in the training convention.
 
@@ -70,6 +70,8 @@ class MotionClip:
         if j.ndim != 3 or j.shape[1:] != (NUM_JOINTS, 3):
             raise DataFormatError(f"clip {self.name!r}: joints must be (T, 24, 3), got {j.shape}")
         self.joints = np.ascontiguousarray(j, dtype=np.float32)
+        if self.music_features is not None:
+            self.music_features = np.ascontiguousarray(self.music_features, dtype=np.float32)
 
     @property
     def num_frames(self) -> int:
