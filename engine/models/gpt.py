@@ -1,0 +1,308 @@
+"""Cross-conditional motion GPT (Bailando's "choreographic memory" reader), with an optional critic.
+
+One sequence per window of t time steps holds three streams side by side:
+
+    [ music_0 .. music_{t-1} | up_0 .. up_{t-1} | down_0 .. down_{t-1} ]      (3t tokens)
+
+Every stream has its own 29-slot segment of the learned positional embedding, and the causal mask is a
+lower-triangular (t, t) block tiled 3 x 3: a token at time i sees every stream at times <= i, including
+the other two streams at the same time i. The music frame paired with input code i is the music of the
+token being predicted (code i+1); the caller aligns that (see engine.sampling).
+
+    gpt_base : embeddings + n_layer_base pre-LN blocks (no final LayerNorm)
+    gpt_head : n_layer_head blocks + ln_f + head_up / head_down (no bias) -> logits per stream
+    critic_net (actor-critic only): the same kind of head with one output per stream;
+               the state value is V = value_up + value_down.
+
+Parameter and buffer names equal the official checkpoints' names (``gpt_base.blocks.0.attn.key.weight``,
+``gpt_head.head_up.weight``, ``critic_net.ln_f.bias``, ...), so official weights load with strict=True.
+
+Fast decoding: ``forward(..., cache=KVCache)`` appends new time steps to a window whose keys/values are
+cached per layer; the result equals a full recomputation of the whole window (see ``KVCache``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class GPTConfig:
+    vocab_size_up: int = 512  # upper-body codebook size
+    vocab_size_down: int = 512  # lower-body codebook size
+    block_size: int = 29  # time steps per window (29 slots of positional embedding per stream)
+    n_music: int = 438  # music feature size per frame
+    n_embd: int = 768
+    n_head: int = 12
+    n_layer_base: int = 6
+    n_layer_head: int = 6
+    n_layer_critic: int = 0  # 0 = plain GPT (no critic_net); the official actor-critic uses 3
+    embd_pdrop: float = 0.1
+    resid_pdrop: float = 0.1
+    attn_pdrop: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        if self.block_size < 2:
+            raise ValueError("block_size must be at least 2 (one context token and one target)")
+
+    @classmethod
+    def official(cls, critic: bool = False) -> GPTConfig:
+        """The released Bailando sizes: 768 wide, 12 heads, 6 + 6 layers (+ a 3-layer critic)."""
+        return cls(n_layer_critic=3 if critic else 0)
+
+    @classmethod
+    def tiny(cls, critic: bool = False, **overrides: object) -> GPTConfig:
+        """Debug size of the golden test vectors: 64 codes, 32 wide, 2 heads, 2 + 2 (+ 2 critic) layers."""
+        config = cls(
+            vocab_size_up=64,
+            vocab_size_down=64,
+            n_embd=32,
+            n_head=2,
+            n_layer_base=2,
+            n_layer_head=2,
+            n_layer_critic=2 if critic else 0,
+        )
+        return replace(config, **overrides)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class KVCache:
+    """Per-layer keys and values of the window decoded so far (one cache per window).
+
+    ``length`` is the number of time steps in the window. Keys are kept per stream, (B, nh, 3, T, hs),
+    so that flattened they are in the same [music | up | down] order as a full computation of the
+    window and a new step's queries see exactly the keys the 3 x 3-tiled causal mask gives them.
+    """
+
+    def __init__(self) -> None:
+        self.length = 0
+        self.keys: dict[int, torch.Tensor] = {}  # layer id -> (B, nh, 3, length, hs)
+        self.values: dict[int, torch.Tensor] = {}
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add this layer's new keys/values (B, nh, 3, t, hs); return all of them (cached first in time)."""
+        if layer in self.keys:
+            k = torch.cat([self.keys[layer], k], dim=3)
+            v = torch.cat([self.values[layer], v], dim=3)
+        self.keys[layer] = k
+        self.values[layer] = v
+        return k, v
+
+    def truncate(self, length: int) -> None:
+        """Forget every time step from ``length`` on (to roll back steps that were only guesses)."""
+        for store in (self.keys, self.values):
+            for layer, tensor in store.items():
+                store[layer] = tensor[:, :, :, :length]
+        self.length = min(self.length, length)
+
+
+class CausalCrossConditionalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, attn_pdrop: float, resid_pdrop: float) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.key = nn.Linear(config.n_embd, config.n_embd)
+        self.query = nn.Linear(config.n_embd, config.n_embd)
+        self.value = nn.Linear(config.n_embd, config.n_embd)
+        self.proj = nn.Linear(config.n_embd, config.n_embd)
+        self.attn_drop = nn.Dropout(attn_pdrop)
+        self.resid_drop = nn.Dropout(resid_pdrop)
+        # Lower-triangular time mask; stored (persistent) because the official checkpoints carry it.
+        block = config.block_size
+        self.register_buffer("mask", torch.tril(torch.ones(block, block)).view(1, 1, block, block))
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        B, T3, C = x.shape  # (B, 3t, C): t new time steps of the three streams, [music | up | down]
+        t, nh, hs = T3 // 3, self.n_head, C // self.n_head
+        q = self.query(x).view(B, T3, nh, hs).transpose(1, 2)  # (B, nh, 3t, hs)
+        k = self.key(x).view(B, T3, nh, hs).transpose(1, 2)
+        v = self.value(x).view(B, T3, nh, hs).transpose(1, 2)
+        t_all = t  # time steps in the window, cached ones included
+        if cache is not None:
+            k, v = cache.append(layer, k.view(B, nh, 3, t, hs), v.view(B, nh, 3, t, hs))
+            t_all = k.shape[3]
+            k, v = k.reshape(B, nh, 3 * t_all, hs), v.reshape(B, nh, 3 * t_all, hs)  # (B, nh, 3T, hs)
+        # Written out (not SDPA) so that the float32 results equal the official ones bit for bit.
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, 3t, 3T)
+        if t > 1:  # a single new step sees every key; otherwise tril over time, tiled 3 x 3
+            causal = self.mask[:, :, t_all - t : t_all, :t_all].repeat(1, 1, 3, 3)  # (1, 1, 3t, 3T)
+            att = att.masked_fill(causal == 0, float("-inf"))
+        att = self.attn_drop(F.softmax(att, dim=-1))
+        y = att @ v  # (B, nh, 3t, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T3, C)
+        return self.resid_drop(self.proj(y))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + attn(ln1(x)), then x + mlp(ln2(x))."""
+
+    def __init__(self, config: GPTConfig, attn_pdrop: float, resid_pdrop: float) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.n_embd)
+        self.ln2 = nn.LayerNorm(config.n_embd)
+        self.attn = CausalCrossConditionalSelfAttention(config, attn_pdrop, resid_pdrop)
+        self.mlp = nn.Sequential(  # names mlp.0 / mlp.2 as in the official checkpoints
+            nn.Linear(config.n_embd, 4 * config.n_embd),
+            nn.GELU(),
+            nn.Linear(4 * config.n_embd, config.n_embd),
+            nn.Dropout(resid_pdrop),
+        )
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache, layer)
+        return x + self.mlp(self.ln2(x))
+
+
+class GPTBase(nn.Module):
+    """Embeds the three streams and runs the shared lower blocks. Output (B, 3t, C), no final LN."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.block_size = config.block_size
+        self.tok_emb_up = nn.Embedding(config.vocab_size_up, config.n_embd)
+        self.tok_emb_down = nn.Embedding(config.vocab_size_down, config.n_embd)
+        self.pos_emb = nn.Parameter(torch.zeros(1, 3 * config.block_size, config.n_embd))
+        self.cond_emb = nn.Linear(config.n_music, config.n_embd)
+        self.drop = nn.Dropout(config.embd_pdrop)
+        self.blocks = nn.ModuleList(
+            Block(config, config.attn_pdrop, config.resid_pdrop) for _ in range(config.n_layer_base)
+        )
+
+    def forward(
+        self,
+        codes_up: torch.Tensor,
+        codes_down: torch.Tensor,
+        music: torch.Tensor,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        t = codes_up.shape[1]
+        start = 0 if cache is None else cache.length  # time index of the first new step in the window
+        if start + t > self.block_size:
+            raise ValueError(f"window of {start + t} time steps exceeds block_size {self.block_size}")
+        bs = self.block_size
+        tokens = torch.cat(
+            [self.cond_emb(music), self.tok_emb_up(codes_up), self.tok_emb_down(codes_down)], dim=1
+        )  # (B, 3t, C)
+        positions = torch.cat(  # each stream reads its own 29-slot segment, at times start..start+t-1
+            [
+                self.pos_emb[:, start : start + t],
+                self.pos_emb[:, bs + start : bs + start + t],
+                self.pos_emb[:, 2 * bs + start : 2 * bs + start + t],
+            ],
+            dim=1,
+        )  # (1, 3t, C)
+        x = self.drop(tokens + positions)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache, layer=i)
+        return x
+
+
+class GPTHead(nn.Module):
+    """Upper blocks + ln_f + one bias-free linear read-out per stream (actor logits or critic values)."""
+
+    def __init__(
+        self, config: GPTConfig, n_layer: int, out_up: int, out_down: int, pdrop: tuple[float, float]
+    ) -> None:
+        super().__init__()
+        attn_pdrop, resid_pdrop = pdrop
+        self.blocks = nn.ModuleList(Block(config, attn_pdrop, resid_pdrop) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd)
+        self.head_up = nn.Linear(config.n_embd, out_up, bias=False)
+        self.head_down = nn.Linear(config.n_embd, out_down, bias=False)
+
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, layer_offset: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        t = x.shape[1] // 3
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache, layer=layer_offset + i)
+        x = self.ln_f(x)  # (B, 3t, C)
+        # music segment [0:t] is context only; up logits from [t:2t], down logits from [2t:3t]
+        return self.head_up(x[:, t : 2 * t]), self.head_down(x[:, 2 * t :])
+
+
+class CrossCondGPT(nn.Module):
+    """Bailando's CrossCondGPT2 (n_layer_critic == 0) or CrossCondGPT2AC (n_layer_critic > 0)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.gpt_base = GPTBase(config)
+        self.gpt_head = GPTHead(
+            config,
+            config.n_layer_head,
+            config.vocab_size_up,
+            config.vocab_size_down,
+            (config.attn_pdrop, config.resid_pdrop),
+        )
+        # The official critic has no dropout at all.
+        self.critic_net = (
+            GPTHead(config, config.n_layer_critic, 1, 1, (0.0, 0.0)) if config.n_layer_critic > 0 else None
+        )
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    @property
+    def block_size(self) -> int:
+        return self.config.block_size
+
+    def forward(
+        self,
+        codes_up: torch.Tensor,
+        codes_down: torch.Tensor,
+        music: torch.Tensor,
+        cache: KVCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """codes_* (B, t) int64, music (B, t, n_music) -> (logits_up (B, t, Vu), logits_down (B, t, Vd)).
+
+        With ``cache`` the t steps are appended to the cached window (positions cache.length ..) and the
+        logits are those of the new steps only; the cache then holds the longer window.
+        """
+        x = self.gpt_base(codes_up, codes_down, music, cache)  # (B, 3t, C)
+        logits = self.gpt_head(x, cache, layer_offset=len(self.gpt_base.blocks))
+        if cache is not None:
+            cache.length += codes_up.shape[1]
+        return logits
+
+    def values(
+        self, codes_up: torch.Tensor, codes_down: torch.Tensor, music: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Critic outputs (value_up (B, t, 1), value_down (B, t, 1)); the state value is their sum."""
+        if self.critic_net is None:
+            raise RuntimeError("this GPT has no critic (GPTConfig.n_layer_critic == 0)")
+        x = self.gpt_base(codes_up, codes_down, music)  # (B, 3t, C)
+        return self.critic_net(x)
+
+    def loss(
+        self,
+        codes_up: torch.Tensor,
+        codes_down: torch.Tensor,
+        music: torch.Tensor,
+        targets_up: torch.Tensor,
+        targets_down: torch.Tensor,
+    ) -> torch.Tensor:
+        """Training loss CE(up) + CE(down), mean over tokens. targets_* (B, t) are the next codes."""
+        logits_up, logits_down = self(codes_up, codes_down, music)
+        return F.cross_entropy(logits_up.flatten(0, 1), targets_up.flatten()) + F.cross_entropy(
+            logits_down.flatten(0, 1), targets_down.flatten()
+        )
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,205 @@
+"""Autoregressive decoding of dance codes from music with the cross-conditional GPT.
+
+One new (up, down) code pair per music frame, as in the official sampler: ``music[k]`` is the music
+paired with code k in the window, and the model's last output predicts code k + 1. (The official test
+passes the 7.5 fps features from frame 1 on, so N feature frames give N tokens including the start.)
+
+The context window at step k (predicting code k + 1 from codes ..k) follows the official rule:
+
+* until 28 codes exist (``block_size - 1``) the window holds every code so far;
+* ``shift=None``: then the last 28 codes, so the window slides by one each step;
+* ``shift=s``: the window grows from s to 28 codes, then re-anchors on the last s codes
+  (period 29 - s). Worked out against the golden tokens of the official code; see ``context_window``.
+
+Two ways to compute the same window (``SamplingOptions.fast``):
+
+* exact: run the whole window every step, as the official code does;
+* fast: keep each window's per-layer keys/values (``KVCache``) and feed only the new time step; the
+  window is recomputed only when it re-anchors. This equals the full computation because a window that
+  only grows keeps every earlier token's position and attention pattern (3 x 3-tiled causal mask).
+  A sliding window (``shift=None``) moves every position each step, so fast mode needs a shift: with
+  ``shift=None`` it uses ``FAST_DEFAULT_SHIFT``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import Cancelled, InvalidOptionError
+from .models.gpt import CrossCondGPT, KVCache
+
+# Fast mode with shift=None uses this shift. 20 is the value of the official sampler's golden vectors
+# (so fast mode is checked token for token against the official code), keeps at least 20 of the 28
+# context codes (71 %, mean 24), and re-anchors every 9 tokens, which already amortises the 20-step
+# recomputation (see benchmarks/bench_gpt.py for the speed of other shifts).
+FAST_DEFAULT_SHIFT = 20
+
+ProgressFn = Callable[[int, int], None]
+CancelFn = Callable[[], bool]
+
+
+@dataclass
+class SamplingOptions:
+    greedy: bool = True  # argmax (the official decoding); False samples with temperature / top-k
+    temperature: float = 1.0  # > 0; only used when greedy is False
+    top_k: int | None = None  # keep the k most likely codes (None = all); only when greedy is False
+    seed: int | None = None  # seeds the sampling generator (None = a fresh random seed)
+    shift: int | None = None  # official window rule: None = slide by one, s = grow from s to 28
+    fast: bool = True  # key/value cache per window (official ``shift`` semantics, FAST_DEFAULT_SHIFT)
+
+    def validate(self) -> None:
+        if not self.greedy:
+            if not (self.temperature > 0 and np.isfinite(self.temperature)):
+                raise InvalidOptionError(f"temperature must be a positive number, got {self.temperature}")
+            if self.top_k is not None and self.top_k < 1:
+                raise InvalidOptionError(
+                    f"top_k must be at least 1 (or None for all codes), got {self.top_k}"
+                )
+        if self.shift is not None and self.shift < 1:
+            raise InvalidOptionError(
+                f"shift must be at least 1 (or None for a sliding window), got {self.shift}"
+            )
+
+    def effective_shift(self) -> int | None:
+        """The shift actually used: fast mode needs one, so None becomes FAST_DEFAULT_SHIFT there."""
+        if self.fast and self.shift is None:
+            return FAST_DEFAULT_SHIFT
+        return self.shift
+
+
+def context_window(step: int, n_context: int, shift: int | None) -> tuple[int, int]:
+    """(first code index, number of codes) of the window used at ``step`` to predict code step + 1.
+
+    ``n_context`` is ``block_size - 1`` (28). With shift s (capped at n_context, as the official code
+    does) the length cycles s, s + 1, .., n_context with period n_context - s + 1; the cycle is anchored
+    so that step n_context (the first step with more codes than fit) has a full window.
+    """
+    if step < n_context:
+        return 0, step + 1
+    if shift is None:
+        length = n_context
+    else:
+        s = min(shift, n_context)
+        period = n_context - s + 1
+        length = s + (step - n_context - 1) % period
+    return step - length + 1, length
+
+
+def _pick(logits: torch.Tensor, options: SamplingOptions, generator: torch.Generator | None) -> torch.Tensor:
+    """One code from logits (V,): argmax, or a draw at the given temperature among the top-k."""
+    if options.greedy:
+        return torch.argmax(logits)
+    logits = logits.float() / options.temperature
+    if options.top_k is not None and options.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, options.top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)[0]
+
+
+def _as_music(music: torch.Tensor | np.ndarray, gpt: CrossCondGPT, device: torch.device) -> torch.Tensor:
+    music = torch.as_tensor(np.asarray(music) if not isinstance(music, torch.Tensor) else music)
+    if music.ndim == 3 and music.shape[0] == 1:
+        music = music[0]
+    n_music = gpt.config.n_music
+    if music.ndim != 2 or music.shape[1] != n_music:
+        raise InvalidOptionError(
+            f"music features must have shape (frames, {n_music}), got {tuple(music.shape)}; "
+            "extract them with engine.audio.extract_features in the model's feature mode"
+        )
+    if not torch.isfinite(music).all():
+        raise InvalidOptionError("music features contain NaN or infinite values")
+    dtype = next(gpt.parameters()).dtype
+    return music.to(device=device, dtype=dtype)
+
+
+def sample_codes(
+    gpt: CrossCondGPT,
+    start_up: int,
+    start_down: int,
+    music: torch.Tensor | np.ndarray,
+    options: SamplingOptions | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one code pair per music frame after the start pair.
+
+    music: (N, n_music) features, frame k paired with code k (see the module docstring).
+    Returns (codes_up (N + 1,), codes_down (N + 1,)) int64, starting with the start codes.
+    ``progress(done, N)`` is called after each token; ``cancel()`` is polled before each token and
+    a true result raises ``Cancelled``. The model is put in eval mode.
+    """
+    options = options or SamplingOptions()
+    options.validate()
+    config = gpt.config
+    for name, code, vocab in (
+        ("start_up", start_up, config.vocab_size_up),
+        ("start_down", start_down, config.vocab_size_down),
+    ):
+        if not 0 <= int(code) < vocab:
+            raise InvalidOptionError(f"{name} must be a code in 0..{vocab - 1}, got {code}")
+
+    device = next(gpt.parameters()).device
+    music = _as_music(music, gpt, device)  # (N, n_music)
+    n_new = music.shape[0]
+    n_context = config.block_size - 1
+    shift = options.effective_shift()
+
+    generator = None
+    if not options.greedy:
+        generator = torch.Generator(device=device)
+        if options.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(int(options.seed))
+
+    codes_up = torch.empty(n_new + 1, dtype=torch.long, device=device)  # (N + 1,)
+    codes_down = torch.empty(n_new + 1, dtype=torch.long, device=device)
+    codes_up[0], codes_down[0] = int(start_up), int(start_down)
+
+    gpt.eval()
+    cache: KVCache | None = None
+    cache_start = -1
+    with torch.inference_mode():
+        for step in range(n_new):
+            if cancel is not None and cancel():
+                raise Cancelled(f"dance generation cancelled after {step} of {n_new} tokens")
+            start, length = context_window(step, n_context, shift)
+            if not options.fast:
+                window = slice(start, step + 1)
+                logits_up, logits_down = gpt(
+                    codes_up[None, window], codes_down[None, window], music[None, window]
+                )  # (1, length, V)
+            else:
+                if cache is None or start != cache_start or cache.length != length - 1:
+                    cache, cache_start = KVCache(), start  # (re-)anchor: run the whole new window
+                    new = slice(start, step + 1)
+                else:
+                    new = slice(step, step + 1)  # the window grew by one step: feed only that step
+                logits_up, logits_down = gpt(
+                    codes_up[None, new], codes_down[None, new], music[None, new], cache=cache
+                )
+            codes_up[step + 1] = _pick(logits_up[0, -1], options, generator)
+            codes_down[step + 1] = _pick(logits_down[0, -1], options, generator)
+            if progress is not None:
+                progress(step + 1, n_new)
+    return codes_up.cpu().numpy(), codes_down.cpu().numpy()
+
+
+def approximate_gpt(gpt: CrossCondGPT, kind: str) -> nn.Module:
+    """A faster, *approximate* copy of the GPT for decoding: ``"bfloat16"`` weights and activations.
+
+    Tokens can differ from the float32 model wherever two codes are nearly tied; benchmarks/bench_gpt.py
+    reports the share that still match. The original model is left untouched.
+    """
+    import copy
+
+    if kind != "bfloat16":
+        raise InvalidOptionError(f"unknown approximation {kind!r}; the only one is 'bfloat16'")
+    return copy.deepcopy(gpt).to(torch.bfloat16).eval()

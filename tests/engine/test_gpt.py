@@ -1,0 +1,164 @@
+"""CrossCondGPT against the official implementation: names, golden window outputs, cache, loss."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.models.gpt import CrossCondGPT, GPTConfig, KVCache
+
+# The same window computed in pieces of another size rounds differently in float32; with the random
+# tiny weights (logits up to 8.5) that reaches 4e-5, as large as float32 vs float64 of one window (6e-5).
+ROUNDING = 2e-4
+
+
+def load_tiny_official_gpt(golden_dir: Path, critic: bool) -> CrossCondGPT:
+    """The tiny official GPT (or actor-critic) with its golden weights, loaded by name, strict."""
+    weights = np.load(golden_dir / "tiny_official_weights.npz")
+    prefix = "gpt_ac/"
+    state = {
+        name[len(prefix) :]: torch.from_numpy(weights[name])
+        for name in weights.files
+        if name.startswith(prefix) and (critic or not name.startswith(prefix + "critic_net."))
+    }
+    model = CrossCondGPT(GPTConfig.tiny(critic=critic))
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def official_names(golden_dir: Path, model: str) -> dict[str, tuple[int, ...]]:
+    """Parameter/buffer names and shapes of one section of official_state_dict_keys.txt."""
+    names: dict[str, tuple[int, ...]] = {}
+    inside = False
+    for line in (golden_dir / "official_state_dict_keys.txt").read_text().splitlines():
+        if line.startswith("## "):
+            inside = line.startswith(f"## {model} ")
+        elif inside and "\t" in line:
+            name, shape = line.split("\t")
+            names[name] = tuple(int(n) for n in re.findall(r"\d+", shape))
+    return names
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny model is all per-op overhead; on a busy 2-core machine extra threads only wait."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def golden_io(golden_dir: Path):
+    return np.load(golden_dir / "tiny_official_io.npz")
+
+
+@pytest.mark.parametrize("official, critic", [("CrossCondGPT2", False), ("CrossCondGPT2AC", True)])
+def test_full_size_names_and_shapes_equal_official(golden_dir: Path, official: str, critic: bool) -> None:
+    expected = official_names(golden_dir, official)
+    assert len(expected) > 200
+    with torch.device("meta"):  # full size without allocating 87-108 M parameters
+        model = CrossCondGPT(GPTConfig.official(critic=critic))
+    ours = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    assert ours == expected
+
+
+@pytest.mark.parametrize("critic", [False, True])
+def test_tiny_official_weights_load_strict(golden_dir: Path, critic: bool) -> None:
+    model = load_tiny_official_gpt(golden_dir, critic)
+    assert (model.critic_net is not None) == critic
+
+
+def test_window_logits_and_values_match_official(golden_dir: Path, golden_io) -> None:
+    model = load_tiny_official_gpt(golden_dir, critic=True)
+    inputs = [torch.from_numpy(golden_io[k]) for k in ("window_up", "window_down", "window_music")]
+    with torch.inference_mode():
+        logits_up, logits_down = model(*inputs)
+        value_up, value_down = model.values(*inputs)
+    assert logits_up.shape == (2, 29, 64) and value_down.shape == (2, 29, 1)
+    for ours, name in [
+        (logits_up, "window_logits_up"),
+        (logits_down, "window_logits_down"),
+        (value_up, "window_value_up"),
+        (value_down, "window_value_down"),
+    ]:
+        np.testing.assert_allclose(ours.numpy(), golden_io[name], rtol=0, atol=1e-5, err_msg=name)
+
+
+def test_short_window_uses_each_streams_own_positions(golden_dir: Path, golden_io) -> None:
+    """A window shorter than 29 must equal the first steps of a longer one (causality + segment positions)."""
+    model = load_tiny_official_gpt(golden_dir, critic=False)
+    up, down, music = (
+        torch.from_numpy(golden_io[k][:1]) for k in ("window_up", "window_down", "window_music")
+    )
+    with torch.inference_mode():
+        full_up, full_down = model(up, down, music)
+        short_up, short_down = model(up[:, :11], down[:, :11], music[:, :11])
+    torch.testing.assert_close(short_up, full_up[:, :11], rtol=0, atol=ROUNDING)
+    torch.testing.assert_close(short_down, full_down[:, :11], rtol=0, atol=ROUNDING)
+
+
+def test_cached_decoding_equals_full_computation(golden_dir: Path, golden_io) -> None:
+    model = load_tiny_official_gpt(golden_dir, critic=False)
+    up, down, music = (
+        torch.from_numpy(golden_io[k][1:]) for k in ("window_up", "window_down", "window_music")
+    )
+    with torch.inference_mode():
+        full_up, full_down = model(up, down, music)  # (1, 29, 64)
+        cache = KVCache()
+        got_up, got_down = [], []
+        # a prefill of 7 steps, one step of 5, then single steps up to the full window
+        for a, b in [(0, 7), (7, 12)] + [(i, i + 1) for i in range(12, 29)]:
+            lu, ld = model(up[:, a:b], down[:, a:b], music[:, a:b], cache=cache)
+            got_up.append(lu)
+            got_down.append(ld)
+            assert cache.length == b
+        torch.testing.assert_close(torch.cat(got_up, 1), full_up, rtol=0, atol=ROUNDING)
+        torch.testing.assert_close(torch.cat(got_down, 1), full_down, rtol=0, atol=ROUNDING)
+
+        # rolling back and feeding the same steps again gives the same logits
+        cache.truncate(20)
+        again_up, _ = model(up[:, 20:23], down[:, 20:23], music[:, 20:23], cache=cache)
+        torch.testing.assert_close(again_up, full_up[:, 20:23], rtol=0, atol=ROUNDING)
+
+        with pytest.raises(ValueError, match="block_size"):
+            model(up[:, :7], down[:, :7], music[:, :7], cache=cache)  # 23 + 7 > 29
+
+
+def test_loss_is_cross_entropy_of_both_streams_and_trains() -> None:
+    torch.manual_seed(0)
+    model = CrossCondGPT(GPTConfig.tiny(embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0))
+    codes_up = torch.randint(0, 64, (3, 13))
+    codes_down = torch.randint(0, 64, (3, 13))
+    music = torch.randn(3, 12, 438)
+    args = (codes_up[:, :-1], codes_down[:, :-1], music, codes_up[:, 1:], codes_down[:, 1:])
+    loss = model.loss(*args)
+    # untrained logits are near uniform, so each stream's CE is close to log(64)
+    assert abs(loss.item() - 2 * np.log(64)) < 0.1
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(30):
+        optimiser.zero_grad()
+        model.loss(*args).backward()
+        optimiser.step()
+    assert model.loss(*args).item() < 0.5 * loss.item()
+
+
+def test_dropout_only_in_training_mode() -> None:
+    model = CrossCondGPT(GPTConfig.tiny())
+    inputs = (torch.randint(0, 64, (1, 5)), torch.randint(0, 64, (1, 5)), torch.randn(1, 5, 438))
+    model.train()
+    assert not torch.equal(model(*inputs)[0], model(*inputs)[0])
+    model.eval()
+    assert torch.equal(model(*inputs)[0], model(*inputs)[0])
+
+
+def test_values_need_a_critic() -> None:
+    model = CrossCondGPT(GPTConfig.tiny())
+    with pytest.raises(RuntimeError, match="critic"):
+        model.values(
+            torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2, 438)
+        )

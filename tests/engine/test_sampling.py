@@ -1,0 +1,148 @@
+"""sample_codes against the official sampler's golden tokens, plus sampling options and control."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import Cancelled, InvalidOptionError
+from engine.sampling import FAST_DEFAULT_SHIFT, SamplingOptions, context_window, sample_codes
+from tests.engine.test_gpt import load_tiny_official_gpt
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny model is all per-op overhead; on a busy 2-core machine extra threads only wait."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def gpt(golden_dir: Path):
+    return load_tiny_official_gpt(golden_dir, critic=False)
+
+
+@pytest.fixture(scope="module")
+def golden(golden_dir: Path):
+    io = np.load(golden_dir / "tiny_official_io.npz")
+    return {name: io[name] for name in io.files}
+
+
+def _sample(gpt, golden, options: SamplingOptions, **kwargs):
+    return sample_codes(
+        gpt,
+        int(golden["start_up"][0]),
+        int(golden["start_down"][0]),
+        golden["music_cond"][0],
+        options,
+        **kwargs,
+    )
+
+
+def test_context_window_rule() -> None:
+    # growing window from the start, then the last 28 codes
+    assert [context_window(k, 28, None) for k in (0, 5, 27, 28, 60)] == [
+        (0, 1),
+        (0, 6),
+        (0, 28),
+        (1, 28),
+        (33, 28),
+    ]
+    # shift 20: full at step 28, then 20, 21, .., 28 (period 9) and again
+    lengths = [context_window(k, 28, 20)[1] for k in range(28, 48)]
+    assert lengths == [28] + list(range(20, 29)) + list(range(20, 29)) + [20]
+    for k in range(28, 80):  # the window always ends at the newest code
+        start, length = context_window(k, 28, 20)
+        assert start + length == k + 1
+    # a shift of 28 or more is the sliding window
+    assert all(context_window(k, 28, 40) == context_window(k, 28, None) for k in range(80))
+
+
+def test_golden_tokens_differ_between_shifts(golden) -> None:
+    differ = (golden["sample_shift_none_up"] != golden["sample_shift_20_up"]).sum() + (
+        golden["sample_shift_none_down"] != golden["sample_shift_20_down"]
+    ).sum()
+    assert differ > 0  # so the tests below can tell the two window rules apart
+
+
+@pytest.mark.parametrize(
+    "options, golden_name",
+    [
+        (SamplingOptions(shift=None, fast=False), "sample_shift_none"),
+        (SamplingOptions(shift=20, fast=False), "sample_shift_20"),
+        (SamplingOptions(shift=20, fast=True), "sample_shift_20"),
+        (SamplingOptions(), f"sample_shift_{FAST_DEFAULT_SHIFT}"),  # fast by default, default shift
+    ],
+    ids=["exact-none", "exact-20", "fast-20", "defaults"],
+)
+def test_greedy_tokens_equal_official(gpt, golden, options: SamplingOptions, golden_name: str) -> None:
+    codes_up, codes_down = _sample(gpt, golden, options)
+    assert codes_up.dtype == np.int64 and codes_up.shape == (81,)
+    np.testing.assert_array_equal(codes_up, golden[f"{golden_name}_up"][0])
+    np.testing.assert_array_equal(codes_down, golden[f"{golden_name}_down"][0])
+
+
+def test_seeded_sampling_is_reproducible(gpt, golden) -> None:
+    options = SamplingOptions(greedy=False, temperature=1.0, top_k=8, seed=123, shift=20)
+    first = _sample(gpt, golden, options)
+    second = _sample(gpt, golden, options)
+    other = _sample(gpt, golden, SamplingOptions(greedy=False, temperature=1.0, top_k=8, seed=124, shift=20))
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+    assert (first[0] != other[0]).sum() > 10
+    greedy = golden["sample_shift_20_up"][0]
+    assert (first[0] != greedy).sum() > 10  # temperature 1 really samples
+    # the cached and the full computation draw the same tokens from the same seed
+    exact = _sample(gpt, golden, SamplingOptions(greedy=False, top_k=8, seed=123, shift=20, fast=False))
+    np.testing.assert_array_equal(first[0], exact[0])
+
+
+def test_low_temperature_and_top1_approach_greedy(gpt, golden) -> None:
+    for options in (
+        SamplingOptions(greedy=False, temperature=1e-4, seed=0, shift=20),
+        SamplingOptions(greedy=False, temperature=2.0, top_k=1, seed=0, shift=20),
+    ):
+        codes_up, codes_down = _sample(gpt, golden, options)
+        np.testing.assert_array_equal(codes_up, golden["sample_shift_20_up"][0])
+        np.testing.assert_array_equal(codes_down, golden["sample_shift_20_down"][0])
+
+
+def test_progress_and_cancel(gpt, golden) -> None:
+    calls: list[tuple[int, int]] = []
+    _sample(gpt, golden, SamplingOptions(), progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(k, 80) for k in range(1, 81)]
+
+    polled = []
+
+    def cancel_after_ten() -> bool:
+        polled.append(1)
+        return len(polled) > 10
+
+    with pytest.raises(Cancelled, match="10 of 80"):
+        _sample(gpt, golden, SamplingOptions(), cancel=cancel_after_ten)
+
+
+@pytest.mark.parametrize(
+    "options, start, music_shape, message",
+    [
+        (SamplingOptions(greedy=False, temperature=0.0), (5, 7), (10, 438), "temperature"),
+        (SamplingOptions(greedy=False, top_k=0), (5, 7), (10, 438), "top_k"),
+        (SamplingOptions(shift=0), (5, 7), (10, 438), "shift"),
+        (SamplingOptions(), (64, 7), (10, 438), "start_up"),
+        (SamplingOptions(), (5, -1), (10, 438), "start_down"),
+        (SamplingOptions(), (5, 7), (10, 52), "shape"),
+    ],
+)
+def test_bad_options_are_refused(gpt, options, start, music_shape, message) -> None:
+    with pytest.raises(InvalidOptionError, match=message):
+        sample_codes(gpt, start[0], start[1], np.zeros(music_shape, np.float32), options)
+
+
+def test_no_music_gives_only_the_start_codes(gpt) -> None:
+    codes_up, codes_down = sample_codes(gpt, 3, 4, np.zeros((0, 438), np.float32))
+    assert codes_up.tolist() == [3] and codes_down.tolist() == [4]
