@@ -88,7 +88,7 @@ def create_smpl_armature(
     arm_obj.select_set(True)
     bpy.ops.object.mode_set(mode="EDIT")
     try:
-        edit_bones = []
+        edit_bones: list[Any] = []
         for j, bone_name in enumerate(JOINT_NAMES):
             eb = arm_data.edit_bones.new(bone_name)
             eb.head = heads[j].tolist()

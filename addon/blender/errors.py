@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._engine import errors
 
-DanceError = errors.DanceError
+if TYPE_CHECKING:  # the shim imports the engine dynamically; give the type checker the real class
+    from engine.errors import DanceError
+else:
+    DanceError = errors.DanceError
 
 
 class BlenderLayerError(DanceError):

@@ -48,6 +48,12 @@ def make_dance(num_frames: int, seed: int = 0, amplitude: float = 0.5):
 
 
 @pytest.fixture
+def dance_factory():
+    """``make_dance`` itself, for tests that need another length or seed."""
+    return make_dance
+
+
+@pytest.fixture
 def dance():
     """120 frames at 60 fps on the SMPL rest skeleton."""
     return make_dance(120)

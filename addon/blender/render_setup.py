@@ -1,0 +1,205 @@
+"""Scene set-up for an MP4 of the dancer with the song, and the job a render child process runs.
+
+This module imports only bpy, the standard library and ``compat`` (itself bpy-only), so a child
+process can load it by file path without the add-on package: ``render.render_mp4`` saves a copy of
+the .blend, starts ``python -c`` (bpy module) or ``blender -b`` (real Blender) and calls ``run_job``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import bpy
+from mathutils import Vector
+
+try:
+    from . import compat
+except ImportError:  # loaded by file path in a render child process
+    _spec = importlib.util.spec_from_file_location("_dance_render_compat", Path(__file__).with_name("compat.py"))
+    assert _spec is not None and _spec.loader is not None
+    compat = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(compat)
+
+CAMERA_NAME = "DanceCamera"
+LIGHT_NAME = "DanceLight"
+
+
+def dancer_bounds(scene: Any, obj: Any, frame_range: tuple[int, int], samples: int = 24) -> tuple[Vector, Vector]:
+    """World bounding box (min, max) of the armature's bones over ``samples`` frames of the range."""
+    start, end = frame_range
+    count = max(1, min(samples, end - start + 1))
+    frames = sorted({round(start + (end - start) * i / max(1, count - 1)) for i in range(count)})
+    saved = scene.frame_current
+    lo = Vector((math.inf,) * 3)
+    hi = Vector((-math.inf,) * 3)
+    for frame in frames:
+        scene.frame_set(frame)
+        for pose_bone in obj.pose.bones:
+            for p in (obj.matrix_world @ pose_bone.head, obj.matrix_world @ pose_bone.tail):
+                lo = Vector(map(min, lo, p))
+                hi = Vector(map(max, hi, p))
+    scene.frame_set(saved)
+    return lo, hi
+
+
+def frame_dancer(scene: Any, obj: Any, frame_range: tuple[int, int], *, margin: float = 1.05) -> Any:
+    """Add (or reuse) a camera that sees the whole dance path from the front, slightly above, and a
+    sun light; returns the camera object. The dancer faces -Y (SMPL's +Z forward, converted)."""
+    lo, hi = dancer_bounds(scene, obj, frame_range)
+    lo -= Vector((0.1, 0.1, 0.1))  # bones are thinner than the body around them
+    hi += Vector((0.1, 0.1, 0.1))
+    centre = (lo + hi) / 2.0
+    radius = max((hi - lo).length / 2.0, 0.5)
+
+    cam_data = bpy.data.cameras.get(CAMERA_NAME) or bpy.data.cameras.new(CAMERA_NAME)
+    camera = bpy.data.objects.get(CAMERA_NAME) or bpy.data.objects.new(CAMERA_NAME, cam_data)
+    if camera.name not in scene.collection.objects:
+        scene.collection.objects.link(camera)
+    cam_data.lens = 35.0
+    cam_data.clip_end = 1000.0
+    width, height = scene.render.resolution_x, scene.render.resolution_y
+    half_fov = cam_data.angle / 2.0  # for the larger image side
+    half_fov_small = math.atan(math.tan(half_fov) * min(width, height) / max(width, height))
+    distance = radius * margin / math.sin(half_fov_small)
+    view_dir = Vector((0.0, -1.0, 0.3)).normalized()
+    camera.location = centre + view_dir * distance
+    camera.rotation_mode = "QUATERNION"
+    camera.rotation_quaternion = (-view_dir).to_track_quat("-Z", "Y")
+    scene.camera = camera
+
+    light_data = bpy.data.lights.get(LIGHT_NAME) or bpy.data.lights.new(LIGHT_NAME, type="SUN")
+    light = bpy.data.objects.get(LIGHT_NAME) or bpy.data.objects.new(LIGHT_NAME, light_data)
+    if light.name not in scene.collection.objects:
+        scene.collection.objects.link(light)
+    light_data.energy = 3.0
+    light.rotation_euler = (math.radians(40.0), 0.0, math.radians(-30.0))
+
+    if scene.world is None:
+        scene.world = bpy.data.worlds.new("DanceWorld")
+    scene.world.color = (0.35, 0.35, 0.38)
+    return camera
+
+
+def add_song_strip(scene: Any, song_path: str) -> None:
+    """Add the song as a sound strip at the range start unless a strip already plays this file."""
+    song = os.path.abspath(song_path)
+    strips = compat.sequencer_strips(scene)
+    for strip in strips:
+        sound = getattr(strip, "sound", None)
+        if sound is not None and os.path.abspath(bpy.path.abspath(sound.filepath)) == song:
+            return
+    strips.new_sound("song", song, channel=1, frame_start=scene.frame_start)
+
+
+def configure_mp4(
+    scene: Any,
+    output: str,
+    *,
+    engine: str,
+    resolution: tuple[int, int],
+    cycles_samples: int = 16,
+    with_audio: bool = True,
+) -> None:
+    """H.264 MP4 (AAC audio when ``with_audio``) at ``output`` with the chosen engine."""
+    render = scene.render
+    render.engine = compat.render_engine_id(engine)
+    render.resolution_x, render.resolution_y = (int(resolution[0]) // 2) * 2, (int(resolution[1]) // 2) * 2
+    render.resolution_percentage = 100
+    render.filepath = output
+    render.use_file_extension = False
+    compat.set_video_output(render.image_settings)
+    ffmpeg = render.ffmpeg
+    ffmpeg.format = "MPEG4"
+    ffmpeg.codec = "H264"
+    ffmpeg.constant_rate_factor = "MEDIUM"
+    ffmpeg.ffmpeg_preset = "REALTIME"
+    if with_audio:
+        ffmpeg.audio_codec = "AAC"
+        ffmpeg.audio_channels = "STEREO"
+        ffmpeg.audio_mixrate = 48000
+        ffmpeg.audio_bitrate = 192
+    else:
+        ffmpeg.audio_codec = "NONE"
+    if render.engine == "CYCLES":
+        scene.cycles.device = "CPU"
+        scene.cycles.samples = max(1, int(cycles_samples))
+        scene.cycles.use_denoising = False
+
+
+def render_animation(
+    scene: Any,
+    output: str,
+    *,
+    engine: str,
+    resolution: tuple[int, int],
+    dancer: str | None = None,
+    song_path: str | None = None,
+    frame_range: tuple[int, int] | None = None,
+    cycles_samples: int = 16,
+) -> None:
+    """Set up camera/light/output on ``scene`` and render its animation to ``output`` (in-process)."""
+    if frame_range is not None:
+        scene.frame_start, scene.frame_end = int(frame_range[0]), int(frame_range[1])
+    configure_mp4(
+        scene, output, engine=engine, resolution=resolution, cycles_samples=cycles_samples,
+        with_audio=song_path is not None or _has_sound_strip(scene),
+    )
+    if song_path is not None:
+        add_song_strip(scene, song_path)
+    if dancer is not None:
+        frame_dancer(scene, bpy.data.objects[dancer], (scene.frame_start, scene.frame_end))
+    if scene.camera is None:
+        raise RuntimeError("the scene has no camera and no dancer to frame")
+    with bpy.context.temp_override(scene=scene):
+        bpy.ops.render.render(animation=True, scene=scene.name)
+
+
+def _has_sound_strip(scene: Any) -> bool:
+    if scene.sequence_editor is None:
+        return False
+    return any(getattr(s, "sound", None) is not None for s in compat.sequencer_strips(scene))
+
+
+def run_job(job_path: str) -> None:
+    """Entry point of the render child process: open the saved .blend, render, exit."""
+    with open(job_path, encoding="utf-8") as f:
+        job = json.load(f)
+    bpy.ops.wm.open_mainfile(filepath=job["blend"])
+    scene = bpy.data.scenes[job["scene"]]
+    render_animation(
+        scene,
+        job["output"],
+        engine=job["engine"],
+        resolution=tuple(job["resolution"]),  # type: ignore[arg-type]
+        dancer=job.get("dancer"),
+        song_path=job.get("song_path"),
+        frame_range=tuple(job["frame_range"]) if job.get("frame_range") else None,  # type: ignore[arg-type]
+        cycles_samples=job.get("cycles_samples", 16),
+    )
+
+
+# Code a child process runs; argv[-1] is the job file, argv[-2] this module's path.
+CHILD_CODE = (
+    "import importlib.util, sys\n"
+    "spec = importlib.util.spec_from_file_location('_dance_render_setup', sys.argv[-2])\n"
+    "mod = importlib.util.module_from_spec(spec)\n"
+    "spec.loader.exec_module(mod)\n"
+    "mod.run_job(sys.argv[-1])\n"
+)
+
+
+def child_command(job_path: str) -> list[str]:
+    """The command line of a render child process for this Python/Blender."""
+    module = str(Path(__file__).resolve())
+    if bpy.app.binary_path:  # inside a real Blender: its own binary, in the background
+        return [
+            bpy.app.binary_path, "-b", "--factory-startup", "--python-exit-code", "1",
+            "--python-expr", CHILD_CODE, "--", module, job_path,
+        ]
+    return [sys.executable, "-c", CHILD_CODE, module, job_path]  # the bpy module: plain Python

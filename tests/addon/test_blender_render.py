@@ -1,0 +1,90 @@
+"""MP4 renders with the song muxed in, in a child process, on the real bpy module.
+
+Cycles (CPU, 1 sample) needs nothing special; Workbench needs OpenGL through EGL (Mesa) and is
+skipped with the reason when the machine lacks it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from addon.blender import armature, keyframes, mp4info, render, scene  # noqa: E402
+from addon.blender.errors import RenderError  # noqa: E402
+from engine import skeleton  # noqa: E402
+
+FRAMES = 12
+FPS = 24
+
+
+@pytest.fixture
+def keyed_scene(dance_factory):
+    quats, translation, _ = dance_factory(FRAMES)
+    obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS)
+    keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, FPS, "song")
+    return bpy.context.scene, obj
+
+
+def _check_video(path):
+    streams = mp4info.mp4_streams(path)
+    assert [s.kind for s in streams].count("video") == 1
+    assert [s.kind for s in streams].count("audio") == 1
+    video = next(s for s in streams if s.kind == "video")
+    audio = next(s for s in streams if s.kind == "audio")
+    assert video.codec == "avc1" and audio.codec == "mp4a"  # H.264 + AAC
+    assert video.duration_s == pytest.approx(FRAMES / FPS, abs=1e-3)
+    assert audio.duration_s == pytest.approx(FRAMES / FPS, abs=0.05)  # AAC frames are ~21 ms
+
+
+@pytest.mark.slow
+def test_cycles_mp4_with_song(keyed_scene, song_wav, tmp_path):
+    sc, obj = keyed_scene
+    engine_before = sc.render.engine
+    out = render.render_mp4(sc, tmp_path / "dance.mp4", "CYCLES", (64, 48), song_wav, dancer=obj,
+                            cycles_samples=1)
+    _check_video(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dance.mp4", "my song.wav"]
+    # The render ran on a copy: this scene's settings and objects are untouched.
+    assert sc.render.engine == engine_before and sc.camera is None
+    assert {o.name for o in bpy.data.objects} == {"dancer", "dancer_body"}
+
+
+@pytest.mark.slow
+def test_workbench_mp4_uses_the_scene_song_strip(keyed_scene, song_wav, tmp_path):
+    if not render.egl_available():
+        pytest.skip(f"no usable EGL/OpenGL here: Workbench needs Mesa ({render.EGL_PACKAGES})")
+    sc, obj = keyed_scene
+    scene.load_song(sc, song_wav, set_frame_range=False)
+    out = render.render_mp4(sc, tmp_path / "wb.mp4", "WORKBENCH", (64, 48), dancer=obj)
+    _check_video(out)
+
+
+def test_bad_requests_fail_before_rendering(keyed_scene, song_wav, tmp_path):
+    sc, obj = keyed_scene
+    with pytest.raises(RenderError, match="unknown render engine"):
+        render.render_mp4(sc, tmp_path / "x.mp4", "POVRAY", (64, 48))
+    with pytest.raises(RenderError, match="song file not found"):
+        render.render_mp4(sc, tmp_path / "x.mp4", "CYCLES", (64, 48), tmp_path / "none.wav")
+    with pytest.raises(RenderError, match="folder does not exist"):
+        render.render_mp4(sc, tmp_path / "no" / "x.mp4", "CYCLES", (64, 48))
+    assert list(tmp_path.iterdir()) == [song_wav]
+
+
+def test_a_crashing_render_becomes_a_render_error(keyed_scene, tmp_path):
+    # No dancer and no camera: the child process fails; the caller gets a clear error, no file.
+    sc, _ = keyed_scene
+    with pytest.raises(RenderError, match="no camera"):
+        render.render_mp4(sc, tmp_path / "x.mp4", "CYCLES", (64, 48))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_workbench_without_egl_is_an_error_not_a_crash(keyed_scene, tmp_path, monkeypatch):
+    # Hide Mesa's EGL vendor from the child: Workbench then aborts (SIGABRT) in the child only.
+    monkeypatch.setenv("__EGL_VENDOR_LIBRARY_FILENAMES", str(tmp_path / "no_vendor.json"))
+    monkeypatch.setenv("__EGL_VENDOR_LIBRARY_DIRS", str(tmp_path))
+    sc, obj = keyed_scene
+    with pytest.raises(RenderError, match=r"WORKBENCH render process crashed \(SIGABRT\).*EGL"):
+        render.render_mp4(sc, tmp_path / "x.mp4", "WORKBENCH", (64, 48), dancer=obj)
+    assert list(tmp_path.iterdir()) == []
