@@ -82,7 +82,7 @@ def ground_feet(joints: np.ndarray, fps: float = 60, smoothing_s: float = 0.1) -
     floor = gaussian_filter1d(floor, sigma=smoothing_s * fps, mode="nearest")
     # Smoothing can lift the floor above a sole: lower it there by a smooth bump that covers the gap.
     floor -= _smooth_cover(np.maximum(floor - sole, 0.0), int(round(2 * smoothing_s * fps)))
-    floor = np.minimum(floor, sole)  # float round-off only
+    floor = np.minimum(floor, sole) - 1e-9  # a nanometre of margin against float round-off
     out = joints.copy()
     out[:, :, 1] -= floor[:, None]
     return out
