@@ -1,0 +1,329 @@
+"""Our model format: one folder, no pickles, nothing executed on load.
+
+    <model>/config.json        FORMAT_VERSION, name, description, source, feature_mode, fps,
+                               default_start, and the VQ-VAE and GPT configs as plain dicts
+    <model>/vqvae.safetensors  SepVQVAE state dict (incl. the codebook EMA statistics)
+    <model>/gpt.safetensors    CrossCondGPT state dict (incl. the critic when it has one)
+
+``save_model`` writes into a temporary folder beside the target and renames it into place, so a
+failure never leaves a half-written model. ``load_model`` checks every name and shape against the
+config before anything is loaded, and says which file is wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import CheckpointError
+from .models.gpt import CrossCondGPT, GPTConfig
+from .models.vqvae import SepVQVAE, VQVAEConfig
+
+FORMAT_VERSION = 1
+FORMAT_NAME = "bailando-blender-model"  # marks a config.json as ours
+CONFIG_FILE = "config.json"
+VQVAE_FILE = "vqvae.safetensors"
+GPT_FILE = "gpt.safetensors"
+MODEL_FILES = (CONFIG_FILE, VQVAE_FILE, GPT_FILE)
+FEATURE_MODES = ("official", "full")
+
+
+# --- finer error types (all are CheckpointError, so callers may catch that alone) ---------------------
+class ModelNotFoundError(CheckpointError):
+    """The model folder does not exist."""
+
+
+class NotAModelFolderError(CheckpointError):
+    """The folder exists but holds no model of ours."""
+
+
+class MissingModelFileError(CheckpointError):
+    """One of the model files is missing."""
+
+
+class UnsupportedFormatError(CheckpointError):
+    """The model was written by a newer (or unknown) version of the format."""
+
+
+class WeightsMismatchError(CheckpointError):
+    """The weights do not fit the config (missing / unexpected names or wrong shapes)."""
+
+
+@dataclass
+class ModelConfig:
+    name: str
+    vqvae: VQVAEConfig
+    gpt: GPTConfig
+    feature_mode: str  # "official": rhythm columns zeroed as the released weights saw; "full": live
+    fps: int = 60  # frame rate of the decoded motion
+    default_start: tuple[int, int] = (423, 12)  # (up, down) start codes when the user gives none
+    description: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.feature_mode not in FEATURE_MODES:
+            raise CheckpointError(f"feature_mode must be one of {FEATURE_MODES}, got {self.feature_mode!r}")
+        up, down = (int(c) for c in self.default_start)
+        if not (0 <= up < self.gpt.vocab_size_up and 0 <= down < self.gpt.vocab_size_down):
+            raise CheckpointError(f"default_start {self.default_start} is outside the codebooks "
+                                  f"({self.gpt.vocab_size_up}, {self.gpt.vocab_size_down})")
+        self.default_start = (up, down)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            "feature_mode": self.feature_mode,
+            "fps": self.fps,
+            "default_start": list(self.default_start),
+            "vqvae": self.vqvae.to_dict(),
+            "gpt": self.gpt.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        try:
+            return cls(
+                name=str(d["name"]),
+                vqvae=VQVAEConfig.from_dict(d["vqvae"]),
+                gpt=_gpt_config_from_dict(d["gpt"]),
+                feature_mode=str(d["feature_mode"]),
+                fps=int(d.get("fps", 60)),
+                default_start=tuple(d.get("default_start", (423, 12))),  # type: ignore[arg-type]
+                description=str(d.get("description", "")),
+                source=str(d.get("source", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"invalid model config: {exc}") from exc
+
+
+def _gpt_config_from_dict(d: dict) -> GPTConfig:
+    known = {f.name for f in fields(GPTConfig)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown GPT config fields: {sorted(unknown)}")
+    return GPTConfig(**d)
+
+
+@dataclass
+class DanceModel:
+    config: ModelConfig
+    vqvae: SepVQVAE
+    gpt: CrossCondGPT
+    path: Path | None = field(default=None, compare=False)  # where it was loaded from, if anywhere
+
+    def to(self, device: str | torch.device) -> DanceModel:
+        self.vqvae.to(device)
+        self.gpt.to(device)
+        return self
+
+    def eval(self) -> DanceModel:
+        self.vqvae.eval()
+        self.gpt.eval()
+        return self
+
+
+def build_model(config: ModelConfig) -> DanceModel:
+    """A model with random weights (the codebooks start empty and fill on the first training batch)."""
+    return DanceModel(config, SepVQVAE(config.vqvae), CrossCondGPT(config.gpt))
+
+
+def debug_model_config(name: str = "debug-tiny") -> ModelConfig:
+    """A tiny model for tests: VQ width 32, 64 codes per half, GPT 2 + 2 layers x 32 wide."""
+    return ModelConfig(
+        name=name,
+        vqvae=VQVAEConfig.tiny(),
+        gpt=GPTConfig.tiny(),
+        feature_mode="full",
+        default_start=(0, 0),
+        description="tiny random model for tests",
+        source="debug_model_config()",
+    )
+
+
+# --- saving ---------------------------------------------------------------------------------------------
+def _is_our_model_folder(directory: Path) -> bool:
+    try:
+        return json.loads((directory / CONFIG_FILE).read_text()).get("format") == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+
+
+def save_model(model: DanceModel, directory: str | Path) -> Path:
+    """Write the model folder atomically; an existing model folder at ``directory`` is replaced.
+
+    Refuses to replace a folder that is not empty and not one of our model folders.
+    """
+    target = Path(directory).expanduser().resolve()
+    if target.exists():
+        if not target.is_dir():
+            raise CheckpointError(f"{target} exists and is not a folder; choose another output path")
+        if any(target.iterdir()) and not _is_our_model_folder(target):
+            raise CheckpointError(f"{target} is not empty and is not a model folder; refusing to overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
+        save_file(_tensors(model.vqvae), str(staging / VQVAE_FILE), metadata=meta)
+        save_file(_tensors(model.gpt), str(staging / GPT_FILE), metadata=meta)
+        (staging / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+        if target.exists():  # swap: old -> backup, new -> target, then drop the backup
+            backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            backup.rmdir()
+            os.replace(target, backup)
+            try:
+                os.replace(staging, target)
+            except OSError:
+                os.replace(backup, target)
+                raise
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+# --- loading --------------------------------------------------------------------------------------------
+def _check_folder(directory: str | Path) -> Path:
+    path = Path(directory).expanduser()
+    if not path.exists():
+        raise ModelNotFoundError(f"model folder {path} does not exist")
+    if not path.is_dir():
+        raise NotAModelFolderError(f"{path} is a file, not a model folder (expected a folder with "
+                                   f"{', '.join(MODEL_FILES)}); to convert official .pt checkpoints use "
+                                   f"'python -m engine import-official'")
+    present = [name for name in MODEL_FILES if (path / name).is_file()]
+    if not present:
+        raise NotAModelFolderError(f"{path} is not a model folder: it has none of {', '.join(MODEL_FILES)}")
+    missing = [name for name in MODEL_FILES if name not in present]
+    if missing:
+        raise MissingModelFileError(f"model folder {path} is incomplete: missing {', '.join(missing)}")
+    return path
+
+
+def _read_config(path: Path) -> ModelConfig:
+    try:
+        raw = json.loads((path / CONFIG_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise NotAModelFolderError(f"{path / CONFIG_FILE} is not readable JSON: {exc}") from exc
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
+        raise NotAModelFolderError(f"{path / CONFIG_FILE} is not a config of this project's model format")
+    version = raw.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise UnsupportedFormatError(f"{path / CONFIG_FILE}: unknown format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise UnsupportedFormatError(f"{path} was written by a newer version (format {version}; this engine "
+                                     f"reads up to {FORMAT_VERSION}); update the add-on")
+    return ModelConfig.from_dict(raw)
+
+
+def _read_weights(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{file} is not a readable safetensors file ({exc}); the model may be "
+                              f"truncated or corrupt") from exc
+
+
+def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load ``state`` into ``module`` requiring every name and shape to match; the tensors are adopted
+    (not copied), so ``module`` may be built with ``empty_modules()`` or on the 'meta' device. Raises WeightsMismatchError naming the keys."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(f"{k} {tuple(state[k].shape)} != {expected[k]}"
+                   for k in set(expected) & set(state) if tuple(state[k].shape) != expected[k])
+    if missing or unexpected or wrong:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if items:
+                shown = ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
+                parts.append(f"{label}: {shown}")
+        raise WeightsMismatchError(f"{what} does not match its config: " + "; ".join(parts))
+    module.load_state_dict(state, strict=True, assign=True)
+
+
+_INIT_FUNCTIONS = ("normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_",
+                   "xavier_uniform_", "xavier_normal_", "zeros_", "ones_", "constant_")
+
+
+@contextlib.contextmanager
+def empty_modules() -> Iterator[None]:
+    """Build modules without their random initialisation (the weights stay uninitialised memory).
+
+    For modules that ``load_state_strict`` fills right after: no time is spent drawing random numbers
+    that are thrown away (seconds for the official size), and the untouched memory is never committed.
+    (The 'meta' device would be lighter still, but some of its ops import torch._dynamo: seconds.)
+    """
+    saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
+    try:
+        for name in _INIT_FUNCTIONS:
+            setattr(nn.init, name, _keep)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
+def _keep(tensor: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+    return tensor
+
+
+def _build_empty(config: ModelConfig) -> DanceModel:
+    with empty_modules():
+        return build_model(config)
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> DanceModel:
+    """Read a model folder (never executes code from it); the model is returned in eval mode."""
+    path = _check_folder(directory)
+    config = _read_config(path)
+    model = _build_empty(config)
+    load_state_strict(model.vqvae, _read_weights(path / VQVAE_FILE), str(path / VQVAE_FILE))
+    load_state_strict(model.gpt, _read_weights(path / GPT_FILE), str(path / GPT_FILE))
+    model.path = path.resolve()
+    return model.to(device).eval()
+
+
+def model_info(directory: str | Path) -> dict:
+    """Config, parameter counts and file sizes of a model folder, without loading the weights."""
+    path = _check_folder(directory)
+    config = _read_config(path)
+    info = config.to_dict()
+    info["path"] = str(path.resolve())
+    info["stored_values"] = {}
+    info["file_bytes"] = {name: (path / name).stat().st_size for name in MODEL_FILES}
+    for key, file in (("vqvae", VQVAE_FILE), ("gpt", GPT_FILE)):
+        try:
+            with safe_open(str(path / file), framework="pt") as f:
+                count = 0
+                for name in f.keys():
+                    n = 1
+                    for size in f.get_slice(name).get_shape():
+                        n *= size
+                    count += n
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path / file} is not a readable safetensors file ({exc})") from exc
+        info["stored_values"][key] = count
+    info["has_critic"] = config.gpt.n_layer_critic > 0
+    return info
