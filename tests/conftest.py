@@ -40,3 +40,41 @@ def music_dir() -> Path:
 @pytest.fixture(scope="session")
 def aistpp_slices_dir() -> Path:
     return _need(DATA / "aistpp_slices")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-init model folder (engine.checkpoint's debug config), made once per session.
+
+    The VQ-VAE codebooks start at zero (they are initialised from data in training), so every code
+    would decode to the same pose; they are filled with seeded noise so that codes differ.
+    """
+    import torch
+
+    from engine.checkpoint import build_model, debug_model_config, save_model
+
+    torch.manual_seed(0)
+    model = build_model(debug_model_config())
+    with torch.no_grad():
+        for name, buffer in model.vqvae.named_buffers():
+            if name.endswith("bottleneck.level_blocks.0.k"):
+                buffer.normal_()
+    return save_model(model, tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture
+def short_song(music_dir: Path, tmp_path: Path):
+    """``short_song(seconds, name="clip", offset=10.0)``: a WAV cut from a real song into tmp_path."""
+    import soundfile
+
+    source = sorted(music_dir.glob("*.ogg"))[0]
+
+    def cut(seconds: float, name: str = "clip", offset: float = 10.0) -> Path:
+        info = soundfile.info(str(source))
+        start = int(min(offset, max(info.duration - seconds, 0.0)) * info.samplerate)
+        audio, sr = soundfile.read(str(source), start=start, frames=int(seconds * info.samplerate))
+        path = tmp_path / f"{name}.wav"
+        soundfile.write(str(path), audio, sr)
+        return path
+
+    return cut

@@ -283,7 +283,7 @@ class DANCE_OT_start_from_pose(Operator):
         try:
             choreographer = core.get_choreographer(*_engine_setup(context))
             context.view_layer.update()  # pose bone heads reflect the latest edits
-            up, down = choreographer.encode_pose(core.armature_pose_joints(obj))
+            up, down = core.encode_joints(choreographer, core.armature_pose_joints(obj))
         except (errors.DanceError, ImportError) as exc:
             _report_error(self, exc, "Reading the pose")
             return {"CANCELLED"}

@@ -39,7 +39,7 @@ def preview_start_codes(context: Any) -> str | None:
         addon_prefs = prefs.get(context)
         model_dir = core.resolve_model_dir(addon_prefs.model_dir)
         choreographer = core.get_choreographer(model_dir, core.torch_device(addon_prefs.device))
-        joints = choreographer.preview_pose(props.start_up, props.start_down)
+        joints = core.preview_joints(choreographer, props.start_up, props.start_down)
         core.pose_armature(obj, joints)
     except core.errors.DanceError as exc:
         return str(exc)

@@ -1,0 +1,176 @@
+"""The Generate operator on the real bpy module, the add-on enabled from the repository.
+
+What the animator sees: a new action named after the song, keyed every frame on every bone, the song
+as a sound strip, one undo step; cancel and failure leave the scene exactly as it was.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+import addon_utils  # noqa: E402  (ships with bpy)
+
+from addon.ui import jobs  # noqa: E402
+from engine.skeleton import JOINT_NAMES  # noqa: E402
+
+ADDON = "addon"
+
+
+@pytest.fixture(scope="module")
+def enabled():
+    addon_utils.enable(ADDON, default_set=True, handle_error=None)
+    yield bpy.context.preferences.addons[ADDON].preferences
+    addon_utils.disable(ADDON, default_set=True)
+
+
+@pytest.fixture
+def scene(enabled, tiny_model_dir):
+    bpy.ops.wm.read_homefile(use_empty=True)
+    enabled.model_dir = str(tiny_model_dir)
+    enabled.device = "CPU"
+    bpy.ops.ed.undo_push(message="test start")  # the bpy module starts without an undo stack
+    yield bpy.context.scene
+    jobs.cancel_active()
+
+
+def scene_state(scene) -> dict:
+    """Everything a generation may change."""
+    return {
+        "objects": sorted(o.name for o in bpy.data.objects),
+        "actions": sorted(a.name for a in bpy.data.actions),
+        "armatures": len(bpy.data.armatures),
+        "meshes": len(bpy.data.meshes),
+        "strips": None if scene.sequence_editor is None else len(scene.sequence_editor.strips),
+        "frames": (scene.frame_start, scene.frame_end, scene.frame_current),
+        "fps": (scene.render.fps, scene.render.fps_base),
+    }
+
+
+def fcurves_of(obj):
+    from bpy_extras.anim_utils import action_get_channelbag_for_slot
+
+    anim = obj.animation_data
+    return action_get_channelbag_for_slot(anim.action, anim.action_slot).fcurves
+
+
+def undo():
+    window = bpy.context.window_manager.windows[0]
+    with bpy.context.temp_override(window=window, screen=window.screen):
+        bpy.ops.ed.undo()
+
+
+def test_generate_keys_new_action_and_undo_removes_it(scene, short_song):
+    song = short_song(3.0, name="hungarian clip")
+    scene.dance.song_path = str(song)
+    scene.dance.fps = "30"
+    before = scene_state(scene)
+
+    # 'EXEC_DEFAULT', True: run as the UI does, with an undo push when it finishes.
+    assert bpy.ops.dance.generate("EXEC_DEFAULT", True) == {"FINISHED"}
+
+    obj = scene.dance.armature
+    assert obj is not None and obj.type == "ARMATURE"
+    action = obj.animation_data.action
+    assert action.name == "hungarian clip"
+    frames = scene.frame_end - scene.frame_start + 1
+    assert frames >= 2.5 * 30  # the dance covers the song (3 s at 30 fps, token-rounded)
+    curves = {(fc.data_path, fc.array_index): fc for fc in fcurves_of(obj)}
+    for name in JOINT_NAMES:
+        for i in range(4):
+            fc = curves[(f'pose.bones["{name}"].rotation_quaternion', i)]
+            keys = np.zeros(2 * len(fc.keyframe_points))
+            fc.keyframe_points.foreach_get("co", keys)
+            assert np.array_equal(keys[0::2], np.arange(scene.frame_start, scene.frame_end + 1))
+    # The pelvis moves: its location curves are not constant.
+    pelvis = [curves[('pose.bones["pelvis"].location', i)] for i in range(3)]
+    spread = [np.ptp([fc.evaluate(f) for f in range(scene.frame_start, scene.frame_end + 1)]) for fc in pelvis]
+    assert max(spread) > 1e-3
+    strip = scene.sequence_editor.strips["song"]
+    assert bpy.path.abspath(strip.sound.filepath) == str(song)
+    assert (scene.render.fps, scene.render.fps_base) == (30, 1.0)
+
+    undo()
+    assert scene_state(bpy.context.scene) == before
+
+
+def test_generate_twice_never_overwrites(scene, short_song):
+    scene.dance.song_path = str(short_song(2.0, name="clip"))
+    assert bpy.ops.dance.generate() == {"FINISHED"}
+    first = scene.dance.armature
+    first["marker"] = 1
+    scene.dance.target = "SELECTED"
+    scene.dance.preset = "SMPL"
+    bpy.context.view_layer.objects.active = first
+    assert bpy.ops.dance.generate() == {"FINISHED"}
+    assert sorted(a.name for a in bpy.data.actions) == ["clip", "clip.001"]
+    assert first.animation_data.action.name == "clip.001"
+
+
+def test_variations_make_one_action_per_seed(scene, short_song):
+    scene.dance.song_path = str(short_song(2.0, name="clip"))
+    assert bpy.ops.dance.generate(variations=2) == {"FINISHED"}
+    obj = scene.dance.armature
+    actions = {a.name: a for a in bpy.data.actions}
+    assert sorted(actions) == ["clip v1", "clip v2"]
+    assert actions["clip v1"].use_fake_user  # kept although only v2 is assigned
+    assert obj.animation_data.action == actions["clip v2"]
+
+
+def test_cancel_leaves_scene_unchanged(scene, short_song, capsys):
+    scene.dance.song_path = str(short_song(3.0))
+    before = scene_state(scene)
+
+    def press_cancel():  # the panel's Cancel button, as soon as the job runs
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if jobs.cancel_active():  # what DANCE_OT_cancel does (no bpy calls off the main thread)
+                return
+            time.sleep(0.001)
+
+    canceller = threading.Thread(target=press_cancel)
+    canceller.start()
+    result = bpy.ops.dance.generate("EXEC_DEFAULT", True)
+    canceller.join()
+    assert result == {"CANCELLED"}
+    assert scene_state(scene) == before
+    assert bpy.context.window_manager.dance_job.status == "Cancelled"
+    assert jobs.active() is None  # the next generation may start
+
+
+def test_non_audio_file_fails_cleanly(scene, tmp_path):
+    fake = tmp_path / "notes.wav"
+    fake.write_text("this is not audio\n" * 100)
+    scene.dance.song_path = str(fake)
+    before = scene_state(scene)
+    with pytest.raises(RuntimeError, match="Generation failed: .*"):
+        bpy.ops.dance.generate("EXEC_DEFAULT", True)
+    assert scene_state(scene) == before
+
+
+def test_missing_model_fails_cleanly(scene, enabled, short_song, tmp_path):
+    scene.dance.song_path = str(short_song(2.0))
+    enabled.model_dir = str(tmp_path / "no_model_here")
+    before = scene_state(scene)
+    with pytest.raises(RuntimeError, match="no model found at .*no_model_here.*choose a model folder"):
+        bpy.ops.dance.generate("EXEC_DEFAULT", True)
+    assert scene_state(scene) == before
+
+
+def test_missing_song_is_reported(scene):
+    with pytest.raises(RuntimeError, match="choose a song first"):
+        bpy.ops.dance.generate()
+
+
+def test_load_song_sets_strip_and_range(scene, short_song):
+    song = short_song(2.0)
+    scene.dance.fps = "24"
+    assert bpy.ops.dance.load_song(filepath=str(song)) == {"FINISHED"}
+    assert scene.dance.song_path == str(song)
+    assert scene.render.fps == 24
+    assert scene.frame_end - scene.frame_start + 1 == pytest.approx(48, abs=1)
+    assert scene.sequence_editor.strips["song"].frame_final_duration == pytest.approx(48, abs=1)
