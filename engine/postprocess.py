@@ -4,8 +4,8 @@
 a smooth correction, so slow generated drift in height disappears while jumps stay jumps:
 
 1. the sole height per frame is the lowest of the ankles and toes, each minus its height above the sole;
-2. contact frames are those where the sole is near its lowest point of the surrounding fraction of a second
-   (a jump apex is not, a drifting stance is); the floor is the sole height there, interpolated across
+2. contact frames are those where the sole, with its slow drift taken out, is near its lowest point of the
+   surrounding fraction of a second (a jump apex is not, a drifting stance is); the floor is the sole height there, interpolated across
    flights and low-passed;
 3. wherever the smoothed floor still lies above the soles it is lowered by a smooth bump that provably
    covers the gap, so no frame ends with a foot below the floor.
@@ -31,6 +31,8 @@ ANKLE_ABOVE_SOLE = TOE_ABOVE_SOLE + float(np.mean(REST_JOINTS[ANKLES, 1] - REST_
 # above its take-off and landing, slow drift in height moves the sole by much less in that window.
 CONTACT_WINDOW_S = 0.2
 CONTACT_TOLERANCE = 0.04
+# Nobody stays in the air longer than this (seconds): a longer rise of the feet is drift, not a jump.
+MAX_FLIGHT_S = 1.0
 
 
 def sole_height(joints: np.ndarray) -> np.ndarray:
@@ -41,11 +43,37 @@ def sole_height(joints: np.ndarray) -> np.ndarray:
     return np.minimum(ankles.min(axis=1), toes.min(axis=1))
 
 
+def _pad_extrapolating(signal: np.ndarray, width: int) -> np.ndarray:
+    """Pad both ends by point reflection (2 s[0] - s[k]): continues a slope instead of flattening it."""
+    width = min(width, signal.shape[0] - 1)
+    return np.pad(signal, width, mode="reflect", reflect_type="odd") if width > 0 else signal.copy()
+
+
+def _running_min(signal: np.ndarray, half_width: int) -> np.ndarray:
+    padded = _pad_extrapolating(signal, half_width)
+    pad = (padded.shape[0] - signal.shape[0]) // 2
+    padded = np.pad(padded, half_width - pad, mode="edge")  # sequences shorter than the window
+    return np.lib.stride_tricks.sliding_window_view(padded, 2 * half_width + 1).min(axis=1)
+
+
+def _detrend(sole: np.ndarray, half_width: int) -> np.ndarray:
+    """Sole height minus its slow floor trend: the running minimum over a flight time, smoothed."""
+    trend = _running_min(sole, half_width)
+    padded = _pad_extrapolating(trend, 2 * half_width)
+    pad = (padded.shape[0] - trend.shape[0]) // 2
+    smooth = gaussian_filter1d(padded, sigma=half_width / 2, mode="nearest")
+    return sole - smooth[pad : pad + trend.shape[0]]
+
+
 def contact_frames(sole: np.ndarray, fps: float) -> np.ndarray:
-    """Frames (T,) bool where a foot is on the floor, from the sole height per frame (T,)."""
+    """Frames (T,) bool where a foot is on the floor, from the sole height per frame (T,).
+
+    Contact: the sole is near its lowest point over +-CONTACT_WINDOW_S. Drift is taken out first (the
+    running minimum over a flight time, smoothed), so a body drifting up or down fast is still standing.
+    """
+    residual = _detrend(sole, max(1, int(round(MAX_FLIGHT_S / 2 * fps))))
     half = max(1, int(round(CONTACT_WINDOW_S * fps)))
-    windows = np.lib.stride_tricks.sliding_window_view(np.pad(sole, half, mode="edge"), 2 * half + 1)
-    return sole - windows.min(axis=1) < CONTACT_TOLERANCE
+    return residual - _running_min(residual, half) < CONTACT_TOLERANCE
 
 
 def _smooth_cover(gap: np.ndarray, half_width: int) -> np.ndarray:

@@ -89,6 +89,16 @@ def test_a_jump_stays_a_jump():
     assert not contact[lift > 0.05].any() and contact[lift == 0].mean() > 0.95
 
 
+def test_fast_steady_drift_is_not_mistaken_for_a_flight():
+    # Generated motion can rise for seconds on end (integrated root velocity); nobody flies that long.
+    walk = _walk(360)
+    climbing = walk.copy()
+    climbing[:, :, 1] += 1.5 * np.arange(360)[:, None] / FPS
+    sole = sole_height(ground_feet(climbing, fps=FPS))
+    assert sole.min() >= 0 and sole.max() < 0.1  # the first/last half second lack context on one side
+    assert sole[FPS // 2 : -FPS // 2].max() < 0.005
+
+
 def test_sinking_clip_is_lifted_and_floating_clip_lowered():
     walk = _walk(240)
     for offset in (-0.5, 0.8):
