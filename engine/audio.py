@@ -320,7 +320,9 @@ def _running_median_rows(padded: np.ndarray, width: int, out: np.ndarray) -> Non
             out[r, j] = window[half]
 
 
-def _soft_masks(harmonic: np.ndarray, percussive_t: np.ndarray, mask_h: np.ndarray, mask_p: np.ndarray) -> None:
+def _soft_masks(
+    harmonic: np.ndarray, percussive_t: np.ndarray, mask_h: np.ndarray, mask_p: np.ndarray
+) -> None:
     """librosa.util.softmask(power=2, split_zeros=True) for both parts in one pass.
 
     harmonic, mask_h, mask_p: (F, T); percussive_t: (T, F). Each pair is rescaled by its larger value so
@@ -386,7 +388,6 @@ def _median_rows(S: np.ndarray, width: int, pool: ThreadPoolExecutor | None) -> 
     return out
 
 
-
 def hpss_masks(D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Soft masks (power 2, margin 1) of librosa's median-filtering HPSS for an STFT D: 2 x (F, T)."""
     S = np.abs(D)  # (F, T)
@@ -418,7 +419,9 @@ def hpss(y: np.ndarray, *, harmonic: bool = True, percussive: bool = True) -> tu
     parts = []
     for wanted, mask in ((harmonic, mask_h), (percussive, mask_p)):
         parts.append(
-            librosa.istft(D * mask, hop_length=HOP_LENGTH, length=y.shape[-1], dtype=y.dtype) if wanted else None
+            librosa.istft(D * mask, hop_length=HOP_LENGTH, length=y.shape[-1], dtype=y.dtype)
+            if wanted
+            else None
         )
     return parts[0], parts[1]
 
@@ -462,7 +465,9 @@ def _chroma_block(harmonic: np.ndarray, sr: int) -> np.ndarray:
     return librosa.feature.chroma_cqt(C=C, sr=sr, hop_length=HOP_LENGTH, n_octaves=n_octaves)
 
 
-def _rhythm_block(percussive: np.ndarray, sr: int, *, tempogram: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def _rhythm_block(
+    percussive: np.ndarray, sr: int, *, tempogram: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Onset envelope, beat one-hot and tempogram of the percussive part: (386, T) (or (2, T) without
     the tempogram), and the beat frame indices (K,)."""
     import librosa
@@ -633,21 +638,28 @@ def extract_features(
     if token_entry is None or (with_beats and beats_entry is None):
         song = _Song(path, min_duration_s, max_duration_s)
 
-    if token_entry is not None:
-        features, duration_s = token_entry["values"].astype(np.float32), float(token_entry["duration_s"])
-    else:
-        _report(progress, 0.15, "computing 7.5 fps features")
-        features, _ = compute_features(song.at(TOKEN_SR), TOKEN_SR, rhythm=(mode == "full"))
-        duration_s = song.duration_s
-        _cache_write(token_entry_path, content_hash, values=features, duration_s=np.array(duration_s))
+    with ThreadPoolExecutor(1) as background:
+        # The 60 fps beat path is independent of the 7.5 fps features: run it alongside (its heavy parts
+        # release the GIL), so the two take about as long as the slower one on a multi-core machine.
+        beats_job = None
+        if with_beats and beats_entry is None:
+            _report(progress, 0.1, "finding beats (60 fps)")
+            beats_job = background.submit(compute_beats, song.at(BEAT_SR), BEAT_SR)
 
-    beats = None
-    if with_beats:
+        if token_entry is not None:
+            features, duration_s = token_entry["values"].astype(np.float32), float(token_entry["duration_s"])
+        else:
+            _report(progress, 0.2, "computing 7.5 fps features")
+            features, _ = compute_features(song.at(TOKEN_SR), TOKEN_SR, rhythm=(mode == "full"))
+            duration_s = song.duration_s
+            _cache_write(token_entry_path, content_hash, values=features, duration_s=np.array(duration_s))
+
+        beats = None
         if beats_entry is not None:
             beats = beats_entry["values"].astype(np.int64)
-        else:
-            _report(progress, 0.4, "finding beats (60 fps)")
-            beats = compute_beats(song.at(BEAT_SR), BEAT_SR)
+        elif beats_job is not None:
+            _report(progress, 0.6, "finding beats (60 fps)")
+            beats = beats_job.result()
             _cache_write(beats_entry_path, content_hash, values=beats, duration_s=np.array(song.duration_s))
     _report(progress, 1.0, "music features ready")
     return MusicFeatures(

@@ -44,7 +44,9 @@ def click_track(bpm: float, seconds: float, sr: int, first_s: float) -> tuple[np
     times = np.arange(first_s, seconds - 0.1, 60.0 / bpm)
     y = np.zeros(int(seconds * sr), dtype=np.float32)
     n = int(0.03 * sr)
-    click = (np.sin(2 * np.pi * 1000 * np.arange(n) / sr) * np.exp(-np.arange(n) / (0.005 * sr))).astype(np.float32)
+    click = (np.sin(2 * np.pi * 1000 * np.arange(n) / sr) * np.exp(-np.arange(n) / (0.005 * sr))).astype(
+        np.float32
+    )
     for t in times:
         start = int(round(t * sr))
         y[start : start + n] += click[: len(y) - start]
@@ -240,7 +242,9 @@ def test_cache_returns_identical_arrays_without_decoding(
 ) -> None:
     cache = tmp_path / "cache"
     progress: list[float] = []
-    first = audio.extract_features(small_song, "full", cache_dir=cache, progress=lambda f, m: progress.append(f))
+    first = audio.extract_features(
+        small_song, "full", cache_dir=cache, progress=lambda f, m: progress.append(f)
+    )
     assert progress[0] == 0.0 and progress[-1] == 1.0 and progress == sorted(progress)
     entries = sorted(p.name for p in cache.iterdir())
     assert len(entries) == 2 and not any(name.startswith(".tmp") for name in entries)
@@ -284,7 +288,9 @@ def test_default_cache_dir_follows_environment(tmp_path: Path, monkeypatch: pyte
     assert audio.default_cache_dir() == Path.home() / ".cache" / "bailando-blender" / "features"
 
 
-def test_uncached_call_writes_nothing(small_song: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uncached_call_writes_nothing(
+    small_song: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DANCE_CACHE_DIR", str(tmp_path / "default"))
     audio.extract_features(small_song, "official", with_beats=False, cache_dir=False)
     assert not (tmp_path / "default").exists()
