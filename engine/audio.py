@@ -187,8 +187,13 @@ def _decode(path: Path, max_duration_s: float) -> tuple[np.ndarray, int]:
     from the header before decoding anything."""
     import soundfile as sf
 
-    with open(path, "rb") as f:
-        head = f.read(16)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise AudioError(
+            f"Cannot read '{path}': {exc.strerror or exc}. Check the file's permissions."
+        ) from exc
     what = _known_non_audio(head)
     if what is not None:
         raise NotAudioError(f"'{path.name}' is {what}, not audio. Choose a .wav, .mp3, .ogg or .flac song.")
@@ -196,6 +201,11 @@ def _decode(path: Path, max_duration_s: float) -> tuple[np.ndarray, int]:
     try:
         info = sf.info(str(path))
     except Exception as exc:  # libsndfile says "format not recognised", "malformed", ...
+        if path.suffix.lower() == ".mp3" and "MP3" not in sf.available_formats():
+            raise AudioDecodeError(
+                f"This soundfile/libsndfile build cannot read MP3 ('{path.name}'); it needs libsndfile 1.1 or "
+                "newer. Convert the song to .ogg, .flac or .wav, or upgrade soundfile."
+            ) from exc
         if not _has_audio_magic(head):
             raise NotAudioError(
                 f"'{path.name}' is not an audio file that can be read ({exc}). "

@@ -145,6 +145,16 @@ def test_real_song_shapes_and_frame_counts(music_dir: Path, mode: str) -> None:
     assert np.any(rhythm) == (mode == "full")
 
 
+@pytest.mark.parametrize("fmt", ["FLAC", "MP3", "OGG"])
+def test_other_containers_decode_to_the_same_length(tmp_path: Path, fmt: str) -> None:
+    y = noise(3.0)
+    path = tmp_path / f"song.{fmt.lower()}"
+    sf.write(str(path), np.stack([y, -y], axis=1) * 0.5 + y[:, None] * 0.5, 22050, format=fmt)
+    loaded = audio.load_audio(path, audio.TOKEN_SR)  # stereo mixed to mono
+    assert loaded.dtype == np.float32 and loaded.ndim == 1
+    assert abs(len(loaded) - 3.0 * audio.TOKEN_SR) <= 0.05 * audio.TOKEN_SR  # mp3 adds encoder padding
+
+
 # --- beats ----------------------------------------------------------------------------------------------
 def test_beats_land_on_a_click_track(tmp_path: Path) -> None:
     sr = 44100
