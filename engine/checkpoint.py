@@ -138,7 +138,8 @@ class DanceModel:
 
 
 def build_model(config: ModelConfig) -> DanceModel:
-    """A model with random weights (the codebooks start empty and fill on the first training batch)."""
+    """A model with random weights (the codebooks are random until the first training batch re-initialises
+    them from encoder outputs)."""
     return DanceModel(config, SepVQVAE(config.vqvae), CrossCondGPT(config.gpt))
 
 

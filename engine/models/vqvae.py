@@ -183,7 +183,9 @@ class Codebook(nn.Module):
         super().__init__()
         self.l_bins, self.emb_width = cfg.l_bins, cfg.emb_width
         self.mu, self.threshold = cfg.l_mu, cfg.dead_code_threshold
-        self.register_buffer("k", torch.zeros(cfg.l_bins, cfg.emb_width))
+        # Random until the first training batch replaces it with encoder outputs (``initialised``), so
+        # that an untrained model still decodes different codes to different poses.
+        self.register_buffer("k", torch.randn(cfg.l_bins, cfg.emb_width))
         self.register_buffer("k_sum", torch.zeros(cfg.l_bins, cfg.emb_width))
         self.register_buffer("k_elem", torch.ones(cfg.l_bins))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
