@@ -10,6 +10,7 @@ made continuous so interpolation never spins the long way round.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import bpy
@@ -179,3 +180,17 @@ def apply_dance(
     scene.frame_start = frame_start
     scene.frame_end = frame_start + rotations.shape[0] - 1
     return action
+
+
+def apply_dance_result(obj: Any, dance: Any, *, action_name: str | None = None, frame_start: int = 1,
+                       scene: Any = None) -> Any:
+    """``apply_dance`` for an ``engine.dance.Dance`` with solved rotations; the action is named
+    after the song file (its stem) unless ``action_name`` is given."""
+    if dance.rotations is None or dance.translation is None or dance.rest_joints is None:
+        raise BlenderLayerError("the dance has no joint rotations yet: solve them before keying it")
+    if action_name is None:
+        action_name = Path(dance.song_path).stem if dance.song_path else "dance"
+    return apply_dance(
+        obj, dance.rotations, dance.translation, dance.rest_joints, dance.fps, action_name,
+        frame_start=frame_start, scene=scene,
+    )

@@ -138,3 +138,17 @@ def test_song_strip_sets_the_frame_range(song_wav):
     assert sc.frame_end == 120
     with pytest.raises(BlenderLayerError, match="not found"):
         scene.load_song(sc, song_wav.with_name("missing.wav"))
+
+
+def test_a_dance_result_is_keyed_under_its_song_name(dance):
+    from engine.dance import Dance
+
+    quats, translation, joints = dance
+    result = Dance(joints=joints.astype(np.float32), fps=60, song_path="/music/Bolero (live).wav",
+                   rotations=quats, translation=translation, rest_joints=skeleton.REST_JOINTS)
+    obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS, with_mesh=False)
+    action = keyframes.apply_dance_result(obj, result)
+    assert action.name == "Bolero (live)"
+    np.testing.assert_allclose(_pose_heads(obj, 5), skeleton.yup_to_zup(joints[4]), atol=1e-4)
+    with pytest.raises(BlenderLayerError, match="no joint rotations"):
+        keyframes.apply_dance_result(obj, result.replace(rotations=None))
