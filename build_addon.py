@@ -84,6 +84,25 @@ def download_wheels(dest: Path, platforms: Sequence[str] = tuple(WHEEL_PLATFORMS
     return sorted(dest.glob("*.whl"))
 
 
+def wheel_platforms(wheel_name: str) -> set[str]:
+    """Blender platforms a wheel runs on, from its platform tag; empty for pure-Python wheels."""
+    tag = wheel_name[: -len(".whl")].split("-")[-1]
+    found: set[str] = set()
+    for part in tag.split("."):
+        if part == "any":
+            continue
+        if "linux" in part:
+            found.add("linux-arm64" if "aarch64" in part else "linux-x64")
+        elif part.startswith("win"):
+            found.add("windows-arm64" if "arm64" in part else "windows-x64")
+        elif part.startswith("macosx"):
+            if "universal2" in part:
+                found |= {"macos-arm64", "macos-x64"}
+            else:
+                found.add("macos-arm64" if "arm64" in part else "macos-x64")
+    return found
+
+
 def add_wheels(stage: Path, wheels: Sequence[Path]) -> list[str]:
     """Copy wheels into ``stage/wheels`` and list them in the staged manifest; returns their paths."""
     wheel_dir = stage / "wheels"
@@ -98,7 +117,11 @@ def add_wheels(stage: Path, wheels: Sequence[Path]) -> list[str]:
     if listed:
         manifest = stage / MANIFEST
         text = manifest.read_text()
-        entry = "wheels = [\n" + "".join(f'  "{w}",\n' for w in listed) + "]\n\n"
+        entry = "wheels = [\n" + "".join(f'  "{w}",\n' for w in listed) + "]\n"
+        platforms = sorted(set().union(*(wheel_platforms(Path(w).name) for w in listed)))
+        if platforms:  # binary wheels: one zip per platform (--split-platforms needs the list)
+            entry += "platforms = [" + ", ".join(f'"{p}"' for p in platforms) + "]\n"
+        entry += "\n"
         # Top-level keys must come before the first [table].
         first_table = re.search(r"^\[", text, flags=re.M)
         at = first_table.start() if first_table else len(text)
@@ -128,7 +151,7 @@ def build(
         listed = add_wheels(stage, wheel_files) if wheel_files else []
         before = set(out_dir.glob("*.zip"))
         cmd = [sys.executable, str(builder), "build", "--source-dir", str(stage), "--output-dir", str(out_dir)]
-        if listed:
+        if any(wheel_platforms(Path(w).name) for w in listed):
             cmd.append("--split-platforms")
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:

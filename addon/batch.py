@@ -21,6 +21,7 @@ if __name__ == "__main__" and not __package__:  # run as a script: blender -b -P
     sys.exit(addon.batch.main(argv))
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
@@ -66,7 +67,7 @@ def render_song(choreographer_args: tuple[Path, str], song: Path, args: argparse
     obj, _ = core.apply_dances(scene, [dance], song, with_mesh=True)
     files = []
     mp4 = args.out / f"{song.stem}.mp4"
-    bl_render.render_mp4(scene, mp4, args.engine.upper(), tuple(args.resolution), str(song))
+    bl_render.render_mp4(scene, mp4, args.engine.upper(), tuple(args.resolution), str(song), dancer=obj)
     files.append(mp4)
     if args.fbx:
         fbx = args.out / f"{song.stem}.fbx"
@@ -93,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for song in args.songs:
         t0 = time.perf_counter()
         try:
-            files = render_song((model_dir, args.device), song, args)
+            with contextlib.redirect_stdout(sys.stderr):  # exporters' chatter; stdout keeps the summary
+                files = render_song((model_dir, args.device), song, args)
         except errors.DanceError as exc:
             failed += 1
             print(f"{song.name}: FAILED: {exc}", flush=True)

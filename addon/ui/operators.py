@@ -350,10 +350,13 @@ class DANCE_OT_render_preview(Operator, ExportHelper):
         from ..blender import render
 
         settings = context.scene.dance
-        song = _song_of(context, _dance_armature(context))
+        obj = _dance_armature(context)
+        song = _song_of(context, obj)
+        # Without a scene camera, the render frames the dancer (a camera made in the render's copy).
+        dancer = obj if context.scene.camera is None else None
         try:
             render.render_mp4(context.scene, self.filepath, settings.render_engine,
-                              (settings.render_width, settings.render_height), song)
+                              (settings.render_width, settings.render_height), song, dancer=dancer)
         except errors.DanceError as exc:
             _report_error(self, exc, "Rendering")
             return {"CANCELLED"}
