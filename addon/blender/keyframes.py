@@ -84,7 +84,13 @@ def write_pose_action(
     return action
 
 
-def _check_dance(rotations: np.ndarray, translation: np.ndarray, rest_joints: np.ndarray, fps: float):
+def validate_dance(
+    rotations: np.ndarray, translation: np.ndarray, rest_joints: np.ndarray, fps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check shapes (T, 24, 4), (T, 3), (24, 3), finiteness and fps; returns float64 arrays.
+
+    Raises ``BlenderLayerError`` with what is wrong, before anything in the scene changes.
+    """
     rotations = np.asarray(rotations, dtype=np.float64)
     translation = np.asarray(translation, dtype=np.float64)
     rest_joints = np.asarray(rest_joints, dtype=np.float64)
@@ -151,7 +157,7 @@ def apply_dance(
     is the bone of SMPL joint j. Sets the scene's fps and frame range to the dance. Returns the action.
     Raises ``BlenderLayerError`` (scene unchanged) on bad shapes or missing bones.
     """
-    rotations, translation, rest_joints = _check_dance(rotations, translation, rest_joints, fps)
+    rotations, translation, rest_joints = validate_dance(rotations, translation, rest_joints, fps)
     if getattr(obj, "type", None) != "ARMATURE":
         raise BlenderLayerError(f"{getattr(obj, 'name', obj)!r} is not an armature object")
     if len(bone_names) != skeleton.NUM_JOINTS:

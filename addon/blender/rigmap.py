@@ -24,7 +24,7 @@ import numpy as np
 
 from .._engine import rotation, skeleton
 from .errors import BlenderLayerError, RigMappingError
-from .keyframes import _check_dance, continuous_quaternions, write_pose_action
+from .keyframes import continuous_quaternions, validate_dance, write_pose_action
 from .scene import set_scene_fps
 
 C = skeleton.YUP_TO_ZUP
@@ -220,7 +220,7 @@ def retarget_to_rig(
     Raises ``RigMappingError`` naming missing bones, or ``BlenderLayerError`` on bad input; in both
     cases nothing in the scene has changed.
     """
-    rotations, translation, rest_joints = _check_dance(rotations, translation, rest_joints, fps)
+    rotations, translation, rest_joints = validate_dance(rotations, translation, rest_joints, fps)
     mapping = resolve_bone_map(target_obj, preset)
     scene = scene or bpy.context.scene
     num_frames = rotations.shape[0]
