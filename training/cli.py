@@ -17,6 +17,11 @@ from engine.errors import DanceError
 # command name -> (module providing add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training.metrics.evaluate", "FID/diversity/BAS and physical metrics of generated dances"),
+    "vqvae": ("training.stages.vqvae", "stage 1: train the pose VQ-VAE (both body halves)"),
+    "root": ("training.stages.root", "stage 2: train the root-velocity decoder of the VQ-VAE"),
+    "gpt": ("training.stages.gpt", "stage 3: train the cross-conditional motion GPT on VQ-VAE codes"),
+    "actor-critic": ("training.stages.actor_critic", "stage 4: actor-critic fine-tuning with the beat reward"),
+    "export": ("training.export", "write an engine model folder from training runs"),
 }
 
 

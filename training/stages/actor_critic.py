@@ -1,0 +1,236 @@
+"""Actor-critic fine-tuning of the GPT with the beat-align reward (bailando_facts section 5).
+
+``python -m training actor-critic --config training/configs/paper_actor_critic.yaml``
+
+* Model: the GPT of ``init.gpt_run`` plus a critic head (``critic_net``, value = value_up + value_down).
+  ``gpt_base`` is frozen and every dropout is off (the whole model runs in eval mode); only
+  ``gpt_head`` (the actor) and ``critic_net`` learn.
+* On-policy rollouts: every ``rollout_every`` steps the current policy dances (greedy) to each song of
+  ``actor_critic.songs`` from ``start_codes``; the dances are cut into every 30-token window (stride 1).
+  The first window of a song counts all its 28 actions, later windows only their last one, so each
+  action is counted once.
+* Reward per token (``training.stages.rewards``): beat-align in the released or the paper form, plus
+  ``half_body_rate`` x half-body consistency; the motion comes from decoding the window's codes 1..28
+  with the frozen VQ-VAE, the music beats from the song's 60 fps beat column.
+* Critic: V over codes 0..28 with music 1..29; delta = r + gamma V[1:] - V[:-1]; loss mean(delta^2).
+  Actor: per-token CE of codes 1..28 given codes 0..27 and music 1..28, weighted by sg(delta) and the
+  action mask. Steps alternate: ``actor_iters`` actor steps, then ``critic_iters`` critic steps.
+
+The rollouts are saved in the run folder, so a resumed run continues on the same dances.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.audio import AUDIO_EXTENSIONS, extract_features
+from engine.models.gpt import CrossCondGPT
+from engine.models.vqvae import integrate_root
+from engine.sampling import SamplingOptions, sample_codes
+from training.config import ConfigError, TrainConfig
+from training.trainer import DistInfo, TrainingError
+
+from .common import (
+    FRAMES_PER_TOKEN,
+    add_stage_arguments,
+    is_main_process,
+    read_run,
+    run_stage_cli,
+    vqvae_from_run,
+)
+from .gpt import _save_npz_atomic
+from .rewards import token_rewards
+
+ROLLOUT_FILE = "rollouts.npz"
+
+
+class ActorCritic(nn.Module):
+    """The GPT with a critic; ``forward(kind, ...)`` so that DDP sees both actor and critic passes."""
+
+    def __init__(self, gpt: CrossCondGPT):
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, kind: str, codes_up: torch.Tensor, codes_down: torch.Tensor, music: torch.Tensor):
+        if kind == "actor":
+            return self.gpt(codes_up, codes_down, music)
+        value_up, value_down = self.gpt.values(codes_up, codes_down, music)
+        return (value_up + value_down)[..., 0]  # (B, t)
+
+
+def find_songs(entries: list[str]) -> list[Path]:
+    songs: list[Path] = []
+    for entry in entries:
+        path = Path(entry)
+        if path.is_dir():
+            songs += sorted(p for p in path.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+        elif path.is_file():
+            songs.append(path)
+        else:
+            raise ConfigError(f"actor_critic.songs: {path} does not exist")
+    if not songs:
+        raise ConfigError("actor_critic.songs names no audio files (give song files or folders of them)")
+    return songs
+
+
+class ActorCriticStage:
+    name = "actor-critic"
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path):
+        ac = cfg.actor_critic
+        if not cfg.init.gpt_run:
+            raise ConfigError("the actor-critic stage needs init.gpt_run (the 'gpt' run folder)")
+        self.cfg, self.run_dir = cfg, run_dir
+        gpt_state = read_run(cfg.init.gpt_run, ("gpt",))
+        effective = gpt_state["config"]["effective"]
+        self.vqvae_run = cfg.init.vqvae_run or effective["vqvae_run"]
+        self.vqvae = vqvae_from_run(self.vqvae_run)
+        base_config = type(cfg.gpt)(**effective["gpt"])
+        n_critic = cfg.gpt.n_layer_critic or 3
+        self.gpt_config = replace(base_config, n_layer_critic=n_critic)
+        self.gpt_weights = gpt_state["model"]
+        start = ac.start_codes if ac.start_codes is not None else effective.get("default_start", (0, 0))
+        self.start_codes = (int(start[0]), int(start[1]))
+        if not (0 <= self.start_codes[0] < base_config.vocab_size_up and
+                0 <= self.start_codes[1] < base_config.vocab_size_down):
+            raise ConfigError(f"actor_critic.start_codes {self.start_codes} are outside the codebooks")
+        self.feature_mode = effective.get("feature_mode", cfg.music.mode)
+        self.songs = []
+        for path in find_songs(ac.songs):
+            song = extract_features(path, self.feature_mode, with_beats=True, cache_dir=cfg.music.feature_cache_dir)
+            feats = song.features
+            if ac.max_tokens is not None:
+                feats = feats[: ac.max_tokens]
+            if feats.shape[0] < base_config.block_size + 2:
+                raise ConfigError(f"{path} is too short for a {base_config.block_size + 1}-token window")
+            self.songs.append({"path": str(path), "music": feats, "beats": np.asarray(song.beats)})
+        self.window = base_config.block_size + 1  # 30 tokens
+        self.num_windows = sum(s["music"].shape[0] - self.window + 1 for s in self.songs)
+        self.model: ActorCritic | None = None
+        self.rollout_epoch = -1
+        self.codes: list[tuple[np.ndarray, np.ndarray]] = []
+        self.index = np.zeros((0, 2), dtype=np.int64)
+
+    def effective(self) -> dict[str, Any]:
+        return {"gpt": self.gpt_config.to_dict(), "vqvae_run": self.vqvae_run, "gpt_run": self.cfg.init.gpt_run,
+                "default_start": list(self.start_codes), "feature_mode": self.feature_mode,
+                "songs": [s["path"] for s in self.songs], "train_windows": self.num_windows}
+
+    # --- model ------------------------------------------------------------------------------------------
+    def build(self, device: torch.device) -> nn.Module:
+        gpt = CrossCondGPT(self.gpt_config)
+        missing, unexpected = gpt.load_state_dict(self.gpt_weights, strict=False)
+        if unexpected or any(not k.startswith("critic_net.") for k in missing):
+            raise TrainingError(f"the gpt run does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        for name, p in gpt.named_parameters():
+            p.requires_grad_(not name.startswith("gpt_base."))
+        self.model = ActorCritic(gpt).to(device)
+        self.vqvae.to(device)
+        return self.model
+
+    def trainable_parameters(self, model: nn.Module):
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def wrap_ddp(self, model: nn.Module, info: DistInfo) -> nn.Module:
+        ids = [info.local_rank] if next(model.parameters()).is_cuda else None
+        # actor steps leave the critic without gradients and critic steps the actor
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+
+    # --- rollouts -----------------------------------------------------------------------------------------
+    def _saved_rollout(self, path: Path, epoch: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as z:
+            if int(z["epoch"]) != epoch or int(z["songs"]) != len(self.songs):
+                return None
+            return [(z[f"up{i}"], z[f"down{i}"]) for i in range(len(self.songs))]
+
+    def _rollout(self, epoch: int) -> None:
+        """Dance to every song with the current policy (or read this epoch's dances back on resume)."""
+        path = self.run_dir / ROLLOUT_FILE
+        codes = self._saved_rollout(path, epoch)
+        if codes is None:
+            assert self.model is not None
+            gpt = self.model.gpt
+            options = SamplingOptions(greedy=True, fast=not self.cfg.actor_critic.exact_rollout)
+            device = next(gpt.parameters()).device
+            codes = [sample_codes(gpt, *self.start_codes, torch.as_tensor(s["music"][1:], device=device), options)
+                     for s in self.songs]
+            if is_main_process():
+                arrays = {f"up{i}": u for i, (u, _) in enumerate(codes)}
+                arrays.update({f"down{i}": d for i, (_, d) in enumerate(codes)})
+                _save_npz_atomic(path, epoch=np.array(epoch), songs=np.array(len(self.songs)), **arrays)
+        self.codes = codes
+        self.rollout_epoch = epoch
+        self.index = np.array([(j, i) for j, s in enumerate(self.songs)
+                               for i in range(s["music"].shape[0] - self.window + 1)], dtype=np.int64)
+
+    @torch.no_grad()
+    def batch(self, step: int, generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+        every = self.cfg.actor_critic.rollout_every or max(1, -(-self.num_windows // self.cfg.batch_size))
+        epoch = step // every
+        if epoch != self.rollout_epoch:
+            self._rollout(epoch)
+        pick = torch.randint(len(self.index), (self.cfg.batch_size,), generator=generator).numpy()
+        w = self.window
+        up = np.stack([self.codes[j][0][i : i + w] for j, i in self.index[pick]])  # (B, 30)
+        down = np.stack([self.codes[j][1][i : i + w] for j, i in self.index[pick]])
+        music = np.stack([self.songs[j]["music"][i : i + w] for j, i in self.index[pick]])  # (B, 30, 438)
+        n_actions = w - 2  # 28: codes 1..28 of the window
+        mask = np.zeros((len(pick), n_actions), dtype=np.float32)
+        mask[:, -1] = 1.0
+        mask[self.index[pick][:, 1] == 0] = 1.0  # a song's first window counts all its actions
+
+        # reward: decode codes 1..28 (224 frames) and compare with the music beats of those frames
+        up_t = torch.as_tensor(up, device=device)
+        down_t = torch.as_tensor(down, device=device)
+        decoded = self.vqvae.decode(up_t[:, 1 : 1 + n_actions], down_t[:, 1 : 1 + n_actions])  # (B, 224, 72)
+        joints = integrate_root(decoded).float().cpu().numpy()  # (B, 224, 24, 3)
+        rewards = np.zeros((len(pick), n_actions), dtype=np.float32)
+        for b, (j, i) in enumerate(self.index[pick]):
+            first = (i + 1) * FRAMES_PER_TOKEN  # frame of code 1 in the song's 60 fps clock
+            beats = self.songs[j]["beats"] - first
+            rewards[b] = token_rewards(joints[b], beats, self.cfg.actor_critic.reward,
+                                       self.cfg.actor_critic.half_body_rate)
+        return {"up": up_t, "down": down_t, "music": torch.as_tensor(music, device=device),
+                "mask": torch.as_tensor(mask, device=device), "reward": torch.as_tensor(rewards, device=device)}
+
+    # --- losses -------------------------------------------------------------------------------------------
+    def _delta(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        values = model("critic", batch["up"][:, :-1], batch["down"][:, :-1], batch["music"][:, 1:])  # (B, 29)
+        gamma = self.cfg.actor_critic.gamma
+        return batch["reward"] + gamma * values[:, 1:] - values[:, :-1]  # (B, 28)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], step: int):
+        model.eval()  # frozen base and frozen dropouts (official freeze_drop)
+        ac = self.cfg.actor_critic
+        reward_mean = float((batch["reward"] * batch["mask"]).sum() / batch["mask"].sum())
+        if step % (ac.actor_iters + ac.critic_iters) < ac.actor_iters:
+            with torch.no_grad():
+                delta = self._delta(model.module if hasattr(model, "module") else model, batch)
+            up, down, music = batch["up"], batch["down"], batch["music"]
+            logits_up, logits_down = model("actor", up[:, :-2], down[:, :-2], music[:, 1:-1])  # (B, 28, V)
+            ce = (F.cross_entropy(logits_up.transpose(1, 2).float(), up[:, 1:-1], reduction="none")
+                  + F.cross_entropy(logits_down.transpose(1, 2).float(), down[:, 1:-1], reduction="none"))
+            mask = batch["mask"]
+            loss = (ce * delta * mask).sum() / mask.sum()
+            return loss, {"actor": float(loss.detach()), "reward": reward_mean, "ce": float(ce.mean().detach())}
+        delta = self._delta(model, batch)
+        loss = (delta**2).mean()
+        return loss, {"critic": float(loss.detach()), "reward": reward_mean}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_stage_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_stage_cli(args, "actor-critic", ActorCriticStage)

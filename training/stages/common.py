@@ -1,0 +1,171 @@
+"""What the four stages share: windows as tensors, reading earlier runs, music per clip, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from engine.audio import TOKEN_FPS, extract_features
+from engine.models.vqvae import SepVQVAE, VQVAEConfig
+from training.config import ConfigError, TrainConfig, load_config
+from training.data.clip import MotionClip
+from training.data.windows import MotionWindows
+from training.trainer import CHECKPOINT_NAME, DistInfo, TrainingError, load_checkpoint, train
+
+FRAMES_PER_TOKEN = 8
+
+
+# --- motion windows -------------------------------------------------------------------------------------
+def sample_indices(n: int, batch_size: int, generator: torch.Generator) -> np.ndarray:
+    """Random window indices with replacement (the official RandomSampler(replacement=True))."""
+    if n == 0:
+        raise TrainingError("there are no training windows: the clips are all shorter than data.window")
+    return torch.randint(n, (batch_size,), generator=generator).numpy()
+
+
+def poses_and_root_velocity(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Windows (B, T, 24, 3) world joints -> root-relative poses (B, T, 72), root velocity (B, T, 3).
+
+    Velocity v_t = r_{t+1} - r_t, the last frame repeating the one before (bailando_facts 3.5).
+    """
+    joints = np.asarray(joints, dtype=np.float32)
+    root = joints[:, :, 0]  # (B, T, 3)
+    rel = joints - root[:, :, None]
+    velocity = np.empty_like(root)
+    velocity[:, :-1] = root[:, 1:] - root[:, :-1]
+    velocity[:, -1] = velocity[:, -2]
+    return rel.reshape(*rel.shape[:2], 72), velocity
+
+
+def gather_windows(windows: MotionWindows, indices: np.ndarray) -> np.ndarray:
+    return np.stack([windows[int(i)]["joints"] for i in indices])  # (B, T, 24, 3)
+
+
+# --- distributed ----------------------------------------------------------------------------------------
+def broadcast_from_rank0(tensor: torch.Tensor) -> None:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast(tensor, src=0)
+
+
+def is_main_process() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+# --- earlier runs ---------------------------------------------------------------------------------------
+def read_run(run_dir: str | Path, expect: tuple[str, ...]) -> dict[str, Any]:
+    """The checkpoint of an earlier stage's run, checked to be one of the ``expect``ed stages."""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise TrainingError(f"{run_dir} has no {CHECKPOINT_NAME}: run the {'/'.join(expect)} stage there first")
+    state = load_checkpoint(path)
+    if state.get("stage") not in expect:
+        raise TrainingError(f"{run_dir} holds a {state.get('stage')!r} run; expected {' or '.join(expect)}")
+    return state
+
+
+def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def vqvae_from_run(run_dir: str | Path) -> SepVQVAE:
+    """The VQ-VAE of a ``vqvae`` or ``root`` run, in eval mode (weights, codebook and EMA statistics)."""
+    state = read_run(run_dir, ("vqvae", "root"))
+    cfg = VQVAEConfig.from_dict(state["config"]["effective"]["vqvae"])
+    model = SepVQVAE(cfg)
+    weights = state["model"] if state["stage"] == "vqvae" else strip_prefix(state["model"], "vqvae.")
+    model.load_state_dict(weights, strict=True)
+    return model.eval()
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:24]
+
+
+# --- music ----------------------------------------------------------------------------------------------
+def clip_music_tokens(clip: MotionClip, cfg: TrainConfig) -> np.ndarray:
+    """7.5 fps features (N, 438) aligned so that row k is the music of the clip's token k (frames 8k..8k+7).
+
+    The clip's own song where it has one (from ``music_offset_s`` on); otherwise, when enabled, the
+    synthesised accompaniment fitted to its motion beats (training.accompaniment).
+    """
+    n_tokens = clip.num_frames // FRAMES_PER_TOKEN
+    if clip.music_path is not None and Path(clip.music_path).is_file():
+        song = extract_features(clip.music_path, cfg.music.mode, with_beats=False,
+                                cache_dir=cfg.music.feature_cache_dir)
+        first = int(round(clip.music_offset_s * TOKEN_FPS))
+        feats = song.features[first:]
+    elif cfg.music.accompaniment:
+        from training.accompaniment import accompaniment_for_motion
+
+        if cfg.music.accompaniment_dir is None:
+            raise ConfigError("music.accompaniment_dir must be set to synthesise accompaniments")
+        wav, _ = accompaniment_for_motion(clip.joints, cfg.music.accompaniment_dir, clip.name, clip.fps)
+        feats = extract_features(wav, cfg.music.mode, with_beats=False,
+                                 cache_dir=cfg.music.feature_cache_dir).features
+    else:
+        raise TrainingError(f"clip {clip.name!r} has no music and music.accompaniment is off; set "
+                            "data.aistpp_music_dir or turn music.accompaniment on")
+    if feats.shape[0] < n_tokens:  # the song ends first: hold its last frame
+        feats = np.concatenate([feats, np.repeat(feats[-1:], n_tokens - feats.shape[0], axis=0)])
+    return np.ascontiguousarray(feats[:n_tokens], dtype=np.float32)
+
+
+# --- CLI ------------------------------------------------------------------------------------------------
+def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="YAML config (see training/configs/)")
+    parser.add_argument("--run", type=Path, default=None, help="run folder (default: the config's run_dir)")
+    parser.add_argument("--resume", action="store_true",
+                        help="require an existing checkpoint (a run folder with one always resumes)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set loop.steps=100 (repeatable)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+StageFactory = Callable[[TrainConfig, Path], Any]
+
+
+def train_stage(make_stage: StageFactory, cfg: TrainConfig, run_dir: str | Path | None = None,
+                progress: bool = True, stop_after: int | None = None) -> nn.Module:
+    """Build a stage from a config and run the shared loop on it; returns the trained module."""
+    run_dir = Path(run_dir) if run_dir is not None else Path(cfg.run_dir)
+    stage = make_stage(cfg, run_dir)
+    if cfg.epochs is not None or cfg.milestone_epochs:
+        cfg.apply_epochs(stage.num_windows)
+    dump = cfg.to_dict()
+    dump["effective"] = stage.effective()
+    return train(stage, run_dir, cfg.loop, cfg.optim, config_dump=dump, wrap_ddp=stage.wrap_ddp,
+                 progress=progress, stop_after=stop_after)
+
+
+def run_stage_cli(args: argparse.Namespace, stage_name: str, make_stage: StageFactory) -> int:
+    cfg = load_config(args.config, args.set)
+    if cfg.stage != stage_name:
+        raise ConfigError(f"{args.config} is a {cfg.stage!r} config; use 'python -m training {cfg.stage}'")
+    run_dir = args.run if args.run is not None else Path(cfg.run_dir)
+    if args.resume and not (run_dir / CHECKPOINT_NAME).exists():
+        raise TrainingError(f"--resume: {run_dir} has no {CHECKPOINT_NAME} to resume from")
+    train_stage(make_stage, cfg, run_dir, progress=not args.quiet)
+    if is_main_process():
+        print(f"{stage_name}: done; checkpoint, metrics.csv and loss.png in {run_dir}")
+    return 0
+
+
+def describe(d: dict[str, Any]) -> str:
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def no_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
+    return model

@@ -1,0 +1,163 @@
+"""The cross-conditional motion GPT on frozen VQ-VAE codes (bailando_facts 4.3).
+
+``python -m training gpt --config training/configs/paper_gpt.yaml``
+
+Every 240-frame window (stride 8 frames = 1 token) is encoded by the frozen VQ-VAE of ``init.vqvae_run``
+into 30 (up, down) codes; the codes are computed once and cached in the run folder. Each window's
+music is the 7.5 fps features of its clip's song (or synthesised accompaniment, see
+``training.accompaniment``) from the window's first token on. Alignment as the official code:
+inputs codes[0..28], targets codes[1..29], music m[1..29] (the music of the *target* token).
+Loss CE(up) + CE(down).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.models.gpt import CrossCondGPT
+from training.config import ConfigError, TrainConfig
+from training.data.sources import load_windows
+from training.trainer import CHECKPOINT_NAME, DistInfo
+
+from .common import (
+    FRAMES_PER_TOKEN,
+    add_stage_arguments,
+    clip_music_tokens,
+    file_digest,
+    gather_windows,
+    is_main_process,
+    poses_and_root_velocity,
+    run_stage_cli,
+    sample_indices,
+    vqvae_from_run,
+)
+
+CODES_FILE = "gpt_codes.npz"
+
+
+def encode_windows(vqvae, windows, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of every window: (N, T/8) up and down, int64."""
+    ups, downs = [], []
+    for first in range(0, len(windows), batch_size):
+        idx = np.arange(first, min(first + batch_size, len(windows)))
+        pose, _ = poses_and_root_velocity(gather_windows(windows, idx))
+        up, down = vqvae.encode(torch.from_numpy(pose))
+        ups.append(up.numpy())
+        downs.append(down.numpy())
+    empty = np.zeros((0, windows.length // FRAMES_PER_TOKEN), dtype=np.int64)
+    return (np.concatenate(ups) if ups else empty), (np.concatenate(downs) if downs else empty)
+
+
+def window_music(windows, clip_music: list[np.ndarray], n_tokens: int) -> np.ndarray:
+    """(N, n_tokens, 438): each window's music from its first token on (last frame held at the end)."""
+    out = np.empty((len(windows), n_tokens, clip_music[0].shape[1]), dtype=np.float32)
+    for i, (ci, start) in enumerate(windows.index):
+        feats = clip_music[int(ci)][int(start) // FRAMES_PER_TOKEN :][:n_tokens]
+        if feats.shape[0] < n_tokens:
+            feats = np.concatenate([feats, np.repeat(feats[-1:], n_tokens - feats.shape[0], axis=0)])
+        out[i] = feats
+    return out
+
+
+def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class GPTStage:
+    name = "gpt"
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path):
+        if not cfg.init.vqvae_run:
+            raise ConfigError("the gpt stage needs init.vqvae_run (the 'root' run folder, or a 'vqvae' run)")
+        if cfg.data.stride % FRAMES_PER_TOKEN:
+            raise ConfigError(f"data.stride must be a multiple of {FRAMES_PER_TOKEN} frames for the gpt stage")
+        if cfg.data.window // FRAMES_PER_TOKEN != cfg.gpt.block_size + 1:
+            raise ConfigError(f"data.window must be (gpt.block_size + 1) x 8 = {(cfg.gpt.block_size + 1) * 8}")
+        self.cfg = cfg
+        vqvae = vqvae_from_run(cfg.init.vqvae_run)
+        for name, size in (("up", cfg.gpt.vocab_size_up), ("down", cfg.gpt.vocab_size_down)):
+            if size != vqvae.config.l_bins:
+                raise ConfigError(f"gpt.vocab_size_{name} ({size}) must equal the codebook size "
+                                  f"({vqvae.config.l_bins}) of {cfg.init.vqvae_run}")
+        windows, _, _ = load_windows(cfg.data)
+        self.num_windows = len(windows)
+        n_tokens = cfg.data.window // FRAMES_PER_TOKEN
+        # the cache is valid for this VQ-VAE checkpoint, these windows and this music
+        key = hashlib.sha256(windows.index.tobytes()).hexdigest()[:16]
+        key += "|" + file_digest(Path(cfg.init.vqvae_run) / CHECKPOINT_NAME) + f"|{cfg.music.mode}"
+        key += "|" + "|".join(f"{c.name}:{c.num_frames}" for c in windows.clips)
+        cache = run_dir / CODES_FILE
+        cached = None
+        if cache.is_file():
+            with np.load(cache, allow_pickle=False) as z:
+                if str(z["key"]) == key and z["up"].shape[0] == len(windows):
+                    cached = {k: z[k] for k in ("up", "down", "music")}
+        if cached is None:
+            up, down = encode_windows(vqvae, windows)
+            music = window_music(windows, [clip_music_tokens(c, cfg) for c in windows.clips], n_tokens)
+            cached = {"up": up, "down": down, "music": music}
+            if is_main_process():
+                _save_npz_atomic(cache, key=np.array(key), **cached)
+        self.codes_up = torch.from_numpy(cached["up"]).long()  # (N, 30)
+        self.codes_down = torch.from_numpy(cached["down"]).long()
+        self.music = torch.from_numpy(cached["music"]).float()  # (N, 30, 438)
+        # the most common first code pair: the exported model's default start
+        pairs, counts = np.unique(np.stack([cached["up"][:, 0], cached["down"][:, 0]], 1), axis=0,
+                                  return_counts=True)
+        self.default_start = [int(v) for v in pairs[counts.argmax()]] if len(pairs) else [0, 0]
+
+    def effective(self) -> dict[str, Any]:
+        return {"gpt": self.cfg.gpt.to_dict(), "vqvae_run": self.cfg.init.vqvae_run,
+                "default_start": self.default_start, "train_windows": self.num_windows,
+                "feature_mode": self.cfg.music.mode}
+
+    def build(self, device: torch.device) -> nn.Module:
+        return CrossCondGPT(self.cfg.gpt).to(device)
+
+    def trainable_parameters(self, model: nn.Module):
+        return model.parameters()
+
+    def wrap_ddp(self, model: nn.Module, info: DistInfo) -> nn.Module:
+        ids = [info.local_rank] if next(model.parameters()).is_cuda else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def batch(self, step: int, generator: torch.Generator, device: torch.device):
+        idx = torch.from_numpy(sample_indices(self.num_windows, self.cfg.batch_size, generator))
+        return (self.codes_up[idx].to(device), self.codes_down[idx].to(device), self.music[idx].to(device))
+
+    def loss(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        up, down, music = batch  # (B, 30), (B, 30), (B, 30, 438)
+        logits_up, logits_down = model(up[:, :-1], down[:, :-1], music[:, 1:])  # (B, 29, V)
+        ce_up = F.cross_entropy(logits_up.flatten(0, 1).float(), up[:, 1:].flatten())
+        ce_down = F.cross_entropy(logits_down.flatten(0, 1).float(), down[:, 1:].flatten())
+        with torch.no_grad():
+            acc_up = (logits_up.argmax(-1) == up[:, 1:]).float().mean()
+            acc_down = (logits_down.argmax(-1) == down[:, 1:]).float().mean()
+        return ce_up + ce_down, {"ce_up": float(ce_up.detach()), "ce_down": float(ce_down.detach()),
+                                 "acc_up": float(acc_up), "acc_down": float(acc_down)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_stage_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_stage_cli(args, "gpt", GPTStage)

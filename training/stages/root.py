@@ -1,0 +1,96 @@
+"""VQ-VAE step 2: the root-velocity decoder on the lower-body codes (bailando_facts 3.5).
+
+``python -m training root --config training/configs/paper_root.yaml``
+
+Starts from a step-1 run (``init.vqvae_run``), adds ``vqvae_down.decoders_root`` and trains only it:
+the target is the root velocity v_t = r_{t+1} - r_t (last frame repeated), the loss L1 + root_acc x
+L1 of its time difference (``SepVQVAE.forward_root``). Encoders, codebooks and pose decoders are
+frozen (``requires_grad=False``; the codebooks are only read, never updated).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.models.vqvae import SepVQVAE
+from training.config import ConfigError, TrainConfig
+from training.data.sources import load_windows
+from training.trainer import DistInfo, TrainingError
+
+from .common import (
+    add_stage_arguments,
+    gather_windows,
+    poses_and_root_velocity,
+    run_stage_cli,
+    sample_indices,
+    vqvae_from_run,
+)
+
+
+class RootStep(nn.Module):
+    """Wraps the VQ-VAE so that DDP sees ``forward_root`` as the forward pass."""
+
+    def __init__(self, vqvae: SepVQVAE):
+        super().__init__()
+        self.vqvae = vqvae
+
+    def forward(self, pose: torch.Tensor, velocity: torch.Tensor):
+        return self.vqvae.forward_root(pose, velocity)
+
+
+class RootStage:
+    name = "root"
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path):
+        if not cfg.init.vqvae_run:
+            raise ConfigError("the root stage needs init.vqvae_run (the step-1 'vqvae' run folder)")
+        self.cfg = cfg
+        self.base = vqvae_from_run(cfg.init.vqvae_run)
+        self.vqvae_config = replace(self.base.config, with_root_decoder=True, root_acc=cfg.vqvae.root_acc)
+        self.train_windows, self.val_windows, _ = load_windows(cfg.data)
+        self.num_windows = len(self.train_windows)
+
+    def effective(self) -> dict[str, Any]:
+        return {"vqvae": self.vqvae_config.to_dict(), "vqvae_run": self.cfg.init.vqvae_run,
+                "train_windows": self.num_windows}
+
+    def build(self, device: torch.device) -> nn.Module:
+        vqvae = SepVQVAE(self.vqvae_config)
+        missing, unexpected = vqvae.load_state_dict(self.base.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("vqvae_down.decoders_root.") for k in missing):
+            raise TrainingError(f"the step-1 run does not fit this VQ-VAE: missing {missing[:3]}, "
+                                f"unexpected {unexpected[:3]}")
+        for name, p in vqvae.named_parameters():
+            p.requires_grad_(name.startswith("vqvae_down.decoders_root."))
+        return RootStep(vqvae).to(device)
+
+    def trainable_parameters(self, model: nn.Module):
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def wrap_ddp(self, model: nn.Module, info: DistInfo) -> nn.Module:
+        ids = [info.local_rank] if next(model.parameters()).is_cuda else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+    def batch(self, step: int, generator: torch.Generator, device: torch.device):
+        idx = sample_indices(self.num_windows, self.cfg.batch_size, generator)
+        pose, velocity = poses_and_root_velocity(gather_windows(self.train_windows, idx))
+        return torch.from_numpy(pose).to(device), torch.from_numpy(velocity).to(device)
+
+    def loss(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        model.eval()  # the frozen parts run as at inference (the official code puts them in eval mode)
+        _, losses = model(*batch)
+        return losses["loss"], {k: float(losses[k].detach()) for k in ("velocity", "acceleration")}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_stage_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_stage_cli(args, "root", RootStage)
