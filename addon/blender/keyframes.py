@@ -25,18 +25,8 @@ C = skeleton.YUP_TO_ZUP
 
 
 def continuous_quaternions(quats: np.ndarray) -> np.ndarray:
-    """Flip signs along axis 0 (time) so consecutive quaternions have a non-negative dot product.
-
-    Vectorised form of ``rotation.make_continuous``: the sign of frame t is the running product of
-    the signs of the dot products between consecutive raw frames.
-    """
-    quats = np.asarray(quats, dtype=np.float64)
-    if quats.shape[0] < 2:
-        return quats.copy()
-    dots = np.sum(quats[1:] * quats[:-1], axis=-1)  # (T-1, ...)
-    signs = np.cumprod(np.where(dots < 0.0, -1.0, 1.0), axis=0)
-    signs = np.concatenate([np.ones_like(signs[:1]), signs], axis=0)
-    return quats * signs[..., None]
+    """Flip signs along axis 0 (time) so consecutive quaternions lie in one hemisphere."""
+    return rotation.make_continuous(quats, axis=0)
 
 
 def bone_rest_matrices(obj: Any, bone_names: Sequence[str]) -> np.ndarray:
@@ -111,21 +101,6 @@ def validate_dance(
     return rotations, translation, rest_joints
 
 
-def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product of w-first quaternions (..., 4) x (..., 4), broadcasting."""
-    aw, ax, ay, az = np.moveaxis(a, -1, 0)
-    bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ],
-        axis=-1,
-    )
-
-
 def smpl_basis(rotations: np.ndarray, rest_orientations: np.ndarray) -> np.ndarray:
     """Local SMPL rotations (T, 24, 4) y-up -> Blender pose-bone basis quaternions (T, 24, 4).
 
@@ -135,7 +110,7 @@ def smpl_basis(rotations: np.ndarray, rest_orientations: np.ndarray) -> np.ndarr
     b = rotation.matrix_to_quaternion(np.einsum("ij,bjk->bik", C.T, rest_orientations))  # (24, 4)
     b_conj = b * np.array([1.0, -1.0, -1.0, -1.0])
     q = rotations / np.linalg.norm(rotations, axis=-1, keepdims=True)
-    return quaternion_multiply(quaternion_multiply(b_conj, q), b)
+    return rotation.quaternion_multiply(rotation.quaternion_multiply(b_conj, q), b)
 
 
 def apply_dance(
