@@ -12,8 +12,10 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
+# What Operator.execute/invoke/modal return (a precise type for the bpy stubs' type check).
+OperatorResult = set[Literal["RUNNING_MODAL", "CANCELLED", "FINISHED", "PASS_THROUGH", "INTERFACE"]]
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
 

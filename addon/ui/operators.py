@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bpy
 import numpy as np
@@ -52,8 +52,11 @@ def _song_of(context: Any, obj: Any) -> str | None:
     return bpy.path.abspath(song) if song else None
 
 
-class DANCE_OT_load_song(Operator, ImportHelper):
+class DANCE_OT_load_song(Operator, ImportHelper):  # type: ignore[misc]
     """Add a song to the sequencer; the scene's frame rate and range follow it"""
+
+    if TYPE_CHECKING:
+        filepath: str  # ImportHelper's property
 
     bl_idname = "dance.load_song"
     bl_label = "Load Song"
@@ -61,7 +64,7 @@ class DANCE_OT_load_song(Operator, ImportHelper):
 
     filter_glob: StringProperty(default="*.wav;*.mp3;*.ogg;*.flac", options={"HIDDEN"})  # type: ignore[valid-type]
 
-    def execute(self, context: Any) -> set[str]:
+    def execute(self, context: Any) -> jobs.OperatorResult:
         settings = context.scene.dance
         try:
             song = core.check_song(self.filepath)
@@ -145,7 +148,7 @@ class DANCE_OT_generate(Operator):
         job_props.running, job_props.progress, job_props.status = True, 0.0, "Starting"
         return True
 
-    def _finish(self, context: Any) -> set[str]:
+    def _finish(self, context: Any) -> jobs.OperatorResult:
         """Main thread, engine done: apply the result (one undo step) or report why not."""
         job, request = self._job, self._request
         assert job is not None and request is not None
@@ -173,7 +176,7 @@ class DANCE_OT_generate(Operator):
         return {"FINISHED"}
 
     # --- blocking (scripts, headless) ---------------------------------------------------------------
-    def execute(self, context: Any) -> set[str]:
+    def execute(self, context: Any) -> jobs.OperatorResult:
         if not self._start(context):
             return {"CANCELLED"}
         job = self._job
@@ -191,7 +194,7 @@ class DANCE_OT_generate(Operator):
         return self._finish(context)
 
     # --- interactive (UI stays responsive) ----------------------------------------------------------
-    def invoke(self, context: Any, event: Any) -> set[str]:
+    def invoke(self, context: Any, event: Any) -> jobs.OperatorResult:
         if context.window is None:  # no event loop to poll from (background mode)
             return self.execute(context)
         if not self._start(context):
@@ -200,7 +203,7 @@ class DANCE_OT_generate(Operator):
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
-    def modal(self, context: Any, event: Any) -> set[str]:
+    def modal(self, context: Any, event: Any) -> jobs.OperatorResult:
         job = self._job
         assert job is not None
         if event.type == "ESC" and not job.cancelled:
@@ -225,7 +228,7 @@ class DANCE_OT_cancel(Operator):
     bl_label = "Cancel"
     bl_options = {"INTERNAL"}
 
-    def execute(self, context: Any) -> set[str]:
+    def execute(self, context: Any) -> jobs.OperatorResult:
         if not jobs.cancel_active():
             self.report({"INFO"}, "Nothing is running")
             return {"CANCELLED"}
@@ -240,7 +243,7 @@ class DANCE_OT_preview_start(Operator):
     bl_label = "Preview Start Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    def execute(self, context: Any) -> set[str]:
+    def execute(self, context: Any) -> jobs.OperatorResult:
         error = props.preview_start_codes(context)
         if error:
             self.report({"ERROR"}, error)
@@ -255,7 +258,7 @@ class DANCE_OT_randomize_start(Operator):
     bl_label = "Randomize"
     bl_options = {"REGISTER", "UNDO"}
 
-    def execute(self, context: Any) -> set[str]:
+    def execute(self, context: Any) -> jobs.OperatorResult:
         try:
             choreographer = core.get_choreographer(*_engine_setup(context))
         except (errors.DanceError, ImportError) as exc:
@@ -275,7 +278,7 @@ class DANCE_OT_start_from_pose(Operator):
     bl_label = "From Current Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    def execute(self, context: Any) -> set[str]:
+    def execute(self, context: Any) -> jobs.OperatorResult:
         obj = props.preview_target(context)
         if obj is None:
             self.report({"ERROR"}, "Select an SMPL armature (one the add-on made) to read its pose")
@@ -298,12 +301,14 @@ class _ExportDance(ExportHelper):
 
     fmt = ""
     what = ""
+    if TYPE_CHECKING:
+        filepath: str  # ExportHelper's property
 
     @classmethod
     def poll(cls, context: Any) -> bool:
         return _dance_armature(context) is not None
 
-    def execute(self, context: Any) -> set[str]:
+    def execute(self, context: Any) -> jobs.OperatorResult:
         from ..blender import export
 
         obj = _dance_armature(context)
@@ -316,7 +321,7 @@ class _ExportDance(ExportHelper):
         return {"FINISHED"}
 
 
-class DANCE_OT_export_fbx(_ExportDance, Operator):
+class DANCE_OT_export_fbx(_ExportDance, Operator):  # type: ignore[misc]
     """Export the dance armature as FBX (the song is copied next to it)"""
 
     bl_idname = "dance.export_fbx"
@@ -327,7 +332,7 @@ class DANCE_OT_export_fbx(_ExportDance, Operator):
     what = "FBX export"
 
 
-class DANCE_OT_export_bvh(_ExportDance, Operator):
+class DANCE_OT_export_bvh(_ExportDance, Operator):  # type: ignore[misc]
     """Export the dance armature as BVH (the song is copied next to it)"""
 
     bl_idname = "dance.export_bvh"
@@ -338,15 +343,18 @@ class DANCE_OT_export_bvh(_ExportDance, Operator):
     what = "BVH export"
 
 
-class DANCE_OT_render_preview(Operator, ExportHelper):
+class DANCE_OT_render_preview(Operator, ExportHelper):  # type: ignore[misc]
     """Render the scene to an MP4 with the song (Workbench by default, Cycles CPU optional)"""
+
+    if TYPE_CHECKING:
+        filepath: str  # ExportHelper's property
 
     bl_idname = "dance.render_preview"
     bl_label = "Render MP4"
     filename_ext = ".mp4"
     filter_glob: StringProperty(default="*.mp4", options={"HIDDEN"})  # type: ignore[valid-type]
 
-    def execute(self, context: Any) -> set[str]:
+    def execute(self, context: Any) -> jobs.OperatorResult:
         from ..blender import render
 
         settings = context.scene.dance

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from bpy.types import Panel
+from bpy.types import Panel, UILayout
 
 from . import jobs, operators, prefs
 
 
-class _DancePanel:
+class _DancePanel(Panel):
+    """Shared placement (never registered itself)."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "Dance"
 
+    def ui(self) -> UILayout:
+        assert self.layout is not None  # Blender sets it before calling draw
+        return self.layout
 
-class DANCE_PT_main(_DancePanel, Panel):
+
+class DANCE_PT_main(_DancePanel):
     bl_label = "Dance"
     bl_idname = "DANCE_PT_main"
 
     def draw(self, context: Any) -> None:
-        layout = self.layout
+        layout = self.ui()
         settings = context.scene.dance
         job_props = context.window_manager.dance_job
 
@@ -53,16 +59,16 @@ class DANCE_PT_main(_DancePanel, Panel):
                 layout.label(text=job_props.status)
 
 
-class DANCE_PT_start_pose(_DancePanel, Panel):
+class DANCE_PT_start_pose(_DancePanel):
     bl_label = "Starting Pose"
     bl_parent_id = "DANCE_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw_header(self, context: Any) -> None:
-        self.layout.prop(context.scene.dance, "use_start_codes", text="")
+        self.ui().prop(context.scene.dance, "use_start_codes", text="")
 
     def draw(self, context: Any) -> None:
-        layout = self.layout
+        layout = self.ui()
         settings = context.scene.dance
         layout.active = settings.use_start_codes
         row = layout.row(align=True)
@@ -75,13 +81,13 @@ class DANCE_PT_start_pose(_DancePanel, Panel):
         layout.operator(operators.DANCE_OT_preview_start.bl_idname, icon="HIDE_OFF")
 
 
-class DANCE_PT_sampling(_DancePanel, Panel):
+class DANCE_PT_sampling(_DancePanel):
     bl_label = "Sampling"
     bl_parent_id = "DANCE_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: Any) -> None:
-        layout = self.layout
+        layout = self.ui()
         settings = context.scene.dance
         layout.prop(settings, "greedy")
         col = layout.column()
@@ -91,13 +97,13 @@ class DANCE_PT_sampling(_DancePanel, Panel):
         layout.prop(settings, "seed")
 
 
-class DANCE_PT_output(_DancePanel, Panel):
+class DANCE_PT_output(_DancePanel):
     bl_label = "Export & Render"
     bl_parent_id = "DANCE_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: Any) -> None:
-        layout = self.layout
+        layout = self.ui()
         settings = context.scene.dance
         row = layout.row(align=True)
         row.operator(operators.DANCE_OT_export_fbx.bl_idname, icon="EXPORT")

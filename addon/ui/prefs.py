@@ -67,7 +67,7 @@ class DANCE_OT_install_dependencies(Operator):
     bl_label = "Install torch and librosa"
     bl_options = {"INTERNAL"}
 
-    def execute(self, context: Any) -> set[str]:
+    def execute(self, context: Any) -> jobs.OperatorResult:
         if not bpy.app.online_access:
             self.report({"ERROR"}, "Blender is offline: enable Preferences > System > Network > Allow Online "
                                    "Access, or install torch and librosa yourself")
@@ -112,6 +112,7 @@ class DANCE_AP_preferences(AddonPreferences):
 
     def draw(self, context: Any) -> None:
         layout = self.layout
+        assert layout is not None  # Blender sets it before calling draw
         layout.prop(self, "model_dir")
         layout.prop(self, "device", expand=True)
         box = layout.box()

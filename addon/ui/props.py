@@ -148,9 +148,9 @@ CLASSES = (DANCE_PG_scene, DANCE_PG_job, DANCE_PG_object)
 
 
 def register_properties() -> None:
-    bpy.types.Scene.dance = PointerProperty(type=DANCE_PG_scene)  # type: ignore[attr-defined]
-    bpy.types.Object.dance = PointerProperty(type=DANCE_PG_object)  # type: ignore[attr-defined]
-    bpy.types.WindowManager.dance_job = PointerProperty(type=DANCE_PG_job)  # type: ignore[attr-defined]
+    bpy.types.Scene.dance = PointerProperty(type=DANCE_PG_scene)  # type: ignore[attr-defined,func-returns-value]
+    bpy.types.Object.dance = PointerProperty(type=DANCE_PG_object)  # type: ignore[attr-defined,func-returns-value]
+    bpy.types.WindowManager.dance_job = PointerProperty(type=DANCE_PG_job)  # type: ignore[attr-defined,func-returns-value]
 
 
 def unregister_properties() -> None:

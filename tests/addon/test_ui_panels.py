@@ -1,0 +1,144 @@
+"""Panels and preferences: every drawn property and operator exists; dependency status and install.
+
+The bpy module has no window to draw in, so ``draw`` runs against a recording layout that checks each
+``prop`` against the real data and each ``operator`` against the registered operators.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+
+bpy = pytest.importorskip("bpy")
+import addon_utils  # noqa: E402
+
+from addon.ui import jobs, panels, prefs  # noqa: E402
+
+ADDON = "addon"
+
+
+@pytest.fixture(scope="module")
+def enabled():
+    addon_utils.enable(ADDON, default_set=True, handle_error=None)
+    yield bpy.context.preferences.addons[ADDON].preferences
+    addon_utils.disable(ADDON, default_set=True)
+
+
+class OperatorProps:
+    """What ``layout.operator`` returns: accepts only the operator's own properties."""
+
+    def __init__(self, idname: str):
+        module, name = idname.split(".")
+        self._props = {p.identifier for p in getattr(getattr(bpy.ops, module), name).get_rna_type().properties}
+
+    def __setattr__(self, name, value):
+        if not name.startswith("_"):
+            assert name in self._props, f"operator has no property {name!r}"
+        object.__setattr__(self, name, value)
+
+
+class RecordingLayout:
+    def __init__(self, log: list):
+        self.log = log
+        self.active = True
+
+    def _child(self, *args, **kwargs) -> RecordingLayout:
+        return RecordingLayout(self.log)
+
+    row = column = box = _child
+
+    def prop(self, data, name, **kwargs):
+        assert name in data.bl_rna.properties, f"{data} has no property {name!r}"
+        self.log.append(("prop", name))
+
+    def operator(self, idname, **kwargs):
+        module, name = idname.split(".")
+        assert name in dir(getattr(bpy.ops, module)), f"no operator {idname}"
+        self.log.append(("operator", idname))
+        return OperatorProps(idname)
+
+    def label(self, text="", **kwargs):
+        self.log.append(("label", text))
+
+    def progress(self, **kwargs):
+        self.log.append(("progress", kwargs.get("text")))
+
+
+def draw(panel_cls, context) -> list:
+    log: list = []
+    layout = RecordingLayout(log)
+    fake = type("FakePanel", (), {"layout": layout, "ui": lambda self: layout})()
+    if hasattr(panel_cls, "draw_header"):
+        panel_cls.draw_header(fake, context)
+    panel_cls.draw(fake, context)
+    return log
+
+
+class FakePreferences:
+    """Stands in for the preferences instance: real property definitions, a recording layout."""
+
+    def __init__(self, real, log: list):
+        self.bl_rna = real.bl_rna
+        self.layout = RecordingLayout(log)
+
+
+def test_sidebar_panels_draw_existing_properties_and_operators(enabled):
+    bpy.ops.wm.read_homefile(use_empty=True)
+    context = bpy.context
+    for panel in panels.CLASSES:
+        assert panel.bl_category == "Dance" and panel.bl_space_type == "VIEW_3D"
+        assert draw(panel, context)
+    main = draw(panels.DANCE_PT_main, context)
+    assert ("operator", "dance.generate") in main and ("operator", "dance.load_song") in main
+    context.scene.dance.target = "SELECTED"
+    assert ("prop", "preset") in draw(panels.DANCE_PT_main, context)
+
+
+def test_main_panel_shows_progress_and_cancel_while_running(enabled):
+    bpy.ops.wm.read_homefile(use_empty=True)
+    release = threading.Event()
+    job = jobs.Job("test", lambda progress, cancel: release.wait(10)).start()
+    try:
+        job_props = bpy.context.window_manager.dance_job
+        job_props.progress, job_props.status = 0.4, "Dancing: token 3/9"
+        log = draw(panels.DANCE_PT_main, bpy.context)
+        assert ("progress", "Dancing: token 3/9") in log and ("operator", "dance.cancel") in log
+        assert ("operator", "dance.generate") not in log
+        assert not bpy.ops.dance.generate.poll()  # one job at a time
+    finally:
+        release.set()
+        job.wait()
+        job.release()
+
+
+def test_preferences_show_dependency_status(enabled, monkeypatch):
+    log: list = []
+    fake = FakePreferences(enabled, log)
+    prefs.DANCE_AP_preferences.draw(fake, bpy.context)
+    assert ("label", "torch: importable") in log and ("label", "librosa: importable") in log
+    assert ("prop", "model_dir") in log and ("prop", "device") in log
+
+    # Without librosa, offline (the bpy module's default): no install button, a clear message.
+    monkeypatch.setattr(prefs, "missing_dependencies", lambda: ["librosa"])
+    log.clear()
+    prefs.DANCE_AP_preferences.draw(fake, bpy.context)
+    assert ("label", "librosa: missing") in log
+    assert ("operator", "dance.install_dependencies") not in log
+    assert any("offline" in entry[1] for entry in log if entry[0] == "label")
+
+
+def test_install_refuses_when_offline(enabled, monkeypatch, tmp_path):
+    assert not bpy.app.online_access  # the bpy module starts offline
+    monkeypatch.setattr(prefs, "deps_dir", lambda create=False: tmp_path / "deps")
+    with pytest.raises(RuntimeError, match="Blender is offline: enable .*Allow Online Access"):
+        bpy.ops.dance.install_dependencies()
+    assert not (tmp_path / "deps").exists()
+
+
+def test_pip_installs_into_the_user_folder_not_blender(tmp_path):
+    command = prefs.pip_command(tmp_path / "deps")
+    assert command[:3] == [sys.executable, "-m", "pip"]
+    assert command[command.index("--target") + 1] == str(tmp_path / "deps")
+    assert "torch" in command and "librosa" in command
