@@ -117,14 +117,24 @@ def ground_feet(joints: np.ndarray, fps: float = 60, smoothing_s: float = 0.1) -
 
 
 # --- frame rate --------------------------------------------------------------------------------------------
-def _sample_positions(num_frames: int, src_fps: float, dst_fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices (i0, i1) and blend weights of the frames of the resampled sequence (same duration)."""
+def _sample_positions(
+    num_frames: int, src_fps: float, dst_fps: float, within_span: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices (i0, i1) and blend weights of the frames of the resampled sequence.
+
+    By default the duration is kept (round(T * dst / src) frames, the last ones holding the final
+    pose); ``within_span`` keeps only output frames inside the source's time span (frame k at
+    k / dst_fps <= (T - 1) / src_fps), so an integer ratio is an exact decimation.
+    """
     for name, value in (("src_fps", src_fps), ("dst_fps", dst_fps)):
         if not (np.isfinite(value) and value > 0):
             raise InvalidOptionError(f"{name} must be a positive frame rate, got {value}")
     if num_frames < 1:
         raise InvalidOptionError("cannot resample an empty sequence")
-    count = max(1, int(round(num_frames * dst_fps / src_fps)))
+    if within_span:
+        count = int(np.floor((num_frames - 1) * dst_fps / src_fps + 1e-9)) + 1
+    else:
+        count = max(1, int(round(num_frames * dst_fps / src_fps)))
     t = np.arange(count) * (src_fps / dst_fps)  # (N,) positions in source frames
     i0 = np.clip(np.floor(t).astype(np.int64), 0, num_frames - 1)
     i1 = np.minimum(i0 + 1, num_frames - 1)
@@ -133,10 +143,11 @@ def _sample_positions(num_frames: int, src_fps: float, dst_fps: float) -> tuple[
     return i0, i1, frac
 
 
-def resample_joints(joints: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
-    """Linear resampling along time of (T, ...) arrays; keeps the duration: round(T * dst / src) frames."""
+def resample_joints(joints: np.ndarray, src_fps: float, dst_fps: float, *, within_span: bool = False) -> np.ndarray:
+    """Linear resampling along time of (T, ...) arrays; keeps the duration: round(T * dst / src) frames
+    (or, with ``within_span``, only the frames inside the source's time span)."""
     joints = np.asarray(joints, dtype=np.float64)
-    i0, i1, frac = _sample_positions(joints.shape[0], src_fps, dst_fps)
+    i0, i1, frac = _sample_positions(joints.shape[0], src_fps, dst_fps, within_span)
     frac = frac.reshape((-1,) + (1,) * (joints.ndim - 1))
     return (1.0 - frac) * joints[i0] + frac * joints[i1]
 

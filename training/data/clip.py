@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import DanceError
+from engine.postprocess import resample_joints
 from engine.skeleton import FOOT_JOINTS, NUM_JOINTS
 
 TARGET_FPS = 60.0
@@ -92,24 +93,10 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def resample_positions(x: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
-    """Linear resampling of positions along axis 0: (T, ...) at ``src_fps`` -> (T', ...) at ``dst_fps``.
-
-    Output frame k lies at time k / dst_fps; the last output frame is the last one inside the source's
-    time span. With an integer ratio (120 -> 60) this is exact decimation; (30 -> 60) inserts midpoints.
-    Positions (not rotations) interpolate linearly without artefacts at these rates; bone lengths
-    shrink a little at inserted frames, which is why loaders impose lengths afterwards or check them.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    n = x.shape[0]
-    if n == 0 or src_fps == dst_fps:
-        return x.copy()
-    duration = (n - 1) / src_fps
-    m = int(np.floor(duration * dst_fps + 1e-9)) + 1
-    t = np.arange(m) * (src_fps / dst_fps)  # positions in source frames
-    i0 = np.minimum(np.floor(t).astype(np.int64), n - 1)
-    i1 = np.minimum(i0 + 1, n - 1)
-    w = (t - i0).reshape((-1,) + (1,) * (x.ndim - 1))
-    return x[i0] * (1.0 - w) + x[i1] * w
+    """Linear resampling of positions along axis 0 inside the source's time span (120 -> 60 is exact
+    decimation, 30 -> 60 inserts midpoints). Bone lengths shrink a little at inserted frames, which is
+    why loaders impose lengths afterwards or check them."""
+    return resample_joints(x, src_fps, dst_fps, within_span=True)
 
 
 def floor_height(joints: np.ndarray, percentile: float = 1.0) -> float:

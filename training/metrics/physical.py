@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.postprocess import resample_joints
+
 UP_AXIS = 1  # y-up
 HORIZONTAL_AXES = (0, 2)
 FOOT_JOINTS = (7, 8, 10, 11)  # l_ankle, r_ankle, l_foot (toes), r_foot (toes)
@@ -61,21 +63,8 @@ def _as_joints(joints: np.ndarray, min_frames: int = 2) -> np.ndarray:
 
 
 def resample_linear(joints: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
-    """Linearly resample (T, J, 3) from ``src_fps`` to ``dst_fps`` over the same duration.
-
-    New frame k sits at time k / dst_fps; frames past the last source frame are dropped, so an exact
-    2:1 ratio picks every other frame unchanged.
-    """
-    joints = np.asarray(joints, dtype=np.float64)
-    if src_fps == dst_fps:
-        return joints.copy()
-    duration = (joints.shape[0] - 1) / src_fps
-    n_out = int(np.floor(duration * dst_fps + 1e-9)) + 1
-    src_pos = np.arange(n_out) * (src_fps / dst_fps)  # fractional source frame of each output frame
-    lo = np.clip(np.floor(src_pos).astype(np.int64), 0, joints.shape[0] - 1)
-    hi = np.clip(lo + 1, 0, joints.shape[0] - 1)
-    w = (src_pos - lo)[:, None, None]
-    return (1.0 - w) * joints[lo] + w * joints[hi]
+    """(T, J, 3) from ``src_fps`` to ``dst_fps`` inside the same time span (2:1 picks every other frame)."""
+    return resample_joints(joints, src_fps, dst_fps, within_span=True)
 
 
 def frame_speeds(joints: np.ndarray, fps: float) -> np.ndarray:
