@@ -142,6 +142,13 @@ def action_names(song: str | Path, count: int) -> list[str]:
     return [stem] if count == 1 else [f"{stem} v{i + 1}" for i in range(count)]
 
 
+def check_target(target: Any, preset: str) -> None:
+    """Raise (before anything changes) when ``target`` cannot take a dance through ``preset``."""
+    from ..blender import rigmap
+
+    rigmap.resolve_bone_map(target, preset)
+
+
 def apply_dances(
     scene: Any,
     dances: Sequence[Any],
@@ -161,6 +168,8 @@ def apply_dances(
     for dance in dances:
         if dance.rotations is None:
             raise errors.DanceError("the dance has no joint rotations; generate with rotations enabled")
+    if target is not None:
+        check_target(target, preset)  # fail before the song strip is added
     fps = float(dances[0].fps)
     bl_scene.load_song(scene, song, fps=fps)
     names = action_names(song, len(dances))
@@ -173,8 +182,6 @@ def apply_dances(
             actions.append(bl_keyframes.apply_dance(target, dance.rotations, dance.translation,
                                                     dance.rest_joints, dance.fps, name, scene=scene))
     else:
-        if getattr(target, "type", None) != "ARMATURE":
-            raise errors.InvalidOptionError(f"{target.name!r} is not an armature: select an armature")
         from ..blender import rigmap
 
         for dance, name in zip(dances, names):

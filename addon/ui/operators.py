@@ -111,6 +111,7 @@ class DANCE_OT_generate(Operator):
             target = context.active_object
             if target is None or target.type != "ARMATURE":
                 raise errors.InvalidOptionError("select the armature to apply the dance to (or target a new one)")
+            core.check_target(target, settings.preset)  # a rig lacking bones fails now, not after the engine
         generate = _engine.engine_module("generate")
         sampling = _engine.engine_module("sampling")
         options = generate.GenerateOptions(
@@ -206,8 +207,9 @@ class DANCE_OT_generate(Operator):
     def modal(self, context: Any, event: Any) -> jobs.OperatorResult:
         job = self._job
         assert job is not None
-        if event.type == "ESC" and not job.cancelled:
+        if event.type == "ESC":
             job.cancel()
+            return {"RUNNING_MODAL"}  # consumed; the timer finishes once the engine has stopped
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         job_props = context.window_manager.dance_job

@@ -62,3 +62,15 @@ def test_missing_model_fails_before_any_song(short_song, tmp_path):
     assert "no model found at" in done.stderr
     assert "Traceback" not in done.stderr
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_blender_script_mode_reads_arguments_after_dashes(short_song, tmp_path):
+    """``blender -b -P addon/batch.py -- ...``: the file runs as a script and takes argv after ``--``."""
+    song = short_song(1.0)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "addon" / "batch.py"), "-b", "--", str(song), "-o", str(tmp_path / "out"),
+         "--model", str(tmp_path / "nothing")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 1
+    assert "no model found at" in done.stderr and "nothing" in done.stderr

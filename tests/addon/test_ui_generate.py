@@ -174,3 +174,15 @@ def test_load_song_sets_strip_and_range(scene, short_song):
     assert scene.render.fps == 24
     assert scene.frame_end - scene.frame_start + 1 == pytest.approx(48, abs=1)
     assert scene.sequence_editor.strips["song"].frame_final_duration == pytest.approx(48, abs=1)
+
+
+def test_rig_without_the_presets_bones_fails_before_the_engine_runs(scene, short_song):
+    scene.dance.song_path = str(short_song(2.0))
+    bpy.ops.object.armature_add()  # one bone named "Bone": not a Mixamo rig
+    scene.dance.target = "SELECTED"
+    scene.dance.preset = "Mixamo"
+    before = scene_state(scene)
+    with pytest.raises(RuntimeError, match="has no bones named Hips.*mixamo.*pick another preset"):
+        bpy.ops.dance.generate("EXEC_DEFAULT", True)
+    assert scene_state(scene) == before
+    assert jobs.active() is None  # refused before a job started
