@@ -203,6 +203,12 @@ def one_torch_thread() -> Iterator[None]:
     """
     import torch
 
+    from . import jobs
+
+    running = jobs.active()
+    if running is not None and not running.done:  # the thread count is global: leave a generation alone
+        yield
+        return
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

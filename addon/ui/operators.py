@@ -9,7 +9,6 @@ it runs modally with a progress bar, and Esc or the panel's Cancel button stops 
 from __future__ import annotations
 
 import traceback
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import bpy
@@ -33,11 +32,6 @@ def _report_error(op: Operator, exc: BaseException, what: str) -> None:
     else:  # a bug: say so in one line, keep the traceback for the console
         traceback.print_exception(exc)
         op.report({"ERROR"}, f"{what} failed unexpectedly: {type(exc).__name__}: {exc} (see the system console)")
-
-
-def _engine_setup(context: Any) -> tuple[Path, str]:
-    addon_prefs = prefs.get(context)
-    return core.resolve_model_dir(addon_prefs.model_dir), core.torch_device(addon_prefs.device)
 
 
 def _dance_armature(context: Any) -> Any | None:
@@ -105,7 +99,7 @@ class DANCE_OT_generate(Operator):
     def _gather(self, context: Any) -> dict[str, Any]:
         settings = context.scene.dance
         song = core.check_song(bpy.path.abspath(settings.song_path))
-        model_dir, device = _engine_setup(context)
+        model_dir, device = prefs.engine_setup(context)
         target = None
         if settings.target == "SELECTED":
             target = context.active_object
@@ -262,7 +256,7 @@ class DANCE_OT_randomize_start(Operator):
 
     def execute(self, context: Any) -> jobs.OperatorResult:
         try:
-            choreographer = core.get_choreographer(*_engine_setup(context))
+            choreographer = core.get_choreographer(*prefs.engine_setup(context))
         except (errors.DanceError, ImportError) as exc:
             _report_error(self, exc, "Randomize")
             return {"CANCELLED"}
@@ -286,7 +280,7 @@ class DANCE_OT_start_from_pose(Operator):
             self.report({"ERROR"}, "Select an SMPL armature (one the add-on made) to read its pose")
             return {"CANCELLED"}
         try:
-            choreographer = core.get_choreographer(*_engine_setup(context))
+            choreographer = core.get_choreographer(*prefs.engine_setup(context))
             context.view_layer.update()  # pose bone heads reflect the latest edits
             up, down = core.encode_joints(choreographer, core.armature_pose_joints(obj))
         except (errors.DanceError, ImportError) as exc:

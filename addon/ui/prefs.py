@@ -36,6 +36,15 @@ def get(context: Any = None) -> Any:
     return addon.preferences if addon is not None and addon.preferences is not None else _Defaults()
 
 
+def engine_setup(context: Any = None) -> tuple[Path, str]:
+    """(model folder, torch device) from the preferences; raises a ``DanceError`` a user can act on."""
+    from . import core
+
+    addon_prefs = get(context)
+    chosen = bpy.path.abspath(addon_prefs.model_dir) if addon_prefs.model_dir else ""
+    return core.resolve_model_dir(chosen), core.torch_device(addon_prefs.device)
+
+
 # --- dependencies ----------------------------------------------------------------------------------
 def deps_dir(create: bool = False) -> Path:
     """Where "Install" puts torch and librosa: the extension's user folder (kept across updates)."""

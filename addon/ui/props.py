@@ -36,9 +36,7 @@ def preview_start_codes(context: Any) -> str | None:
         return "No SMPL armature to preview on: generate a dance or select its armature"
     t0 = time.perf_counter()
     try:
-        addon_prefs = prefs.get(context)
-        model_dir = core.resolve_model_dir(addon_prefs.model_dir)
-        choreographer = core.get_choreographer(model_dir, core.torch_device(addon_prefs.device))
+        choreographer = core.get_choreographer(*prefs.engine_setup(context))
         joints = core.preview_joints(choreographer, props.start_up, props.start_down)
         core.pose_armature(obj, joints)
     except core.errors.DanceError as exc:
