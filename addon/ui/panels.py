@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import bpy
 from bpy.types import Panel, UILayout
 
 from . import jobs, operators, prefs
@@ -30,9 +32,11 @@ class DANCE_PT_main(_DancePanel):
         settings = context.scene.dance
         job_props = context.window_manager.dance_job
 
+        # Picking goes through the operator, which also adds the sound strip and sets fps and range.
+        song = Path(bpy.path.abspath(settings.song_path)).name if settings.song_path else "No song"
         row = layout.row(align=True)
-        row.prop(settings, "song_path", text="")
-        row.operator(operators.DANCE_OT_load_song.bl_idname, text="", icon="FILE_SOUND")
+        row.label(text=song, icon="SOUND")
+        row.operator(operators.DANCE_OT_load_song.bl_idname, text="", icon="FILEBROWSER")
         layout.prop(settings, "fps")
         missing = prefs.missing_dependencies()
         if missing:

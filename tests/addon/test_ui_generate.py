@@ -186,3 +186,18 @@ def test_rig_without_the_presets_bones_fails_before_the_engine_runs(scene, short
         bpy.ops.dance.generate("EXEC_DEFAULT", True)
     assert scene_state(scene) == before
     assert jobs.active() is None  # refused before a job started
+
+
+def test_export_fbx_and_bvh_with_the_song_beside(scene, short_song, tmp_path):
+    song = short_song(2.0, name="clip")
+    scene.dance.song_path = str(song)
+    assert bpy.ops.dance.generate() == {"FINISHED"}
+    out = tmp_path / "out"
+    out.mkdir()
+    assert bpy.ops.dance.export_fbx(filepath=str(out / "dance.fbx")) == {"FINISHED"}
+    assert bpy.ops.dance.export_bvh(filepath=str(out / "dance.bvh")) == {"FINISHED"}
+    assert (out / "dance.fbx").stat().st_size > 1000
+    bvh = (out / "dance.bvh").read_text()
+    frames = scene.frame_end - scene.frame_start + 1
+    assert f"Frames: {frames}" in bvh
+    assert (out / "dance.wav").read_bytes() == song.read_bytes()
