@@ -201,3 +201,20 @@ def test_export_fbx_and_bvh_with_the_song_beside(scene, short_song, tmp_path):
     frames = scene.frame_end - scene.frame_start + 1
     assert f"Frames: {frames}" in bvh
     assert (out / "dance.wav").read_bytes() == song.read_bytes()
+
+
+@pytest.mark.slow
+def test_render_preview_writes_an_mp4_with_the_song(scene, short_song, tmp_path):
+    from addon.blender.render import egl_available
+
+    if not egl_available():
+        pytest.skip("Workbench needs EGL (Mesa: libegl1 libegl-mesa0 libgl1-mesa-dri)")
+    scene.dance.song_path = str(short_song(2.0, name="clip"))
+    scene.dance.fps = "24"
+    assert bpy.ops.dance.generate() == {"FINISHED"}
+    scene.dance.render_width, scene.dance.render_height = 48, 32
+    before = scene_state(scene)
+    assert bpy.ops.dance.render_preview(filepath=str(tmp_path / "preview.mp4")) == {"FINISHED"}
+    data = (tmp_path / "preview.mp4").read_bytes()
+    assert b"ftyp" in data[:64] and b"avc1" in data and b"mp4a" in data  # H.264 video + AAC song
+    assert scene_state(scene) == before  # the camera and light live in the render's copy only
