@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from engine.errors import Cancelled, InvalidOptionError
-from engine.sampling import FAST_DEFAULT_SHIFT, SamplingOptions, context_window, sample_codes
+from engine.sampling import (
+    FAST_DEFAULT_SHIFT,
+    SamplingOptions,
+    approximate_gpt,
+    context_window,
+    sample_codes,
+)
 from tests.engine.test_gpt import load_tiny_official_gpt
 
 
@@ -146,3 +152,23 @@ def test_bad_options_are_refused(gpt, options, start, music_shape, message) -> N
 def test_no_music_gives_only_the_start_codes(gpt) -> None:
     codes_up, codes_down = sample_codes(gpt, 3, 4, np.zeros((0, 438), np.float32))
     assert codes_up.tolist() == [3] and codes_down.tolist() == [4]
+
+
+def test_approximate_copies_stay_close_and_leave_the_model_alone(gpt, golden) -> None:
+    inputs = [torch.from_numpy(golden[k]) for k in ("window_up", "window_down", "window_music")]
+    before = {name: tensor.clone() for name, tensor in gpt.state_dict().items()}
+    with torch.inference_mode():
+        reference = gpt(*inputs)[0]  # (2, 29, 64)
+        for kind, min_agreement in (("bfloat16", 0.95), ("int8", 0.7)):
+            approx = approximate_gpt(gpt, kind)
+            dtype = torch.bfloat16 if kind == "bfloat16" else torch.float32
+            logits = approx(inputs[0], inputs[1], inputs[2].to(dtype))[0].float()
+            agreement = (logits.argmax(-1) == reference.argmax(-1)).float().mean().item()
+            assert agreement >= min_agreement, kind
+            assert np.corrcoef(logits.flatten(), reference.flatten())[0, 1] > 0.98, kind
+            codes_up, _ = sample_codes(approx, 5, 7, golden["music_cond"][0], SamplingOptions(shift=20))
+            assert codes_up.shape == (81,) and codes_up[0] == 5
+    after = gpt.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    with pytest.raises(InvalidOptionError, match="int8"):
+        approximate_gpt(gpt, "float8")
