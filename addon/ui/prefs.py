@@ -95,14 +95,26 @@ class DANCE_OT_install_dependencies(Operator):
         except jobs.JobBusyError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        job.wait()
-        job.release()
-        if job.error is not None:
-            self.report({"ERROR"}, f"Installing torch and librosa failed: {job.error}")
-            return {"CANCELLED"}
-        add_deps_to_path()
-        importlib.invalidate_caches()
-        self.report({"INFO"}, f"Installed torch and librosa into {target}")
+        status = context.window_manager.dance_job
+        status.running, status.status = True, "Installing torch and librosa (this takes a few minutes)"
+
+        def poll() -> float | None:  # bpy.app.timers: runs on the main thread while Blender is idle
+            if not job.done:
+                return 0.5
+            job.release()
+            window_manager: Any = bpy.context.window_manager  # looked up again: a file load replaces it
+            wm_status = window_manager.dance_job
+            wm_status.running = False
+            if job.error is not None:
+                wm_status.status = f"Installing torch and librosa failed: {job.error}"
+            else:
+                add_deps_to_path()
+                importlib.invalidate_caches()
+                wm_status.status = f"Installed torch and librosa into {target}; restart Blender if imports fail"
+            return None
+
+        bpy.app.timers.register(poll, first_interval=0.5)
+        self.report({"INFO"}, f"Installing torch and librosa into {target} in the background")
         return {"FINISHED"}
 
 
@@ -130,6 +142,9 @@ class DANCE_AP_preferences(AddonPreferences):
         for name in DEPENDENCIES:
             ok = name not in missing
             box.label(text=f"{name}: {'importable' if ok else 'missing'}", icon="CHECKMARK" if ok else "ERROR")
+        job_status = context.window_manager.dance_job.status
+        if job_status.startswith("Install"):
+            box.label(text=job_status, icon="INFO")
         if missing:
             if bpy.app.online_access:
                 box.operator(DANCE_OT_install_dependencies.bl_idname, icon="IMPORT")

@@ -142,3 +142,27 @@ def test_pip_installs_into_the_user_folder_not_blender(tmp_path):
     assert command[:3] == [sys.executable, "-m", "pip"]
     assert command[command.index("--target") + 1] == str(tmp_path / "deps")
     assert "torch" in command and "librosa" in command
+
+
+def test_install_runs_pip_in_the_background_when_online(enabled, monkeypatch, tmp_path):
+    """Online: the operator returns at once; pip (here a stand-in command) runs in a job."""
+    marker = tmp_path / "deps" / "installed.txt"
+
+    def deps_dir(create=False):
+        if create:
+            (tmp_path / "deps").mkdir(exist_ok=True)
+        return tmp_path / "deps"
+
+    monkeypatch.setattr(prefs, "deps_dir", deps_dir)
+    monkeypatch.setattr(prefs, "pip_command", lambda target: [
+        sys.executable, "-c", f"import pathlib; pathlib.Path({str(marker)!r}).write_text('ok')"])
+    system = bpy.context.preferences.system
+    monkeypatch.setattr(system, "use_online_access", True)
+    assert bpy.app.online_access
+    assert bpy.ops.dance.install_dependencies() == {"FINISHED"}
+    job = jobs.active()
+    assert job is not None and job.name == "install dependencies"
+    assert bpy.context.window_manager.dance_job.status.startswith("Installing torch and librosa")
+    job.wait(timeout=60)
+    job.release()  # what the (here absent) event loop's timer does next
+    assert job.error is None and marker.read_text() == "ok"
