@@ -1,0 +1,74 @@
+"""All four stages on the real data (tiny sizes, a few steps each), exported, then used by the engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.training.test_stages import one_thread, tiny_config  # noqa: F401  (fixture)
+from training.cli import main as training_main
+from training.config import REPO_ROOT
+from training.stages.actor_critic import ROLLOUT_FILE, ActorCriticStage
+from training.stages.common import read_run, train_stage
+from training.stages.gpt import CODES_FILE, GPTStage
+from training.stages.root import RootStage
+from training.stages.vqvae import VQVAEStage
+
+
+@pytest.mark.slow
+def test_four_stages_export_and_generate(data_dir, short_song, tmp_path, one_thread):  # noqa: F811
+    work = tmp_path / "runs"
+    train_stage(VQVAEStage, tiny_config("tiny_vqvae.yaml", data_dir, work, "loop.steps=8"), progress=False)
+    train_stage(RootStage, tiny_config("tiny_root.yaml", data_dir, work, "loop.steps=4"), progress=False)
+    gpt_cfg = tiny_config("tiny_gpt.yaml", data_dir, work, "loop.steps=6")
+    train_stage(GPTStage, gpt_cfg, progress=False)
+    song = short_song(6.0, name="ac_song", offset=5.0)
+    ac_cfg = tiny_config("tiny_actor_critic.yaml", data_dir, work, "loop.steps=12", "actor_critic.rollout_every=6",
+                         f"actor_critic.songs=[{song}]", "actor_critic.reward=paper",
+                         "actor_critic.half_body_rate=0.5")
+    ac_model = train_stage(ActorCriticStage, ac_cfg, progress=False)
+
+    # the GPT saw synthesised accompaniment with live rhythm columns (music-less clips)
+    with np.load(work / "gpt" / CODES_FILE) as cached:
+        assert cached["music"].shape[1:] == (30, 438) and np.abs(cached["music"][:, :, 53:]).sum() > 0
+        assert cached["up"].shape[1] == 30 and cached["up"].max() < 64
+    assert len(list((work / "accompaniment").glob("*.wav"))) >= 3
+
+    # actor-critic: the base is frozen, the actor head and the critic learned, two rollouts happened
+    gpt_weights = read_run(work / "gpt", ("gpt",))["model"]
+    tuned = ac_model.gpt.state_dict()
+    for key, value in gpt_weights.items():
+        if key.startswith("gpt_base."):
+            torch.testing.assert_close(tuned[key], value, rtol=0, atol=0, msg=key)
+    assert any(not torch.equal(tuned[k], v) for k, v in gpt_weights.items() if k.startswith("gpt_head."))
+    with np.load(work / "actor_critic" / ROLLOUT_FILE) as rollout:
+        assert int(rollout["epoch"]) == 1 and rollout["up0"].shape == (46,)  # one token per 7.5 fps frame: 1 + 6 s * 3840 // 512
+    rows = (work / "actor_critic" / "metrics.csv").read_text().splitlines()
+    assert "actor" in rows[0] and "critic" in rows[0] and "reward" in rows[0]
+
+    # export from the actor-critic run alone: the VQ-VAE is found through the runs' records
+    model_dir = tmp_path / "model"
+    assert training_main(["export", "--run", str(work / "actor_critic"), "-o", str(model_dir)]) == 0
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["feature_mode"] == "full" and config["gpt"]["n_layer_critic"] == 0
+    assert config["vqvae"]["with_root_decoder"] is True and config["vqvae"]["l_bins"] == 64
+
+    # the engine uses it on a real song
+    clip = short_song(4.0, name="dance_song", offset=20.0)
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1", DANCE_CACHE_DIR=str(tmp_path / "feature_cache"))
+    proc = subprocess.run([sys.executable, "-m", "engine", "generate", str(clip), "-o", str(out), "--model",
+                           str(model_dir), "-q", "--formats", "npz,bvh"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with np.load(out / "dance_song.npz") as dance:
+        joints = dance["joints"]
+        assert joints.ndim == 3 and joints.shape[1:] == (24, 3) and np.isfinite(joints).all()
+        assert joints.shape[0] == 8 * len(dance["codes_up"]) and len(dance["codes_up"]) == 31  # 1 + 4 s * 3840 // 512
+    assert (out / "dance_song.bvh").read_text().startswith("HIERARCHY")

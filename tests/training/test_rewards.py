@@ -1,0 +1,72 @@
+"""Actor-critic rewards on constructed motions: beats on the music beats earn more, in both forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.skeleton import LOWER_JOINTS, REST_JOINTS
+from training.metrics.beats import motion_beats
+from training.stages.rewards import beat_align_reward, half_body_reward, token_flags, token_rewards
+
+PERIOD = 32  # frames between beats (112.5 bpm at 60 fps), 4 tokens
+T = 28 * 8  # the 224 frames of one actor-critic window
+
+
+def pulsing_walk(phase: float, frames: int = T) -> np.ndarray:
+    """The rest skeleton travelling forward with speed A(1 - cos(2 pi (t - phase) / P)): it stops at
+    t = phase + kP, so its motion beats (speed minima) sit there (a fractional phase keeps the two
+    frames around a stop from being exactly equal, which would be no strict minimum)."""
+    t = np.arange(frames, dtype=np.float64)
+    x = 0.02 * ((t - phase) - PERIOD / (2 * np.pi) * np.sin(2 * np.pi * (t - phase) / PERIOD))
+    joints = np.repeat(REST_JOINTS[None].astype(np.float64), frames, axis=0)
+    joints[:, :, 2] += x[:, None]
+    return joints
+
+
+MUSIC_BEATS = np.arange(4, T, PERIOD)  # frame 4 of every 4th token: away from token edges
+
+
+def test_constructed_motion_beats_sit_where_intended():
+    beats = motion_beats(pulsing_walk(phase=4.3))
+    assert len(beats) >= 5 and np.all(np.abs(beats[:, None] - MUSIC_BEATS[None]).min(1) <= 1)
+
+
+@pytest.mark.parametrize("form", ["released", "paper"])
+def test_motion_on_the_music_beats_earns_more_than_a_shifted_one(form):
+    on_beat = beat_align_reward(pulsing_walk(phase=4.3), MUSIC_BEATS, form)
+    off_beat = beat_align_reward(pulsing_walk(phase=4.3 + PERIOD / 2), MUSIC_BEATS, form)
+    assert on_beat.shape == (28,) and set(np.unique(on_beat)) <= {-5.0, 5.0}
+    assert on_beat.sum() > off_beat.sum()
+    music_tokens = token_flags(MUSIC_BEATS, 28).astype(bool)
+    # on the tokens with a music beat: +5 where the motion stops there (all but maybe the first, whose
+    # minimum is at the clip's edge), -5 for the shifted motion
+    assert (on_beat[music_tokens] == 5).mean() >= 0.8 and np.all(off_beat[music_tokens] == -5)
+
+
+def test_the_two_forms_differ_where_there_is_no_music_beat():
+    joints = pulsing_walk(phase=4.3)
+    released = beat_align_reward(joints, MUSIC_BEATS, "released")
+    paper = beat_align_reward(joints, MUSIC_BEATS, "paper")
+    quiet = ~token_flags(MUSIC_BEATS, 28).astype(bool)
+    assert np.all(released[quiet] == -5)  # released: "no music beat" is punished as well
+    assert np.all(paper[quiet] == 5)  # paper: only a music beat without a motion beat is punished
+    np.testing.assert_array_equal(released[~quiet], paper[~quiet])
+    with pytest.raises(ValueError, match="reward form"):
+        beat_align_reward(joints, MUSIC_BEATS, "other")
+
+
+def test_half_body_consistency_punishes_a_twisted_body():
+    aligned = pulsing_walk(phase=4.3)
+    twisted = aligned.copy()
+    angle = np.deg2rad(150)  # lower body turned 150 degrees about the vertical through the pelvis
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    pelvis = twisted[:, :1]
+    lower = list(LOWER_JOINTS)
+    twisted[:, lower] = (twisted[:, lower] - pelvis) @ rot.T + pelvis
+    good, bad = half_body_reward(aligned), half_body_reward(twisted)
+    assert np.all(good == 1.0)
+    assert np.all(bad < -0.5)
+    total = token_rewards(twisted, MUSIC_BEATS, "released", half_body_rate=2.0)
+    np.testing.assert_allclose(total, beat_align_reward(twisted, MUSIC_BEATS) + 2.0 * bad, rtol=1e-6)

@@ -1,0 +1,206 @@
+"""Training stages: configs, resume at the stage level, what each stage trains, two-process DDP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.config import REPO_ROOT, ConfigError, TrainConfig, config_from_dict, load_config
+from training.stages.common import poses_and_root_velocity, train_stage, vqvae_from_run
+from training.stages.gpt import window_music
+from training.stages.root import RootStage
+from training.stages.vqvae import VQVAEStage
+from training.trainer import CHECKPOINT_NAME, load_checkpoint
+
+CONFIGS = REPO_ROOT / "training" / "configs"
+
+
+# --- helpers (also used by test_end_to_end) ----------------------------------------------------------
+def tiny_config(stage_file: str, data_dir: Path, work: Path, *extra: str) -> TrainConfig:
+    """A tiny_*.yaml config with data, caches and runs redirected under ``work``."""
+    name = stage_file.removeprefix("tiny_").removesuffix(".yaml")
+    overrides = [
+        f"run_dir={work / name}",
+        f"data.aistpp_csv_dirs=[{data_dir / 'aistpp_slices'}]",
+        f"data.bvh_paths=[{data_dir / 'cmu_131'}]",
+        f"data.cache_dir={work / 'data_cache'}",
+        f"music.feature_cache_dir={work / 'feature_cache'}",
+        f"music.accompaniment_dir={work / 'accompaniment'}",
+        "loop.device=cpu",
+    ]
+    if name == "root":
+        overrides.append(f"init.vqvae_run={work / 'vqvae'}")
+    if name == "gpt":
+        overrides.append(f"init.vqvae_run={work / 'root'}")
+    if name == "actor_critic":
+        overrides.append(f"init.gpt_run={work / 'gpt'}")
+    return load_config(CONFIGS / stage_file, [*overrides, *extra])
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread: the test machine's 2 cores are shared, and two threads fighting other
+    processes make tiny models many times slower."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+# --- configs -------------------------------------------------------------------------------------------
+def test_paper_configs_load_with_the_papers_hyper_parameters():
+    vq = load_config(CONFIGS / "paper_vqvae.yaml")
+    assert (vq.vqvae.l_bins, vq.vqvae.emb_width, vq.vqvae.width, vq.vqvae.commit) == (512, 512, 512, 0.02)
+    assert (vq.optim.lr, tuple(vq.optim.betas), vq.batch_size, vq.data.stride) == (3e-5, (0.5, 0.999), 32, 40)
+    root = load_config(CONFIGS / "paper_root.yaml")
+    assert (root.optim.lr, root.batch_size, root.data.stride) == (5e-5, 8, 8)
+    gpt = load_config(CONFIGS / "paper_gpt.yaml")
+    assert (gpt.gpt.n_embd, gpt.gpt.n_head, gpt.gpt.n_layer_base, gpt.gpt.n_layer_head) == (768, 12, 6, 6)
+    assert (gpt.optim.lr, tuple(gpt.optim.betas), gpt.milestone_epochs) == (3e-4, (0.5, 0.999), [250, 400])
+    ac = load_config(CONFIGS / "paper_actor_critic.yaml")
+    assert (ac.optim.lr, ac.batch_size, ac.actor_critic.gamma, ac.gpt.n_layer_critic) == (1e-5, 128, 1.0, 3)
+    assert ac.actor_critic.start_codes == (423, 12) and ac.actor_critic.reward == "released"
+    # epochs -> steps from the number of windows (ceil(windows / batch) per epoch)
+    vq.apply_epochs(num_windows=100)
+    assert vq.loop.steps == 500 * 4 and vq.optim.milestones == [400, 800]
+
+
+def test_config_errors_name_the_bad_key(tmp_path):
+    base = {"stage": "vqvae", "run_dir": "runs/x"}
+    with pytest.raises(ConfigError, match=r"config\.loop: unknown key\(s\) \['stepz'\]"):
+        config_from_dict({**base, "loop": {"stepz": 3}})
+    with pytest.raises(ConfigError, match=r"config\.optim\.lr: expected a number"):
+        config_from_dict({**base, "optim": {"lr": "fast"}})
+    with pytest.raises(ConfigError, match="stage must be one of"):
+        config_from_dict({**base, "stage": "dance"})
+    with pytest.raises(ConfigError, match="reward must be one of"):
+        config_from_dict({**base, "actor_critic": {"reward": "both"}})
+    with pytest.raises(ConfigError, match="key=value"):
+        config_from_dict(base, ["loop.steps"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stage: vqvae\nrun_dir: x\ngpt: {n_embd: 30, n_head: 4}\n")
+    with pytest.raises(ConfigError, match="bad.yaml.*n_embd"):
+        load_config(bad)
+
+
+def test_overrides_and_paths_resolve_against_the_repository(tmp_path):
+    cfg = load_config(CONFIGS / "tiny_vqvae.yaml", ["loop.steps=7", f"data.bvh_paths=[{tmp_path}]",
+                                                    "vqvae.width=16"])
+    assert cfg.loop.steps == 7 and cfg.vqvae.width == 16 and cfg.data.bvh_paths == [str(tmp_path)]
+    assert cfg.data.aistpp_csv_dirs == [str((REPO_ROOT / "../shared/data/aistpp_slices").resolve())]
+    assert Path(cfg.run_dir) == REPO_ROOT / "runs" / "tiny_vqvae"
+
+
+def test_cli_refuses_a_config_of_another_stage(capsys):
+    from training.cli import main
+
+    assert main(["root", "--config", str(CONFIGS / "tiny_vqvae.yaml")]) == 2
+    assert "use 'python -m training vqvae'" in capsys.readouterr().err
+
+
+# --- data alignment --------------------------------------------------------------------------------------
+def test_root_velocity_and_gpt_music_alignment():
+    joints = np.cumsum(np.random.default_rng(0).normal(size=(2, 16, 24, 3)), axis=1).astype(np.float32)
+    pose, velocity = poses_and_root_velocity(joints)
+    np.testing.assert_allclose(velocity[:, :-1], joints[:, 1:, 0] - joints[:, :-1, 0], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(velocity[:, -1], velocity[:, -2])
+    assert np.all(pose.reshape(2, 16, 24, 3)[:, :, 0] == 0)
+
+    class Windows:  # two windows of clip 0 starting at frames 0 and 16, one of clip 1 at 8
+        index = np.array([[0, 0], [0, 16], [1, 8]])
+
+        def __len__(self):
+            return 3
+
+    music = [np.arange(6, dtype=np.float32)[:, None].repeat(2, 1), 10 + np.arange(4, dtype=np.float32)[:, None]
+             .repeat(2, 1)]
+    out = window_music(Windows(), music, n_tokens=4)
+    np.testing.assert_array_equal(out[:, :, 0], [[0, 1, 2, 3], [2, 3, 4, 5], [11, 12, 13, 13]])
+
+
+# --- stage behaviour on the real data ------------------------------------------------------------------------
+def test_vqvae_stage_resumes_after_a_kill_exactly(data_dir, tmp_path, one_thread):
+    loop = ["loop.steps=6", "loop.checkpoint_every=3", "loop.log_every=1"]
+    cfg = tiny_config("tiny_vqvae.yaml", data_dir, tmp_path, *loop)
+    unbroken = train_stage(VQVAEStage, cfg, tmp_path / "a", progress=False)
+    train_stage(VQVAEStage, cfg, tmp_path / "b", progress=False, stop_after=4)  # killed at step 4
+    assert load_checkpoint(tmp_path / "b" / CHECKPOINT_NAME)["step"] == 3
+    resumed = train_stage(VQVAEStage, cfg, tmp_path / "b", progress=False)
+    a, b = unbroken.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:  # weights and the codebooks' EMA statistics
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    sa = load_checkpoint(tmp_path / "a" / CHECKPOINT_NAME)
+    sb = load_checkpoint(tmp_path / "b" / CHECKPOINT_NAME)
+    assert sa["step"] == sb["step"] == 6
+    for pa, pb in zip(sa["optimizer"]["state"].values(), sb["optimizer"]["state"].values()):
+        torch.testing.assert_close(pa["exp_avg_sq"], pb["exp_avg_sq"], rtol=0, atol=0)
+    assert bool(resumed.vqvae_up.bottleneck.codebook.initialised)
+    assert sb["config"]["effective"]["vqvae"]["with_root_decoder"] is False
+
+
+def test_root_stage_trains_only_the_root_decoder(data_dir, tmp_path, one_thread):
+    train_stage(VQVAEStage, tiny_config("tiny_vqvae.yaml", data_dir, tmp_path, "loop.steps=3"), progress=False)
+    step1 = vqvae_from_run(tmp_path / "vqvae").state_dict()
+    cfg = tiny_config("tiny_root.yaml", data_dir, tmp_path, "loop.steps=4", "optim.lr=0.01")
+    before = RootStage(cfg, Path(cfg.run_dir)).build(torch.device("cpu")).vqvae.state_dict()
+    trained = train_stage(RootStage, cfg, progress=False).vqvae.state_dict()
+    for key, value in step1.items():  # everything of step 1, codebooks included, is untouched
+        torch.testing.assert_close(trained[key], value, rtol=0, atol=0, msg=key)
+    root_keys = [k for k in trained if k.startswith("vqvae_down.decoders_root.")]
+    assert root_keys and any(not torch.equal(trained[k], before[k]) for k in root_keys)
+    model = vqvae_from_run(tmp_path / "root")
+    assert model.config.with_root_decoder
+
+
+DDP_SCRIPT = r"""
+import sys, torch
+sys.path.insert(0, {repo!r})
+import torch.distributed as dist
+from training.config import load_config
+from training.stages.common import train_stage
+from training.stages.vqvae import VQVAEStage
+cfg = load_config({config!r}, {overrides!r})
+model = train_stage(VQVAEStage, cfg, {run!r}, progress=False)
+state = {{k: v.clone() for k, v in model.state_dict().items()}}
+torch.save(state, {run!r} + f"/state_rank{{dist.get_rank()}}.pt")
+dist.destroy_process_group()
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_vqvae_stage_two_process_ddp_keeps_codebooks_identical(data_dir, tmp_path):
+    # prepare the data cache once so both ranks only read it
+    overrides = [f"data.aistpp_csv_dirs=[{data_dir / 'aistpp_slices'}]", "data.bvh_paths=[]",
+                 f"data.cache_dir={tmp_path / 'cache'}", "loop.steps=4", "loop.checkpoint_every=2",
+                 "loop.device=cpu", "batch_size=2"]
+    run = tmp_path / "run"
+    script = tmp_path / "ddp_vqvae.py"
+    script.write_text(DDP_SCRIPT.format(repo=str(REPO_ROOT), config=str(CONFIGS / "tiny_vqvae.yaml"),
+                                        overrides=overrides, run=str(run)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           f"--master_port={_free_port()}", str(script)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[:3000] + "\n...\n" + proc.stderr[-2000:]
+    a = torch.load(run / "state_rank0.pt")
+    b = torch.load(run / "state_rank1.pt")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    book = a["vqvae_up.bottleneck.level_blocks.0.k"]
+    assert bool(a["vqvae_up.bottleneck.level_blocks.0.initialised"]) and book.abs().sum() > 0
+    assert load_checkpoint(run / CHECKPOINT_NAME)["step"] == 4
