@@ -119,6 +119,17 @@ def test_variations_make_one_action_per_seed(scene, short_song):
     assert sorted(actions) == ["clip v1", "clip v2"]
     assert actions["clip v1"].use_fake_user  # kept although only v2 is assigned
     assert obj.animation_data.action == actions["clip v2"]
+    # Different seeds, different dances: compare the left knee's keys of both actions.
+    from bpy_extras.anim_utils import action_get_channelbag_for_slot
+
+    def knee_keys(action):
+        fc = action_get_channelbag_for_slot(action, action.slots[0]).fcurves.find(
+            'pose.bones["l_knee"].rotation_quaternion', index=1)
+        keys = np.zeros(2 * len(fc.keyframe_points))
+        fc.keyframe_points.foreach_get("co", keys)
+        return keys[1::2]
+
+    assert not np.allclose(knee_keys(actions["clip v1"]), knee_keys(actions["clip v2"]))
 
 
 def test_cancel_leaves_scene_unchanged(scene, short_song, capsys):
