@@ -42,6 +42,8 @@ from .models.gpt import CrossCondGPT, KVCache
 # recomputation (see benchmarks/bench_gpt.py for the speed of other shifts).
 FAST_DEFAULT_SHIFT = 20
 
+APPROXIMATIONS = ("bfloat16", "int8")
+
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
 
@@ -54,6 +56,10 @@ class SamplingOptions:
     seed: int | None = None  # seeds the sampling generator (None = a fresh random seed)
     shift: int | None = None  # official window rule: None = slide by one, s = grow from s to 28
     fast: bool = True  # key/value cache per window (official ``shift`` semantics, FAST_DEFAULT_SHIFT)
+    # Greedy + fast only: an approximate copy ("int8" or "bfloat16", see approximate_gpt) proposes the
+    # tokens of each window and the float32 model checks them all in one pass; the result is the
+    # float32 model's tokens, only computed with fewer passes over its weights.
+    draft: str | None = None
 
     def validate(self) -> None:
         if not self.greedy:
@@ -63,6 +69,8 @@ class SamplingOptions:
                 raise InvalidOptionError(
                     f"top_k must be at least 1 (or None for all codes), got {self.top_k}"
                 )
+        if self.draft is not None and self.draft not in APPROXIMATIONS:
+            raise InvalidOptionError(f"draft must be one of {APPROXIMATIONS} or None, got {self.draft!r}")
         if self.shift is not None and self.shift < 1:
             raise InvalidOptionError(
                 f"shift must be at least 1 (or None for a sliding window), got {self.shift}"
@@ -166,6 +174,12 @@ def sample_codes(
     codes_up[0], codes_down[0] = int(start_up), int(start_down)
 
     gpt.eval()
+    if options.fast and options.greedy and options.draft is not None:
+        draft = approximate_gpt(gpt, options.draft)
+        with torch.inference_mode():
+            _speculative_greedy(gpt, draft, codes_up, codes_down, music, shift, progress, cancel)
+        return codes_up.cpu().numpy(), codes_down.cpu().numpy()
+
     cache: KVCache | None = None
     cache_start = -1
     with torch.inference_mode():
@@ -194,6 +208,65 @@ def sample_codes(
     return codes_up.cpu().numpy(), codes_down.cpu().numpy()
 
 
+def _speculative_greedy(
+    gpt: CrossCondGPT,
+    draft: nn.Module,
+    codes_up: torch.Tensor,
+    codes_down: torch.Tensor,
+    music: torch.Tensor,
+    shift: int | None,
+    progress: ProgressFn | None,
+    cancel: CancelFn | None,
+) -> None:
+    """Greedy fast decoding where ``draft`` guesses and ``gpt`` checks; fills codes_* in place.
+
+    Each window (a run of steps with the same first code) is decoded as: the draft proposes every
+    remaining token of the window one by one (cheap), then ``gpt`` runs all proposed steps at once
+    (one pass over its weights for many tokens); the leading proposals that equal ``gpt``'s argmax are
+    kept, plus ``gpt``'s own token at the first disagreement, and both caches are rolled back to there.
+    """
+    n_new = music.shape[0]
+    n_context = gpt.config.block_size - 1
+    draft_music = music.to(next(draft.parameters()).dtype)
+    step = 0  # codes 0..step are final
+    while step < n_new:
+        start = context_window(step, n_context, shift)[0]
+        end = step + 1  # this window serves steps step..end-1
+        while end < n_new and context_window(end, n_context, shift)[0] == start:
+            end += 1
+        target_cache, draft_cache = KVCache(), KVCache()  # both hold window times start..start+length-1
+        while step < end:
+            if cancel is not None and cancel():
+                raise Cancelled(f"dance generation cancelled after {step} of {n_new} tokens")
+            # draft: propose codes step+1..end, feeding times not yet in its cache
+            for t in range(step, end):
+                new = slice(start + draft_cache.length, t + 1)
+                logits_up, logits_down = draft(
+                    codes_up[None, new], codes_down[None, new], draft_music[None, new], cache=draft_cache
+                )
+                codes_up[t + 1] = torch.argmax(logits_up[0, -1])
+                codes_down[t + 1] = torch.argmax(logits_down[0, -1])
+            # check: the float32 model's argmax at every proposed step, in one pass
+            fed = start + target_cache.length
+            new = slice(fed, end)
+            logits_up, logits_down = gpt(
+                codes_up[None, new], codes_down[None, new], music[None, new], cache=target_cache
+            )
+            best_up = torch.argmax(logits_up[0, step - fed :], dim=-1)  # codes step+1..end
+            best_down = torch.argmax(logits_down[0, step - fed :], dim=-1)
+            agree = (best_up == codes_up[step + 1 : end + 1]) & (best_down == codes_down[step + 1 : end + 1])
+            n_kept = min(int(agree.int().cumprod(0).sum()) + 1, end - step)  # agreeing run + one correction
+            codes_up[step + 1 : step + 1 + n_kept] = best_up[:n_kept]
+            codes_down[step + 1 : step + 1 + n_kept] = best_down[:n_kept]
+            step += n_kept
+            # times < step now hold final codes in both caches; later ones were fed guesses
+            target_cache.truncate(step - start)
+            draft_cache.truncate(step - start)
+            if progress is not None:
+                for done in range(step - n_kept + 1, step + 1):
+                    progress(done, n_new)
+
+
 def approximate_gpt(gpt: CrossCondGPT, kind: str) -> nn.Module:
     """A faster, *approximate* copy of the GPT for decoding; the original model is left untouched.
 
@@ -211,4 +284,4 @@ def approximate_gpt(gpt: CrossCondGPT, kind: str) -> nn.Module:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the deprecation notice of quantised tensors
             return quantize_dynamic(copy.deepcopy(gpt).eval(), {nn.Linear}, dtype=torch.qint8)
-    raise InvalidOptionError(f"unknown approximation {kind!r}; choose 'bfloat16' or 'int8'")
+    raise InvalidOptionError(f"unknown approximation {kind!r}; choose one of {APPROXIMATIONS}")

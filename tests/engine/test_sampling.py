@@ -83,8 +83,9 @@ def test_golden_tokens_differ_between_shifts(golden) -> None:
         (SamplingOptions(shift=20, fast=False), "sample_shift_20"),
         (SamplingOptions(shift=20, fast=True), "sample_shift_20"),
         (SamplingOptions(), f"sample_shift_{FAST_DEFAULT_SHIFT}"),  # fast by default, default shift
+        (SamplingOptions(shift=20, draft="int8"), "sample_shift_20"),  # int8 guesses, float32 decides
     ],
-    ids=["exact-none", "exact-20", "fast-20", "defaults"],
+    ids=["exact-none", "exact-20", "fast-20", "defaults", "fast-20-int8-draft"],
 )
 def test_greedy_tokens_equal_official(gpt, golden, options: SamplingOptions, golden_name: str) -> None:
     codes_up, codes_down = _sample(gpt, golden, options)
@@ -139,6 +140,7 @@ def test_progress_and_cancel(gpt, golden) -> None:
         (SamplingOptions(greedy=False, temperature=0.0), (5, 7), (10, 438), "temperature"),
         (SamplingOptions(greedy=False, top_k=0), (5, 7), (10, 438), "top_k"),
         (SamplingOptions(shift=0), (5, 7), (10, 438), "shift"),
+        (SamplingOptions(draft="float8"), (5, 7), (10, 438), "draft"),
         (SamplingOptions(), (64, 7), (10, 438), "start_up"),
         (SamplingOptions(), (5, -1), (10, 438), "start_down"),
         (SamplingOptions(), (5, 7), (10, 52), "shape"),
@@ -170,5 +172,26 @@ def test_approximate_copies_stay_close_and_leave_the_model_alone(gpt, golden) ->
             assert codes_up.shape == (81,) and codes_up[0] == 5
     after = gpt.state_dict()
     assert all(torch.equal(before[name], after[name]) for name in before)
-    with pytest.raises(InvalidOptionError, match="int8"):
+    with pytest.raises(InvalidOptionError, match="float8"):
         approximate_gpt(gpt, "float8")
+
+
+@pytest.mark.parametrize("draft", ["int8", "bfloat16"])
+def test_draft_checked_decoding_equals_plain_fast_decoding(gpt, golden, draft: str) -> None:
+    """The draft only proposes; the float32 model's greedy tokens come out, for any shift."""
+    for shift in (12, 27):
+        plain = _sample(gpt, golden, SamplingOptions(shift=shift))
+        calls: list[int] = []
+        record = calls.append
+        checked = _sample(
+            gpt,
+            golden,
+            SamplingOptions(shift=shift, draft=draft),
+            progress=lambda done, total, record=record: record(done),
+        )
+        np.testing.assert_array_equal(checked[0], plain[0])
+        np.testing.assert_array_equal(checked[1], plain[1])
+        assert calls == list(range(1, 81))
+    # the int8 draft really disagrees with the float32 model on this music, so rejections are exercised
+    approx = _sample(approximate_gpt(gpt, "int8"), golden, SamplingOptions(shift=20))
+    assert (approx[0] != golden["sample_shift_20_up"][0]).any()
