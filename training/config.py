@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from engine.errors import DanceError
 from engine.models.gpt import GPTConfig
 from engine.models.vqvae import VQVAEConfig
 from training.data.sources import DataConfig
@@ -195,6 +196,11 @@ def _check_value(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a whole number, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # PyYAML reads exponents without a dot ("1e-5") as text
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -217,7 +223,7 @@ def build_dataclass(cls: type, values: Mapping[str, Any], where: str = "config")
         return cls(**kwargs)
     except TypeError as exc:  # a required key is missing
         raise ConfigError(f"{where}: {exc}") from exc
-    except ValueError as exc:  # the dataclass's own checks (e.g. n_embd % n_head)
+    except (ValueError, DanceError) as exc:  # the dataclass's own checks (e.g. n_embd % n_head)
         raise ConfigError(f"{where}: {exc}") from exc
 
 

@@ -92,6 +92,7 @@ def test_config_errors_name_the_bad_key(tmp_path):
 def test_overrides_and_paths_resolve_against_the_repository(tmp_path):
     cfg = load_config(CONFIGS / "tiny_vqvae.yaml", ["loop.steps=7", f"data.bvh_paths=[{tmp_path}]",
                                                     "vqvae.width=16"])
+    assert load_config(CONFIGS / "tiny_vqvae.yaml", ["optim.lr=1e-5"]).optim.lr == 1e-5  # YAML reads "1e-5" as text
     assert cfg.loop.steps == 7 and cfg.vqvae.width == 16 and cfg.data.bvh_paths == [str(tmp_path)]
     assert cfg.data.aistpp_csv_dirs == [str((REPO_ROOT / "../shared/data/aistpp_slices").resolve())]
     assert Path(cfg.run_dir) == REPO_ROOT / "runs" / "tiny_vqvae"
@@ -149,12 +150,19 @@ def test_root_stage_trains_only_the_root_decoder(data_dir, tmp_path, one_thread)
     train_stage(VQVAEStage, tiny_config("tiny_vqvae.yaml", data_dir, tmp_path, "loop.steps=3"), progress=False)
     step1 = vqvae_from_run(tmp_path / "vqvae").state_dict()
     cfg = tiny_config("tiny_root.yaml", data_dir, tmp_path, "loop.steps=4", "optim.lr=0.01")
-    before = RootStage(cfg, Path(cfg.run_dir)).build(torch.device("cpu")).vqvae.state_dict()
+    stage = RootStage(cfg, Path(cfg.run_dir))
+    torch.manual_seed(cfg.loop.seed)  # as the trainer seeds before build: the same initial root decoder
+    before = stage.build(torch.device("cpu")).vqvae.state_dict()
     trained = train_stage(RootStage, cfg, progress=False).vqvae.state_dict()
     for key, value in step1.items():  # everything of step 1, codebooks included, is untouched
         torch.testing.assert_close(trained[key], value, rtol=0, atol=0, msg=key)
     root_keys = [k for k in trained if k.startswith("vqvae_down.decoders_root.")]
-    assert root_keys and any(not torch.equal(trained[k], before[k]) for k in root_keys)
+    assert root_keys and all(not torch.equal(trained[k], before[k]) for k in root_keys if k.endswith("weight"))
+    # control: with a learning rate of zero the root decoder stays exactly at that initial state
+    still = train_stage(RootStage, tiny_config("tiny_root.yaml", data_dir, tmp_path, "loop.steps=2", "optim.lr=1e-30"),
+                        tmp_path / "still", progress=False).vqvae.state_dict()
+    for key in root_keys:
+        torch.testing.assert_close(still[key], before[key], rtol=0, atol=1e-20, msg=key)
     model = vqvae_from_run(tmp_path / "root")
     assert model.config.with_root_decoder
 
