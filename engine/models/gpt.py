@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelError
+
 
 @dataclass
 class GPTConfig:
@@ -48,9 +50,11 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head != 0:
-            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+            raise ModelError(
+                f"GPT config: n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})"
+            )
         if self.block_size < 2:
-            raise ValueError("block_size must be at least 2 (one context token and one target)")
+            raise ModelError(f"GPT config: block_size must be at least 2, got {self.block_size}")
 
     @classmethod
     def official(cls, critic: bool = False) -> GPTConfig:
@@ -286,7 +290,7 @@ class CrossCondGPT(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Critic outputs (value_up (B, t, 1), value_down (B, t, 1)); the state value is their sum."""
         if self.critic_net is None:
-            raise RuntimeError("this GPT has no critic (GPTConfig.n_layer_critic == 0)")
+            raise ModelError("this GPT has no critic (n_layer_critic == 0); load an actor-critic checkpoint")
         x = self.gpt_base(codes_up, codes_down, music)  # (B, 3t, C)
         return self.critic_net(x)
 
@@ -297,12 +301,19 @@ class CrossCondGPT(nn.Module):
         music: torch.Tensor,
         targets_up: torch.Tensor,
         targets_down: torch.Tensor,
+        reduction: str = "mean",
     ) -> torch.Tensor:
-        """Training loss CE(up) + CE(down), mean over tokens. targets_* (B, t) are the next codes."""
-        logits_up, logits_down = self(codes_up, codes_down, music)
-        return F.cross_entropy(logits_up.flatten(0, 1), targets_up.flatten()) + F.cross_entropy(
-            logits_down.flatten(0, 1), targets_down.flatten()
-        )
+        """Training loss CE(up) + CE(down). targets_* (B, t) are the next codes.
+
+        reduction "mean" (supervised stage) gives a scalar; "none" gives (B, t) per-token losses, as the
+        actor-critic stage weights each token by its advantage.
+        """
+        logits_up, logits_down = self(codes_up, codes_down, music)  # (B, t, V)
+        B, t = targets_up.shape
+        loss_up = F.cross_entropy(logits_up.flatten(0, 1), targets_up.flatten(), reduction=reduction)
+        loss_down = F.cross_entropy(logits_down.flatten(0, 1), targets_down.flatten(), reduction=reduction)
+        loss = loss_up + loss_down
+        return loss.view(B, t) if reduction == "none" else loss
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.errors import ModelError
 from engine.models.gpt import CrossCondGPT, GPTConfig, KVCache
 
 # The same window computed in pieces of another size rounds differently in float32; with the random
@@ -139,6 +140,9 @@ def test_loss_is_cross_entropy_of_both_streams_and_trains() -> None:
     loss = model.loss(*args)
     # untrained logits are near uniform, so each stream's CE is close to log(64)
     assert abs(loss.item() - 2 * np.log(64)) < 0.1
+    per_token = model.loss(*args, reduction="none")  # (B, t), for advantage-weighted actor updates
+    assert per_token.shape == (3, 12)
+    torch.testing.assert_close(per_token.mean(), loss)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(30):
         optimiser.zero_grad()
@@ -158,7 +162,12 @@ def test_dropout_only_in_training_mode() -> None:
 
 def test_values_need_a_critic() -> None:
     model = CrossCondGPT(GPTConfig.tiny())
-    with pytest.raises(RuntimeError, match="critic"):
+    with pytest.raises(ModelError, match="critic"):
         model.values(
             torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2, 438)
         )
+
+
+def test_bad_config_is_a_model_error() -> None:
+    with pytest.raises(ModelError, match="n_head"):
+        GPTConfig(n_embd=32, n_head=3)
