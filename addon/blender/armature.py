@@ -8,13 +8,14 @@ bone (weighted 1.0 to its bone, Armature modifier) makes a figure Workbench/EEVE
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import bpy
 import numpy as np
 
 from .._engine import skeleton
 from .errors import BlenderLayerError
+from .scene import context_scene, context_view_layer
 
 JOINT_NAMES = skeleton.JOINT_NAMES
 PARENTS = skeleton.PARENTS
@@ -74,14 +75,14 @@ def create_smpl_armature(
     rest = _check_rest(rest_joints)
     heads = rest @ C.T  # (24, 3) z-up
     tails = bone_tails(rest) @ C.T
-    collection = collection or bpy.context.scene.collection
+    collection = collection or context_scene().collection
+    view_layer = context_view_layer()  # checked before anything is created
 
     arm_data = bpy.data.armatures.new(name)
     arm_obj = bpy.data.objects.new(name, arm_data)
     collection.objects.link(arm_obj)
     arm_data.display_type = "STICK"
 
-    view_layer = bpy.context.view_layer
     if bpy.context.object is not None and bpy.context.object.mode != "OBJECT":
         bpy.ops.object.mode_set(mode="OBJECT")
     view_layer.objects.active = arm_obj
@@ -101,7 +102,10 @@ def create_smpl_armature(
     finally:
         bpy.ops.object.mode_set(mode="OBJECT")
 
-    for pose_bone in arm_obj.pose.bones:
+    pose = arm_obj.pose
+    if pose is None:  # Blender gives every armature object a pose; guard against a broken object anyway
+        raise BlenderLayerError(f"the new armature {arm_obj.name!r} has no pose, so its bones cannot be keyed")
+    for pose_bone in pose.bones:
         pose_bone.rotation_mode = "QUATERNION"
     if with_mesh:
         create_body_mesh(arm_obj, f"{name}_body", collection=collection)
@@ -118,7 +122,7 @@ def _box_half_width(bone_name: str, length: float) -> float:
 
 def create_body_mesh(arm_obj: Any, name: str, *, collection: Any = None) -> Any:
     """A tapered box per bone in the bone's rest frame, each weighted 1.0 to its bone."""
-    collection = collection or bpy.context.scene.collection
+    collection = collection or context_scene().collection
     # Box corners in the bone's local frame (x, y along the bone, z), scaled per bone below.
     unit = np.array(
         [[-1, 0, -1], [1, 0, -1], [1, 0, 1], [-1, 0, 1], [-1, 1, -1], [1, 1, -1], [1, 1, 1], [-1, 1, 1]],
@@ -153,6 +157,7 @@ def create_body_mesh(arm_obj: Any, name: str, *, collection: Any = None) -> Any:
     for bone_name, indices in groups:
         group = mesh_obj.vertex_groups.new(name=bone_name)
         group.add(list(indices), 1.0, "REPLACE")
-    modifier = mesh_obj.modifiers.new("Armature", "ARMATURE")
+    # modifiers.new is typed as the base Modifier; type "ARMATURE" makes an ArmatureModifier.
+    modifier = cast(bpy.types.ArmatureModifier, mesh_obj.modifiers.new("Armature", "ARMATURE"))
     modifier.object = arm_obj
     return mesh_obj

@@ -15,7 +15,7 @@ from typing import Any
 
 import bpy
 
-VERSION: tuple[int, int, int] = tuple(bpy.app.version)  # type: ignore[assignment]
+VERSION: tuple[int, int, int] = bpy.app.version  # a plain tuple on every supported version
 
 HAS_SLOTTED_ACTIONS = VERSION >= (4, 4, 0)
 HAS_CHANNELBAGS_ONLY = VERSION >= (5, 0, 0)  # Action.fcurves is gone
@@ -95,5 +95,6 @@ def action_fcurves(action: Any, obj: Any | None = None) -> list[Any]:
         slot = action.slots[0]
     if slot is None:
         return []
-    bag = anim_utils.action_get_channelbag_for_slot(action, slot)
+    # The stubs declare "-> None"; the function returns the slot's ActionChannelbag (or None).
+    bag = anim_utils.action_get_channelbag_for_slot(action, slot)  # type: ignore[func-returns-value]
     return list(bag.fcurves) if bag is not None else []

@@ -12,11 +12,15 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import bpy
 
 from .errors import ExportError
+from .scene import context_view_layer
+
+# Rotation orders Blender's BVH exporter accepts (NATIVE: each bone's own rotation mode).
+BvhRotateMode = Literal["NATIVE", "XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX"]
 
 
 def _temp_beside(path: Path) -> Path:
@@ -69,7 +73,7 @@ def _action_frame_range(obj: Any, scene: Any) -> tuple[int, int]:
 @contextmanager
 def _selected_only(objects: list[Any], active: Any) -> Iterator[None]:
     """Select exactly ``objects`` with ``active`` active, restoring the previous selection after."""
-    view_layer = bpy.context.view_layer
+    view_layer = context_view_layer()
     previous_active = view_layer.objects.active
     previous = [o for o in view_layer.objects if o.select_get()]
     if bpy.context.object is not None and bpy.context.object.mode != "OBJECT":
@@ -129,7 +133,8 @@ def export_fbx(
     temp = _temp_beside(out)
     try:
         with _selected_only(objects, obj), _scene_frame_range(scene, frames):
-            result = bpy.ops.export_scene.fbx(
+            # The stubs type operator calls as returning None; bpy returns a set such as {'FINISHED'}.
+            result = cast("set[str]", bpy.ops.export_scene.fbx(
                 filepath=str(temp),
                 check_existing=False,
                 use_selection=True,
@@ -149,7 +154,7 @@ def export_fbx(
                 apply_scale_options="FBX_SCALE_ALL",
                 axis_forward="-Z",
                 axis_up="Y",
-            )
+            ))
         if "FINISHED" not in result or not temp.is_file():
             raise ExportError(f"the FBX exporter did not finish ({', '.join(result)})")
         os.replace(temp, out)
@@ -168,7 +173,7 @@ def export_bvh(
     *,
     song_path: str | os.PathLike[str] | None = None,
     frame_range: tuple[int, int] | None = None,
-    rotate_mode: str = "NATIVE",
+    rotate_mode: BvhRotateMode = "NATIVE",
     scene: Any = None,
 ) -> Path:
     """Export the armature's animation to BVH (translation on the root only); returns the path.
@@ -184,14 +189,14 @@ def export_bvh(
     temp = _temp_beside(out)
     try:
         with _selected_only([obj], obj):
-            result = bpy.ops.export_anim.bvh(
+            result = cast("set[str]", bpy.ops.export_anim.bvh(  # a set, as for FBX above
                 filepath=str(temp),
                 check_existing=False,
                 frame_start=start,
                 frame_end=end,
                 rotate_mode=rotate_mode,
                 root_transform_only=True,
-            )
+            ))
         if "FINISHED" not in result or not temp.is_file():
             raise ExportError(f"the BVH exporter did not finish ({', '.join(result)})")
         os.replace(temp, out)

@@ -13,7 +13,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import bpy
 from mathutils import Vector
@@ -42,8 +42,9 @@ def dancer_bounds(scene: Any, obj: Any, frame_range: tuple[int, int], samples: i
         scene.frame_set(frame)
         for pose_bone in obj.pose.bones:
             for p in (obj.matrix_world @ pose_bone.head, obj.matrix_world @ pose_bone.tail):
-                lo = Vector(map(min, lo, p))
-                hi = Vector(map(max, hi, p))
+                for axis in range(3):  # grow the box to contain p
+                    lo[axis] = min(lo[axis], p[axis])
+                    hi[axis] = max(hi[axis], p[axis])
     scene.frame_set(saved)
     return lo, hi
 
@@ -73,7 +74,10 @@ def frame_dancer(scene: Any, obj: Any, frame_range: tuple[int, int], *, margin: 
     camera.rotation_quaternion = (-view_dir).to_track_quat("-Z", "Y")
     scene.camera = camera
 
-    light_data = bpy.data.lights.get(LIGHT_NAME) or bpy.data.lights.new(LIGHT_NAME, type="SUN")
+    # energy is defined per light type, not on the base Light; DanceLight is made here as a sun.
+    light_data = cast(
+        bpy.types.SunLight, bpy.data.lights.get(LIGHT_NAME) or bpy.data.lights.new(LIGHT_NAME, type="SUN")
+    )
     light = bpy.data.objects.get(LIGHT_NAME) or bpy.data.objects.new(LIGHT_NAME, light_data)
     if light.name not in scene.collection.objects:
         scene.collection.objects.link(light)
@@ -172,14 +176,16 @@ def run_job(job_path: str) -> None:
         job = json.load(f)
     bpy.ops.wm.open_mainfile(filepath=job["blend"])
     scene = bpy.data.scenes[job["scene"]]
+    width, height = job["resolution"]
+    frame_range = job.get("frame_range")
     render_animation(
         scene,
         job["output"],
         engine=job["engine"],
-        resolution=tuple(job["resolution"]),  # type: ignore[arg-type]
+        resolution=(width, height),
         dancer=job.get("dancer"),
         song_path=job.get("song_path"),
-        frame_range=tuple(job["frame_range"]) if job.get("frame_range") else None,  # type: ignore[arg-type]
+        frame_range=(frame_range[0], frame_range[1]) if frame_range else None,
         cycles_samples=job.get("cycles_samples", 16),
     )
 

@@ -1,4 +1,5 @@
-"""Scene timing: frame rate from the dance, the song as a sound strip, frame range from the song."""
+"""Scene timing: frame rate from the dance, the song as a sound strip, frame range from the song;
+and the context's scene and view layer, with a clear error where the context has none."""
 
 from __future__ import annotations
 
@@ -6,10 +7,28 @@ import math
 import os
 from typing import Any
 
+import bpy
+
 from . import compat
 from .errors import AudioUnsupportedError, BlenderLayerError
 
 SONG_STRIP_NAME = "song"
+
+
+def context_scene() -> bpy.types.Scene:
+    """The context's scene; a clear error in a context without one (e.g. an override that drops it)."""
+    scene = bpy.context.scene
+    if scene is None:
+        raise BlenderLayerError("this Blender context has no active scene: open or create a scene first")
+    return scene
+
+
+def context_view_layer() -> bpy.types.ViewLayer:
+    """The context's view layer (selection and the active object live there); a clear error without one."""
+    view_layer = bpy.context.view_layer
+    if view_layer is None:
+        raise BlenderLayerError("this Blender context has no active view layer: make a scene's view layer active")
+    return view_layer
 
 
 def set_scene_fps(scene: Any, fps: float) -> None:
