@@ -11,14 +11,19 @@ The context window at step k (predicting code k + 1 from codes ..k) follows the 
 * ``shift=s``: the window grows from s to 28 codes, then re-anchors on the last s codes
   (period 29 - s). Worked out against the golden tokens of the official code; see ``context_window``.
 
-Two ways to compute the same window (``SamplingOptions.fast``):
+Ways to compute the same windows (``SamplingOptions.fast`` / ``draft``):
 
 * exact: run the whole window every step, as the official code does;
 * fast: keep each window's per-layer keys/values (``KVCache``) and feed only the new time step; the
-  window is recomputed only when it re-anchors. This equals the full computation because a window that
-  only grows keeps every earlier token's position and attention pattern (3 x 3-tiled causal mask).
+  window is recomputed only when it re-anchors. This equals the full computation (up to float32
+  rounding) because a window that only grows keeps every earlier token's position and attention
+  pattern (3 x 3-tiled causal mask).
   A sliding window (``shift=None``) moves every position each step, so fast mode needs a shift: with
   ``shift=None`` it uses ``FAST_DEFAULT_SHIFT``.
+* fast + ``draft``: an approximate copy proposes a window's tokens and the float32 model checks them
+  in one pass; still the float32 model's greedy tokens (pays off when the draft usually agrees).
+
+Approximate copies (``approximate_gpt``: bfloat16, int8) are faster and may change tokens.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from torch import nn
 from .errors import Cancelled, InvalidOptionError
 from .models.gpt import CrossCondGPT, KVCache
 
-# Fast mode with shift=None uses this shift. 20 is the value of the official sampler's golden vectors
-# (so fast mode is checked token for token against the official code), keeps at least 20 of the 28
-# context codes (71 %, mean 24), and re-anchors every 9 tokens, which already amortises the 20-step
-# recomputation (see benchmarks/bench_gpt.py for the speed of other shifts).
+# Fast mode with shift=None uses this shift. 20 is the shift of the official sampler's golden vectors
+# (so fast mode is checked token for token against the official code) and keeps at least 20 of the 28
+# context codes (mean 24). A smaller shift buys almost nothing: one cached step reads every weight once
+# (memory-bound, about 3/4 of a token's time), so the 20-step recomputation every 9 tokens is a small
+# share; benchmarks/bench_gpt.py measured 90 ms/token at shift 20 and 95 at shift 12 (1 thread, busy box).
 FAST_DEFAULT_SHIFT = 20
 
 APPROXIMATIONS = ("bfloat16", "int8")
