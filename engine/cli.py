@@ -49,6 +49,10 @@ def _build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--shift", type=int, default=None,
                      help="window re-anchoring of the official sampler (default: exact slides by one, "
                           "fast uses the sampler's default)")
+    gen.add_argument("--draft", choices=("int8", "bfloat16"), default=None,
+                     help="greedy fast mode checked against an approximate draft: same tokens, fewer passes")
+    gen.add_argument("--approximate", choices=("int8", "bfloat16"), default=None,
+                     help="run an approximate GPT: faster, but tokens may differ from the float32 model")
     gen.add_argument("--no-ground", action="store_true", help="keep the raw height (no feet-on-floor fix)")
     gen.add_argument("--formats", default="npz,bvh,json", help="comma-separated subset of npz,bvh,json")
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -73,6 +77,7 @@ def _sampling_options(args: argparse.Namespace):
         "top_k": args.top_k,
         "seed": args.seed,
         "fast": not args.exact,
+        "draft": args.draft,
     }
     if args.shift is not None:
         kwargs["shift"] = args.shift
@@ -96,6 +101,7 @@ def _generate(args: argparse.Namespace) -> int:
         sampling=_sampling_options(args),
         fps=args.fps,
         ground=not args.no_ground,
+        precision=args.approximate or "float32",
         rotations="bvh" in formats or "npz" in formats,
     )
     for song in args.songs:

@@ -24,7 +24,7 @@ from .errors import Cancelled, InvalidOptionError
 from .models.vqvae import integrate_root
 from .postprocess import ground_feet, resample_joints
 from .retarget import solve_rotations
-from .sampling import SamplingOptions, sample_codes
+from .sampling import APPROXIMATIONS, SamplingOptions, approximate_gpt, sample_codes
 
 # progress(fraction in [0, 1], message)
 ProgressFn = Callable[[float, str], None]
@@ -47,6 +47,8 @@ class GenerateOptions:
     fps:         output frame rate: 60 (native), 30 or 24 (resampled).
     ground:      put the feet on the floor (removes the height drift of integrated root velocity).
     rotations:   solve local joint rotations (needed for BVH/FBX and rigs).
+    precision:   "float32" (exact), or an approximate GPT ("bfloat16", "int8"): faster, but the tokens
+                 may differ from the float32 model's. (``sampling.draft`` is the exact way to use one.)
     """
 
     start_codes: tuple[int, int] | None = None
@@ -54,6 +56,7 @@ class GenerateOptions:
     fps: float = MODEL_FPS
     ground: bool = True
     rotations: bool = True
+    precision: str = "float32"
 
 
 def _phase(progress: ProgressFn | None, name: str, inner: float, message: str) -> None:
@@ -75,6 +78,17 @@ class Choreographer:
         self.model = load_model(model, device=self.device) if isinstance(model, (str, Path)) else model
         self.model.vqvae.to(self.device).eval()
         self.model.gpt.to(self.device).eval()
+        self._approximate: dict[str, torch.nn.Module] = {}  # precision -> approximate GPT copy
+
+    def gpt_for(self, precision: str) -> torch.nn.Module:
+        """The float32 GPT, or an approximate copy of it (made once, then kept)."""
+        if precision == "float32":
+            return self.model.gpt
+        if precision not in APPROXIMATIONS:
+            raise InvalidOptionError(f"precision must be float32 or one of {APPROXIMATIONS}, got {precision!r}")
+        if precision not in self._approximate:
+            self._approximate[precision] = approximate_gpt(self.model.gpt, precision)
+        return self._approximate[precision]
 
     # --- the pieces -----------------------------------------------------------------------------
     @property
@@ -154,6 +168,7 @@ class Choreographer:
                                      f"got {options.fps}")
         start = options.start_codes or tuple(self.model.config.default_start)
         start_up, start_down = self.check_codes(*start)
+        gpt = self.gpt_for(options.precision)
         timings: dict[str, float] = {}
 
         t0 = time.perf_counter()
@@ -171,7 +186,7 @@ class Choreographer:
             _phase(progress, "gpt", done / max(total, 1), f"Dancing: token {done}/{total}")
 
         t0 = time.perf_counter()
-        codes_up, codes_down = sample_codes(self.model.gpt, start_up, start_down, music, options.sampling,
+        codes_up, codes_down = sample_codes(gpt, start_up, start_down, music, options.sampling,
                                             progress=gpt_progress, cancel=cancel)
         timings["gpt_s"] = time.perf_counter() - t0
         _check_cancel(cancel)
@@ -204,6 +219,7 @@ class Choreographer:
                 "feature_mode": self.model.config.feature_mode,
                 "start_codes": [start_up, start_down],
                 "sampling": asdict(options.sampling),
+                "precision": options.precision,
                 "tokens": int(n_steps + 1),
                 "song_duration_s": float(feats.duration_s),
             },

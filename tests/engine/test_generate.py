@@ -160,3 +160,16 @@ def test_cli_interrupt_leaves_no_files(tiny_model_dir, short_song, tmp_path, mon
     rc = cli.main(["generate", str(short_song), "-o", str(out), "--model", str(tiny_model_dir), "-q"])
     assert rc == cli.EXIT_INTERRUPTED
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_draft_keeps_tokens_and_approximate_runs(choreographer, short_song):
+    feats = choreographer.features(short_song)
+    plain = choreographer.generate(short_song, GenerateOptions(rotations=False), features=feats)
+    drafted = choreographer.generate(
+        short_song, GenerateOptions(sampling=SamplingOptions(draft="int8"), rotations=False), features=feats)
+    np.testing.assert_array_equal(plain.codes_up, drafted.codes_up)
+    np.testing.assert_array_equal(plain.codes_down, drafted.codes_down)
+    approx = choreographer.generate(short_song, GenerateOptions(precision="int8", rotations=False), features=feats)
+    assert approx.codes_up.shape == plain.codes_up.shape and approx.meta["precision"] == "int8"
+    with pytest.raises(InvalidOptionError, match="precision"):
+        choreographer.generate(short_song, GenerateOptions(precision="float8"), features=feats)
