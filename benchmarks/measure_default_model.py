@@ -1,0 +1,199 @@
+"""Measure the default model (or any model folder) on what it never saw in training.
+
+``python benchmarks/measure_default_model.py [--model assets/default_model] [-o benchmarks/results/default_model.json]``
+
+Prints and writes as JSON:
+
+1. **Beat alignment on held-out real music.** The model dances (greedy) to a song that no stage saw
+   (``hungarian_dance_5.ogg`` for the default model) from several start poses: the model's default
+   start and the codes of the first pose of each held-out take. Each dance is scored with the paper's
+   beat-align score (``training.metrics.beats.beat_align_score``, motion beats vs the song's beats).
+   The control is the *same model, same start, same song* with the music features shuffled in time
+   (rows permuted, the score still taken against the real beats): if the model follows the music,
+   shuffling must cost beat alignment.
+2. **Quality against the training data.** The real-music dances' physical figures (mean joint speed,
+   foot skating, ground contact, floor range, longest frozen stretch) against those of the training
+   takes, with the acceptance checks of ``training.metrics.evaluate.quality_checks`` (the same figures
+   ``python -m training evaluate`` reports).
+3. **VQ-VAE reconstruction on held-out takes.** Mean per-joint position error (cm, root-relative,
+   joints 1..23; the root is the origin) of encode -> decode over the takes of the config's validation
+   split (the takes no stage trained on), and over the training takes for comparison.
+
+The held-out takes are the validation split of ``--config`` (``training/configs/default_vqvae.yaml``:
+12 % of the takes by a seeded hash, the same split in every stage). Runs on a CPU with one thread by
+default; a few minutes for the default model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+SHARED = Path(os.environ.get("DANCE_SHARED", REPO_ROOT.parent / "shared"))
+DEFAULT_SONGS = [SHARED / "data" / "music" / "hungarian_dance_5.ogg"]
+DEFAULT_MODEL = REPO_ROOT / "assets" / "default_model"
+DEFAULT_CONFIG = REPO_ROOT / "training" / "configs" / "default_vqvae.yaml"
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "default_model.json"
+SHUFFLE_SEEDS = (0, 1)
+
+
+def _mpjpe_cm(vqvae, clips, torch) -> dict[str, Any]:
+    """Root-relative MPJPE (cm, joints 1..23) of encode -> decode, per clip and frame-weighted mean."""
+    from training.stages.common import poses_and_root_velocity
+
+    rows, total, frames = [], 0.0, 0
+    for clip in clips:
+        t = clip.num_frames // 8 * 8
+        if t < 8:
+            continue
+        pose, _ = poses_and_root_velocity(clip.joints[None, :t])  # (1, t, 72) root-relative
+        with torch.inference_mode():
+            up, down = vqvae.encode(torch.from_numpy(pose))
+            recon = vqvae.decode(up, down).numpy()  # (1, t, 72): channels 0-2 are the root velocity
+        err = np.linalg.norm(recon[0, :, 3:].reshape(t, 23, 3) - pose[0, :, 3:].reshape(t, 23, 3), axis=-1)
+        rows.append({"clip": clip.name, "take": clip.take_id, "frames": t, "mpjpe_cm": float(err.mean() * 100)})
+        total += float(err.mean(axis=1).sum() * 100)
+        frames += t
+    return {"mean_cm": total / max(frames, 1), "clips": rows}
+
+
+def _shuffled(features, seed: int):
+    """The same song's features with their 7.5 fps rows permuted (beats kept for scoring)."""
+    rng = np.random.default_rng(seed)
+    return dataclasses.replace(features, features=features.features[rng.permutation(len(features.features))])
+
+
+def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Path | None,
+            max_gt_clips: int | None = None) -> dict[str, Any]:
+    import torch
+
+    from engine.generate import Choreographer, GenerateOptions
+    from training.config import load_config
+    from training.data.sources import load_windows
+    from training.metrics.beats import beat_align_score
+    from training.metrics.evaluate import compute_metrics
+
+    cfg = load_config(config_path)
+    _, _, split = load_windows(cfg.data)
+    chor = Choreographer(model_dir)
+    options = GenerateOptions(rotations=False)  # BAS and physical figures need positions only
+
+    # start poses: the model's default and the first pose of every held-out take (one per take)
+    starts = [tuple(int(c) for c in chor.model.config.default_start)]
+    seen_takes = set()
+    for clip in split.val:
+        if clip.take_id not in seen_takes:
+            seen_takes.add(clip.take_id)
+            starts.append(chor.encode_pose(clip.joints[:24]))
+    starts = list(dict.fromkeys(starts))
+
+    report: dict[str, Any] = {
+        "model": str(model_dir), "model_name": chor.model.config.name, "songs": [str(s) for s in songs],
+        "held_out_takes": sorted(split.val_takes), "train_takes": sorted(split.train_takes),
+        "start_codes": [list(s) for s in starts], "shuffle_seeds": list(SHUFFLE_SEEDS),
+    }
+    real_dances, real_beats, names = [], [], []
+    bas_real, bas_shuffled, gen_s, tokens = [], [], [], 0
+    for song in songs:
+        feats = chor.features(song)
+        for start in starts:
+            opts = dataclasses.replace(options, start_codes=start)
+            t0 = time.perf_counter()
+            dance = chor.generate(song, opts, features=feats)
+            gen_s.append(time.perf_counter() - t0)
+            tokens += len(dance.codes_up)
+            real_dances.append(dance.joints)
+            real_beats.append(dance.music_beats)
+            names.append(f"{song.stem}_start{start[0]}-{start[1]}")
+            bas_real.append(beat_align_score(dance.music_beats, dance.joints))
+            for seed in SHUFFLE_SEEDS:
+                shuffled = chor.generate(song, opts, features=_shuffled(feats, seed))
+                # score against the real song's beats: the motion is compared with the music it is meant for
+                bas_shuffled.append(beat_align_score(dance.music_beats, shuffled.joints))
+    report["bas"] = {
+        "real_music_mean": float(np.mean(bas_real)), "real_music_per_dance": bas_real,
+        "shuffled_music_mean": float(np.mean(bas_shuffled)), "shuffled_music_per_dance": bas_shuffled,
+        "aistpp_ground_truth_paper": 0.2374,
+    }
+    report["generation"] = {"dances": len(real_dances), "mean_seconds_per_dance": float(np.mean(gen_s)),
+                            "tokens_per_second": tokens / max(sum(gen_s), 1e-9), "torch_threads": torch.get_num_threads()}
+
+    gt_clips = split.train if max_gt_clips is None else split.train[:max_gt_clips]
+    metrics = compute_metrics(real_dances, [c.joints for c in gt_clips], real_beats, pred_names=names,
+                              gt_names=[c.name for c in gt_clips])
+    report["quality"] = {
+        "physical_generated": metrics["physical_pred"], "physical_training_data": metrics["physical_gt"],
+        "checks": metrics["quality_checks"], "per_dance": metrics["pred_files"],
+    }
+
+    vqvae = chor.model.vqvae.eval()
+    report["vqvae_mpjpe"] = {"held_out": _mpjpe_cm(vqvae, split.val, torch),
+                             "train": _mpjpe_cm(vqvae, split.train, torch)}
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path.with_name(f".{out_path.name}.partial")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        os.replace(tmp, out_path)
+    return report
+
+
+def print_report(r: dict[str, Any]) -> None:
+    b, q, m = r["bas"], r["quality"], r["vqvae_mpjpe"]
+    print(f"model {r['model']}  songs {', '.join(Path(s).name for s in r['songs'])}  "
+          f"held-out takes {', '.join(r['held_out_takes'])}")
+    print(f"beat-align score, held-out music: {b['real_music_mean']:.4f} over {len(b['real_music_per_dance'])} "
+          f"dances; same model, music shuffled in time: {b['shuffled_music_mean']:.4f} "
+          f"(ratio {b['real_music_mean'] / max(b['shuffled_music_mean'], 1e-9):.2f}); AIST++ GT (paper) 0.2374")
+    gen, gt = q["physical_generated"], q["physical_training_data"]
+    for key in ("mean_joint_speed", "foot_skating_ratio", "ground_contact_ratio", "floor_range_m",
+                "longest_frozen_s", "jitter"):
+        print(f"  {key:<22} generated {gen[key]:10.4f}   training data {gt[key]:10.4f}")
+    for key, check in q["checks"].items():
+        if isinstance(check, dict):
+            print(f"  check {key:<22} {check['value']:.3f}  {'OK' if check['ok'] else 'FAIL'}")
+    print(f"  all checks: {'OK' if q['checks']['all_ok'] else 'FAIL'}")
+    print(f"VQ-VAE MPJPE: held-out takes {m['held_out']['mean_cm']:.2f} cm, training takes {m['train']['mean_cm']:.2f} cm")
+    g = r["generation"]
+    print(f"generation: {g['mean_seconds_per_dance']:.2f} s per dance, {g['tokens_per_second']:.0f} tokens/s "
+          f"({g['torch_threads']} torch thread(s), positions only)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: %(default)s)")
+    parser.add_argument("--song", type=Path, action="append", default=None,
+                        help="held-out song (repeatable; default: hungarian_dance_5.ogg from ../shared)")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                        help="training config whose data split defines the held-out takes (default: %(default)s)")
+    parser.add_argument("-o", "--out", type=Path, default=DEFAULT_OUT, help="JSON to write (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    songs = args.song or DEFAULT_SONGS
+    missing = [s for s in songs if not s.is_file()]
+    if missing:
+        print(f"error: {missing[0]} does not exist (the real data lives in ../shared; set DANCE_SHARED)",
+              file=sys.stderr)
+        return 2
+    report = measure(args.model, songs, args.config, args.out)
+    print_report(report)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
