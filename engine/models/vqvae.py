@@ -229,20 +229,26 @@ class Codebook(nn.Module):
 
     @torch.no_grad()
     def _update(self, x: torch.Tensor, codes: torch.Tensor) -> None:
-        """One EMA step over a batch of encoder outputs x (M, emb) assigned to ``codes`` (M,)."""
-        one_hot = torch.zeros(self.l_bins, x.shape[0], device=x.device, dtype=x.dtype)
-        one_hot.scatter_(0, codes.view(1, -1), 1.0)  # (L, M)
-        batch_sum = one_hot @ x  # (L, emb)
-        batch_count = one_hot.sum(-1)  # (L,)
-        restart_rows = self._random_rows(x)
-        if self.all_reduce is not None:
-            self.all_reduce(batch_sum)
-            self.all_reduce(batch_count)
-        self.k_sum.mul_(self.mu).add_(batch_sum, alpha=1 - self.mu)
-        self.k_elem.mul_(self.mu).add_(batch_count, alpha=1 - self.mu)
-        used = (self.k_elem >= self.threshold).to(x.dtype).unsqueeze(1)  # (L, 1)
-        mean = self.k_sum / self.k_elem.unsqueeze(1)
-        self.k.copy_(used * mean + (1 - used) * restart_rows)  # dead codes jump to a random output
+        """One EMA step over a batch of encoder outputs x (M, emb) assigned to ``codes`` (M,).
+
+        Always in float32, also under bf16/fp16 autocast: in bfloat16 the per-code sums and counts
+        would round (counts above 256 are no longer exact) and the EMA would drift.
+        """
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.float()
+            one_hot = torch.zeros(self.l_bins, x.shape[0], device=x.device, dtype=x.dtype)
+            one_hot.scatter_(0, codes.view(1, -1), 1.0)  # (L, M)
+            batch_sum = one_hot @ x  # (L, emb)
+            batch_count = one_hot.sum(-1)  # (L,)
+            restart_rows = self._random_rows(x)
+            if self.all_reduce is not None:
+                self.all_reduce(batch_sum)
+                self.all_reduce(batch_count)
+            self.k_sum.mul_(self.mu).add_(batch_sum, alpha=1 - self.mu)
+            self.k_elem.mul_(self.mu).add_(batch_count, alpha=1 - self.mu)
+            used = (self.k_elem >= self.threshold).to(x.dtype).unsqueeze(1)  # (L, 1)
+            mean = self.k_sum / self.k_elem.unsqueeze(1)
+            self.k.copy_(used * mean + (1 - used) * restart_rows)  # dead codes jump to a random output
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """z (B, emb, N) -> codes (B, N), quantised (B, emb, N) with straight-through gradient, commit loss."""

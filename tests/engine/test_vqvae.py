@@ -163,6 +163,34 @@ def test_ema_update_and_dead_code_restart_match_the_rule():
         assert torch.min(torch.linalg.norm(x - book.k[i], dim=1)) < 0.01
 
 
+def test_ema_statistics_stay_float32_under_bf16_autocast():
+    """Under bf16 autocast the EMA step equals the float32 step, whether the encoder outputs arrive in
+    float32 or (as the autocast encoder gives them) in bfloat16."""
+    torch.manual_seed(10)
+    reference = SepVQVAE(small_config(l_bins=8)).vqvae_up.bottleneck.codebook.train()
+    reference.restore_statistics()
+    x32 = torch.randn(1200, 8)  # (M, emb): 1200 vectors on 8 codes, some code gets more than 256
+    x16 = x32.to(torch.bfloat16)
+    codes = reference.quantise(x32)
+    assert torch.bincount(codes, minlength=8).max() > 256  # counts bf16 would round
+    start = {k: v.clone() for k, v in reference.state_dict().items()}
+
+    def ema_step(x: torch.Tensor, autocast: bool) -> dict[str, torch.Tensor]:
+        book = SepVQVAE(small_config(l_bins=8)).vqvae_up.bottleneck.codebook.train()
+        book.load_state_dict(start)
+        torch.manual_seed(11)  # the same dead-code restart draws
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            book._update(x, codes)
+        return {k: v.clone() for k, v in book.state_dict().items()}
+
+    for x in (x32, x16):
+        expected = ema_step(x.float(), autocast=False)
+        got = ema_step(x, autocast=True)
+        for name in ("k", "k_sum", "k_elem"):
+            assert got[name].dtype == torch.float32, name
+            assert torch.equal(got[name], expected[name]), name
+
+
 def test_eval_mode_never_changes_codebook_and_resume_is_exact():
     torch.manual_seed(6)
     model = SepVQVAE(small_config()).train()
