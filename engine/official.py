@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from .checkpoint import DanceModel, ModelConfig, empty_modules, load_state_strict, save_model
-from .errors import CheckpointError, UnsafeCheckpointError
+from .errors import CheckpointError, ModelError, UnsafeCheckpointError
 from .models.gpt import CrossCondGPT, GPTConfig
 from .models.vqvae import SepVQVAE, VQVAEConfig
 
@@ -210,6 +210,10 @@ def gpt_config_from_official(structure: dict, with_critic: bool) -> GPTConfig:
             resid_pdrop=float(base.get("resid_pdrop", 0.1)),
             attn_pdrop=float(base.get("attn_pdrop", 0.1)),
         )
+    except CheckpointError:
+        raise
+    except ModelError as exc:  # GPTConfig refuses the sizes (e.g. n_embd not a multiple of n_head)
+        raise CheckpointError(f"official GPT config describes a model that cannot be built: {exc}") from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"official GPT config is incomplete or malformed: {exc!r}") from exc
 
@@ -231,15 +235,29 @@ def _where(ckpt: OfficialCheckpoint) -> str:
     return str(ckpt.path) if ckpt.path else "official checkpoint"
 
 
+# What each kind of official file is called in messages, where it lives, and its config section.
+_KIND_NAME = {"vqvae": "VQ-VAE", "gpt": "GPT"}
+_EXPECTED = {
+    "vqvae": ("the pose VQ-VAE", f"{VQVAE_CKPT}", "structure"),
+    "gpt": ("the motion GPT", f"{GPT_CKPT} or {ACTOR_CRITIC_CKPT}", "structure_generate"),
+}
+
+
+def _config_section(ckpt: OfficialCheckpoint, kind: str) -> dict:
+    """The config section describing a model of ``kind``; CheckpointError when the file holds another kind."""
+    found = _kind(ckpt.state_dict)
+    what, expected, section = _EXPECTED[kind]
+    if found != kind:
+        raise CheckpointError(f"{_where(ckpt)} holds a {_KIND_NAME.get(found, 'non-Bailando')} "
+                              f"checkpoint, not {what} (expected {expected})")
+    if section not in ckpt.config:
+        raise CheckpointError(f"{_where(ckpt)} has no '{section}' in its config; is it a Bailando {_KIND_NAME[kind]}?")
+    return ckpt.config[section]
+
+
 def vqvae_from_official(ckpt: OfficialCheckpoint, device: str | torch.device = "cpu") -> SepVQVAE:
     """Build our SepVQVAE holding the official weights (every name and shape checked)."""
-    kind = _kind(ckpt.state_dict)
-    if kind != "vqvae":
-        raise CheckpointError(f"{_where(ckpt)} holds a {'GPT' if kind == 'gpt' else 'non-Bailando'} "
-                              f"checkpoint, not the pose VQ-VAE (expected {VQVAE_CKPT})")
-    if "structure" not in ckpt.config:
-        raise CheckpointError(f"{_where(ckpt)} has no 'structure' in its config; is it a Bailando VQ-VAE?")
-    config = vqvae_config_from_official(ckpt.config["structure"])
+    config = vqvae_config_from_official(_config_section(ckpt, "vqvae"))
     with empty_modules():
         model = SepVQVAE(config)
     load_state_strict(model, _with_codebook_statistics(ckpt.state_dict), _where(ckpt))
@@ -248,14 +266,9 @@ def vqvae_from_official(ckpt: OfficialCheckpoint, device: str | torch.device = "
 
 def gpt_from_official(ckpt: OfficialCheckpoint, device: str | torch.device = "cpu") -> CrossCondGPT:
     """Build our CrossCondGPT (with its critic when the file holds one) from an official GPT / AC file."""
-    kind = _kind(ckpt.state_dict)
-    if kind != "gpt":
-        raise CheckpointError(f"{_where(ckpt)} holds a {'VQ-VAE' if kind == 'vqvae' else 'non-Bailando'} "
-                              f"checkpoint, not the motion GPT (expected {GPT_CKPT} or {ACTOR_CRITIC_CKPT})")
-    if "structure_generate" not in ckpt.config:
-        raise CheckpointError(f"{_where(ckpt)} has no 'structure_generate' in its config; is it a Bailando GPT?")
+    section = _config_section(ckpt, "gpt")
     with_critic = any(k.startswith("critic_net.") for k in ckpt.state_dict)
-    config = gpt_config_from_official(ckpt.config["structure_generate"], with_critic)
+    config = gpt_config_from_official(section, with_critic)
     with empty_modules():
         model = CrossCondGPT(config)
     load_state_strict(model, ckpt.state_dict, _where(ckpt))

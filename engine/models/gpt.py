@@ -49,6 +49,8 @@ class GPTConfig:
     attn_pdrop: float = 0.1
 
     def __post_init__(self) -> None:
+        if self.n_head < 1:
+            raise ModelError(f"GPT config: n_head must be at least 1, got {self.n_head}")
         if self.n_embd % self.n_head != 0:
             raise ModelError(
                 f"GPT config: n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})"

@@ -171,3 +171,5 @@ def test_values_need_a_critic() -> None:
 def test_bad_config_is_a_model_error() -> None:
     with pytest.raises(ModelError, match="n_head"):
         GPTConfig(n_embd=32, n_head=3)
+    with pytest.raises(ModelError, match="n_head must be at least 1"):
+        GPTConfig(n_embd=32, n_head=0)

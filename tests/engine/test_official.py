@@ -22,6 +22,7 @@ from engine.official import (
     GPT_CKPT,
     VQVAE_CKPT,
     OfficialCheckpoint,
+    gpt_config_from_official,
     gpt_from_official,
     import_official,
     load_official_checkpoint,
@@ -243,6 +244,24 @@ def test_missing_or_unexpected_official_name_is_named(official_keys):
 
 
 # --- import_official -------------------------------------------------------------------------------------
+def test_official_gpt_config_our_model_refuses_is_a_checkpoint_error():
+    """Sizes GPTConfig refuses (a ModelError) surface as a CheckpointError saying the model cannot be built."""
+    assert gpt_config_from_official(official_gpt_structure(32, 2, 2, 64, 2), with_critic=True).n_head == 2
+    for n_embd, n_head, reason in [(30, 4, "multiple of n_head"), (32, 0, "n_head must be at least 1")]:
+        with pytest.raises(CheckpointError, match=f"cannot be built: GPT config: .*{reason}"):
+            gpt_config_from_official(official_gpt_structure(n_embd, n_head, 2, 64, 2), with_critic=True)
+    structure = official_gpt_structure(32, 2, 2, 64, 2)
+    structure["base"]["block_size"] = structure["block_size"] = 1
+    with pytest.raises(CheckpointError, match="block_size must be at least 2"):
+        gpt_from_official(OfficialCheckpoint(
+            {"gpt_base.pos_emb": torch.zeros(1, 3, 32)}, {"structure_generate": structure}, None))
+    # the importer's own refusals keep their messages
+    structure = official_gpt_structure(32, 2, 2, 64, 2)
+    structure["base"]["n_music_emb"] = 16
+    with pytest.raises(CheckpointError, match="^official GPT with n_music_emb != n_embd is not supported$"):
+        gpt_config_from_official(structure, with_critic=True)
+
+
 def test_import_writes_a_model_folder_and_is_lossless(tmp_path, tiny_experiments):
     out = import_official(tiny_experiments, tmp_path / "official")
     model = load_model(out)
