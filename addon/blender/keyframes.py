@@ -113,6 +113,71 @@ def smpl_basis(rotations: np.ndarray, rest_orientations: np.ndarray) -> np.ndarr
     return rotation.quaternion_multiply(rotation.quaternion_multiply(b_conj, q), b)
 
 
+def _check_smpl_bones(obj: Any, bone_names: Sequence[str]) -> None:
+    """``obj`` is an armature holding the 24 bones ``bone_names`` (SMPL joint order)."""
+    if getattr(obj, "type", None) != "ARMATURE":
+        raise BlenderLayerError(f"{getattr(obj, 'name', obj)!r} is not an armature object")
+    if len(bone_names) != skeleton.NUM_JOINTS:
+        raise BlenderLayerError(f"bone_names must name 24 bones, got {len(bone_names)}")
+    missing = [n for n in bone_names if n not in obj.data.bones]
+    if missing:
+        raise BlenderLayerError(f"armature {obj.name!r} lacks the bones: {', '.join(missing)}")
+
+
+def _root_locations(obj: Any, root_bone: str, root_rest: np.ndarray, rest_joints: np.ndarray,
+                   translation: np.ndarray) -> np.ndarray:
+    """Pose-bone ``location`` of the root bone (..., 3) that puts the pelvis at world C (J0 + t).
+
+    root_rest (3, 3): the root bone's armature-space rest orientation; translation (..., 3) y-up.
+    """
+    head = np.array(obj.data.bones[root_bone].head_local)
+    # Pelvis world target C (J0 + t), expressed in the pelvis bone's rest frame relative to its head.
+    return ((rest_joints[0] + translation) @ C.T - head) @ root_rest
+
+
+def set_pose(
+    obj: Any,
+    rotations: np.ndarray,
+    translation: np.ndarray | None = None,
+    rest_joints: np.ndarray | None = None,
+    *,
+    bone_names: Sequence[str] = skeleton.JOINT_NAMES,
+) -> None:
+    """Pose an SMPL-like armature now, without keys: one pose of a dance.
+
+    rotations (24, 4) local quaternions w-first, engine y-up (as one frame of ``apply_dance``). With
+    ``translation`` (3,) and the ``rest_joints`` (24, 3) it applies to, the root bone is moved as
+    ``apply_dance`` keys it; without, the root bone's location is left as it is. Raises
+    ``BlenderLayerError`` (pose unchanged) on bad shapes or missing bones.
+    """
+    rotations = np.asarray(rotations, dtype=np.float64)
+    if rotations.shape != (skeleton.NUM_JOINTS, 4):
+        raise BlenderLayerError(f"rotations must be (24, 4) quaternions, got shape {rotations.shape}")
+    if translation is not None:
+        translation = np.asarray(translation, dtype=np.float64)
+        if translation.shape != (3,):
+            raise BlenderLayerError(f"translation must be (3,), got shape {translation.shape}")
+        if rest_joints is None:
+            raise BlenderLayerError("a pose with a translation needs the rest joints it applies to")
+        rest_joints = np.asarray(rest_joints, dtype=np.float64)
+        if rest_joints.shape != (skeleton.NUM_JOINTS, 3):
+            raise BlenderLayerError(f"rest joints must be (24, 3), got shape {rest_joints.shape}")
+    for label, arr in (("rotations", rotations), ("translation", translation), ("rest joints", rest_joints)):
+        if arr is not None and not np.all(np.isfinite(arr)):
+            raise BlenderLayerError(f"the pose's {label} contain NaN or infinite values")
+    _check_smpl_bones(obj, bone_names)
+
+    rest_orient = bone_rest_matrices(obj, bone_names)  # (24, 3, 3)
+    basis = smpl_basis(rotations[None], rest_orient)[0]  # (24, 4)
+    for name, quat in zip(bone_names, basis):
+        bone = obj.pose.bones[name]
+        bone.rotation_mode = "QUATERNION"
+        bone.rotation_quaternion = tuple(float(v) for v in quat)
+    if translation is not None and rest_joints is not None:
+        location = _root_locations(obj, bone_names[0], rest_orient[0], rest_joints, translation)  # (3,)
+        obj.pose.bones[bone_names[0]].location = tuple(float(v) for v in location)
+
+
 def apply_dance(
     obj: Any,
     rotations: np.ndarray,
@@ -133,28 +198,17 @@ def apply_dance(
     Raises ``BlenderLayerError`` (scene unchanged) on bad shapes or missing bones.
     """
     rotations, translation, rest_joints = validate_dance(rotations, translation, rest_joints, fps)
-    if getattr(obj, "type", None) != "ARMATURE":
-        raise BlenderLayerError(f"{getattr(obj, 'name', obj)!r} is not an armature object")
-    if len(bone_names) != skeleton.NUM_JOINTS:
-        raise BlenderLayerError(f"bone_names must name 24 bones, got {len(bone_names)}")
-    missing = [n for n in bone_names if n not in obj.data.bones]
-    if missing:
-        raise BlenderLayerError(f"armature {obj.name!r} lacks the bones: {', '.join(missing)}")
+    _check_smpl_bones(obj, bone_names)
     scene = scene or bpy.context.scene
 
     rest_orient = bone_rest_matrices(obj, bone_names)  # (24, 3, 3)
     basis = continuous_quaternions(smpl_basis(rotations, rest_orient))  # (T, 24, 4)
-    root = bone_names[0]
-    head = np.array(obj.data.bones[root].head_local)
-    # Pelvis world target C (J0 + t), expressed in the pelvis bone's rest frame relative to its head.
-    root_loc = ((rest_joints[0] + translation) @ C.T - head) @ rest_orient[0]  # (T, 3)
-
     action = write_pose_action(
         obj,
         action_name,
         {name: basis[:, j] for j, name in enumerate(bone_names)},
-        root_bone=root,
-        root_locations=root_loc,
+        root_bone=bone_names[0],
+        root_locations=_root_locations(obj, bone_names[0], rest_orient[0], rest_joints, translation),
         frame_start=frame_start,
     )
     set_scene_fps(scene, fps)

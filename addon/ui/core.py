@@ -255,9 +255,4 @@ def pose_armature(obj: Any, joints: np.ndarray) -> None:
     retarget = _engine.engine_module("retarget")
     solution = retarget.solve_rotations(np.asarray(joints, dtype=np.float64)[None],
                                         rest_joints=armature_rest_joints(obj))
-    rest = bl_keyframes.bone_rest_matrices(obj, skeleton.JOINT_NAMES)
-    basis = bl_keyframes.smpl_basis(solution.rotations, rest)[0]  # (24, 4)
-    for name, quat in zip(skeleton.JOINT_NAMES, basis):
-        bone = obj.pose.bones[name]
-        bone.rotation_mode = "QUATERNION"
-        bone.rotation_quaternion = tuple(float(v) for v in quat)
+    bl_keyframes.set_pose(obj, solution.rotations[0])  # (24, 4); no translation: the root stays

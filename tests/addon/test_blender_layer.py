@@ -52,6 +52,45 @@ def test_keyed_pose_matches_engine_fk(dance):
     assert np.linalg.norm(_pose_heads(obj, 120)[0] - _pose_heads(obj, 1)[0]) > 0.1
 
 
+def test_set_pose_matches_engine_fk_and_the_keyed_frame(dance):
+    quats, translation, joints = dance
+    obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS, with_mesh=False)
+    keyframes.set_pose(obj, quats[36], translation[36], skeleton.REST_JOINTS)
+    bpy.context.view_layer.update()
+    posed = np.array([obj.matrix_world @ obj.pose.bones[n].head for n in skeleton.JOINT_NAMES])
+    np.testing.assert_allclose(posed, skeleton.yup_to_zup(joints[36]), atol=1e-4)
+    assert obj.animation_data is None  # no keys, no action
+    # the same pose apply_dance keys at that frame
+    keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, 60, "song")
+    np.testing.assert_allclose(_pose_heads(obj, 37), posed, atol=1e-6)
+
+
+def test_set_pose_without_translation_leaves_the_root_and_bad_input_changes_nothing(dance):
+    quats, _, joints = dance
+    obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS, with_mesh=False)
+    obj.pose.bones["pelvis"].location = (0.1, 0.2, 0.3)
+    keyframes.set_pose(obj, quats[5])
+    bpy.context.view_layer.update()
+    assert tuple(obj.pose.bones["pelvis"].location) == pytest.approx((0.1, 0.2, 0.3))
+    posed = np.array([obj.pose.bones[n].head for n in skeleton.JOINT_NAMES])  # armature space
+    relative = skeleton.yup_to_zup(joints[5] - joints[5, :1])  # the pose's shape, about the pelvis
+    np.testing.assert_allclose(posed - posed[:1], relative, atol=1e-4)
+
+    before = [tuple(b.rotation_quaternion) for b in obj.pose.bones]
+    bad = quats[5].copy()
+    bad[3, 0] = np.nan
+    with pytest.raises(BlenderLayerError, match="NaN"):
+        keyframes.set_pose(obj, bad)
+    with pytest.raises(BlenderLayerError, match="rest joints"):
+        keyframes.set_pose(obj, quats[6], np.zeros(3))
+    with pytest.raises(BlenderLayerError, match=r"\(24, 4\)"):
+        keyframes.set_pose(obj, quats[6:8])
+    obj.data.bones["l_knee"].name = "knee_left"
+    with pytest.raises(BlenderLayerError, match="l_knee"):
+        keyframes.set_pose(obj, quats[6])
+    assert [tuple(b.rotation_quaternion) for b in obj.pose.bones] == before
+
+
 def test_one_linear_key_per_frame_for_every_bone(dance):
     quats, translation, _ = dance
     obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS, with_mesh=False)
