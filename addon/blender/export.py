@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -110,6 +110,29 @@ def _check_armature(obj: Any) -> None:
         raise ExportError(f"{getattr(obj, 'name', obj)!r} is not an armature object")
 
 
+def _export_atomically(
+    fmt: str,
+    write: Callable[[Path], set[str]],
+    out: Path,
+    song_path: str | os.PathLike[str] | None,
+) -> Path:
+    """Run Blender's exporter ``write(temp)`` into a temporary file beside ``out``, rename it over
+    ``out`` only when the exporter finished, then copy the song beside it; returns ``out``."""
+    temp = _temp_beside(out)
+    try:
+        result = write(temp)
+        if "FINISHED" not in result or not temp.is_file():
+            raise ExportError(f"the {fmt} exporter did not finish ({', '.join(result)})")
+        os.replace(temp, out)
+    except (RuntimeError, OSError) as exc:
+        raise ExportError(f"{fmt} export to {out} failed: {exc}") from exc
+    finally:
+        temp.unlink(missing_ok=True)
+    if song_path is not None:
+        copy_song_beside(song_path, out)
+    return out
+
+
 def export_fbx(
     obj: Any,
     path: str | os.PathLike[str],
@@ -130,11 +153,11 @@ def export_fbx(
     scene = scene or bpy.context.scene
     frames = frame_range or _action_frame_range(obj, scene)
     objects = [obj] + ([c for c in obj.children if c.type == "MESH"] if include_meshes else [])
-    temp = _temp_beside(out)
-    try:
+
+    def write(temp: Path) -> set[str]:
         with _selected_only(objects, obj), _scene_frame_range(scene, frames):
             # The stubs type operator calls as returning None; bpy returns a set such as {'FINISHED'}.
-            result = cast("set[str]", bpy.ops.export_scene.fbx(
+            return cast("set[str]", bpy.ops.export_scene.fbx(
                 filepath=str(temp),
                 check_existing=False,
                 use_selection=True,
@@ -155,16 +178,8 @@ def export_fbx(
                 axis_forward="-Z",
                 axis_up="Y",
             ))
-        if "FINISHED" not in result or not temp.is_file():
-            raise ExportError(f"the FBX exporter did not finish ({', '.join(result)})")
-        os.replace(temp, out)
-    except (RuntimeError, OSError) as exc:
-        raise ExportError(f"FBX export to {out} failed: {exc}") from exc
-    finally:
-        temp.unlink(missing_ok=True)
-    if song_path is not None:
-        copy_song_beside(song_path, out)
-    return out
+
+    return _export_atomically("FBX", write, out, song_path)
 
 
 def export_bvh(
@@ -186,10 +201,10 @@ def export_bvh(
     out = _check_destination(path, ".bvh")
     scene = scene or bpy.context.scene
     start, end = frame_range or _action_frame_range(obj, scene)
-    temp = _temp_beside(out)
-    try:
+
+    def write(temp: Path) -> set[str]:
         with _selected_only([obj], obj):
-            result = cast("set[str]", bpy.ops.export_anim.bvh(  # a set, as for FBX above
+            return cast("set[str]", bpy.ops.export_anim.bvh(  # a set, as for FBX above
                 filepath=str(temp),
                 check_existing=False,
                 frame_start=start,
@@ -197,13 +212,5 @@ def export_bvh(
                 rotate_mode=rotate_mode,
                 root_transform_only=True,
             ))
-        if "FINISHED" not in result or not temp.is_file():
-            raise ExportError(f"the BVH exporter did not finish ({', '.join(result)})")
-        os.replace(temp, out)
-    except (RuntimeError, OSError) as exc:
-        raise ExportError(f"BVH export to {out} failed: {exc}") from exc
-    finally:
-        temp.unlink(missing_ok=True)
-    if song_path is not None:
-        copy_song_beside(song_path, out)
-    return out
+
+    return _export_atomically("BVH", write, out, song_path)
