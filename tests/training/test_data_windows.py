@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from training.data import DataConfig, MotionClip, MotionWindows, load_csv_clip, load_sources, split_by_take
-from training.data.cache import cached_arrays
+from training.data.cache import cached_arrays, save_npz_atomic
 
 
 def clip(name, take, frames, split=None, music=False):
@@ -77,6 +77,21 @@ def test_cache_hits_and_invalidates(tmp_path, aistpp_slices_dir):
     load_csv_clip(src, cache_dir=cache, ground=False)
     assert len(list(cache.glob("*.npz"))) == 2
     assert not [p for p in os.listdir(cache) if p.endswith(".tmp")]
+
+
+def test_failed_npz_write_leaves_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "codes.npz"
+    save_npz_atomic(path, {"up": np.arange(3)})
+
+    def disk_full(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("training.data.cache.os.replace", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        save_npz_atomic(path, {"up": np.arange(5)})
+    with np.load(path) as z:
+        np.testing.assert_array_equal(z["up"], np.arange(3))
+    assert os.listdir(tmp_path) == ["codes.npz"]  # the temporary file is gone
 
 
 def test_load_sources_from_a_config(tmp_path, data_dir):

@@ -30,6 +30,21 @@ def cache_key(source: str | Path, tag: str) -> tuple[str, str]:
     return prefix, key
 
 
+def save_npz_atomic(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` to ``path`` (.npz) through a hidden temporary file in the same folder, renamed
+    into place only when complete: an interrupted write never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def cached_arrays(
     cache_dir: str | Path | None,
     source: str | Path,
@@ -53,15 +68,7 @@ def cached_arrays(
         except (OSError, ValueError, EOFError):
             pass  # unreadable entry (e.g. disk trouble): recompute and overwrite it
     arrays = compute()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{prefix}-", suffix=".npz.tmp", dir=cache_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, entry)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_npz_atomic(entry, arrays)
     # Entries of the same source and settings made from older content (or an older preprocessing
     # version) can never be hit again.
     for old in cache_dir.glob(f"{prefix}-*.npz"):

@@ -36,6 +36,7 @@ from engine.models.gpt import CrossCondGPT
 from engine.models.vqvae import integrate_root
 from engine.sampling import SamplingOptions, sample_codes
 from training.config import ConfigError, TrainConfig
+from training.data.cache import save_npz_atomic
 from training.trainer import DistInfo, TrainingError
 
 from .common import (
@@ -46,7 +47,6 @@ from .common import (
     run_stage_cli,
     vqvae_from_run,
 )
-from .gpt import _save_npz_atomic
 from .rewards import token_rewards
 
 ROLLOUT_FILE = "rollouts.npz"
@@ -167,7 +167,7 @@ class ActorCriticStage:
             if is_main_process():
                 arrays = {f"up{i}": u for i, (u, _) in enumerate(codes)}
                 arrays.update({f"down{i}": d for i, (_, d) in enumerate(codes)})
-                _save_npz_atomic(path, epoch=np.array(epoch), songs=np.array(len(self.songs)), **arrays)
+                save_npz_atomic(path, {"epoch": np.array(epoch), "songs": np.array(len(self.songs)), **arrays})
         self.codes = codes
         self.rollout_epoch = epoch
         self.index = np.array([(j, i) for j, s in enumerate(self.songs)

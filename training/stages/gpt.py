@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from torch import nn
 
 from engine.models.gpt import CrossCondGPT
 from training.config import ConfigError, TrainConfig
+from training.data.cache import save_npz_atomic
 from training.data.sources import load_windows
 from training.trainer import CHECKPOINT_NAME, DistInfo
 
@@ -69,18 +68,6 @@ def window_music(windows, clip_music: list[np.ndarray], n_tokens: int) -> np.nda
     return out
 
 
-def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class GPTStage:
     name = "gpt"
 
@@ -115,7 +102,7 @@ class GPTStage:
             music = window_music(windows, [clip_music_tokens(c, cfg) for c in windows.clips], n_tokens)
             cached = {"up": up, "down": down, "music": music}
             if is_main_process():
-                _save_npz_atomic(cache, key=np.array(key), **cached)
+                save_npz_atomic(cache, {"key": np.array(key), **cached})
         self.codes_up = torch.from_numpy(cached["up"]).long()  # (N, 30)
         self.codes_down = torch.from_numpy(cached["down"]).long()
         self.music = torch.from_numpy(cached["music"]).float()  # (N, 30, 438)
