@@ -617,6 +617,18 @@ def _report(progress: ProgressFn | None, fraction: float, message: str) -> None:
         progress(fraction, message)
 
 
+def _start_request(
+    path: str | os.PathLike, mode: str, cache_dir: str | os.PathLike | bool | None, progress: ProgressFn | None
+) -> tuple[Path, str, Path | None]:
+    """Check the mode and the song file, then identify the song for the cache:
+    (path, content hash, cache folder or None for no cache)."""
+    _check_mode(mode)
+    path = Path(path)
+    _check_path(path)
+    _report(progress, 0.0, "reading the song")
+    return path, file_hash(path), _resolve_cache_dir(cache_dir)
+
+
 def extract_features(
     path: str | os.PathLike,
     mode: str = "official",
@@ -632,12 +644,7 @@ def extract_features(
     cache_dir: None = ``$DANCE_CACHE_DIR`` or ``~/.cache/bailando-blender/features``; False = no cache.
     progress: optional ``progress(fraction, message)``.
     """
-    _check_mode(mode)
-    path = Path(path)
-    _check_path(path)
-    _report(progress, 0.0, "reading the song")
-    content_hash = file_hash(path)
-    folder = _resolve_cache_dir(cache_dir)
+    path, content_hash, folder = _start_request(path, mode, cache_dir, progress)
     token_entry_path = _cache_path(folder, content_hash, f"tokens-{mode}") if folder else None
     beats_entry_path = _cache_path(folder, content_hash, "beats") if folder else None
 
@@ -697,12 +704,7 @@ def features_60fps(
     Column 53 holds the beats (``extract_features(...).beats``). Both modes give the same matrix: the
     official 60 fps features have live rhythm columns; ``mode`` is validated for symmetry.
     """
-    _check_mode(mode)
-    path = Path(path)
-    _check_path(path)
-    _report(progress, 0.0, "reading the song")
-    content_hash = file_hash(path)
-    folder = _resolve_cache_dir(cache_dir)
+    path, content_hash, folder = _start_request(path, mode, cache_dir, progress)
     entry_path = _cache_path(folder, content_hash, "frames60") if folder else None
     entry = _cache_read(entry_path, content_hash, FEATURE_DIM)
     if entry is not None and float(entry["duration_s"]) <= max_duration_s:
