@@ -44,12 +44,13 @@ def zero_start(joints: np.ndarray) -> np.ndarray:
     return joints - joints[:1, :1, :]
 
 
-def _check_joints(joints: np.ndarray) -> np.ndarray:
+def check_joints(joints: np.ndarray, min_frames: int = MIN_FRAMES) -> np.ndarray:
+    """``joints`` as float64 (T, 24, 3) with T >= ``min_frames``; ValueError otherwise."""
     joints = np.asarray(joints, dtype=np.float64)
     if joints.ndim != 3 or joints.shape[1:] != (24, 3):
         raise ValueError(f"expected joints of shape (T, 24, 3), got {joints.shape}")
-    if joints.shape[0] < MIN_FRAMES:
-        raise ValueError(f"a sequence needs at least {MIN_FRAMES} frames, got {joints.shape[0]}")
+    if joints.shape[0] < min_frames:
+        raise ValueError(f"a sequence needs at least {min_frames} frames, got {joints.shape[0]}")
     return joints
 
 
@@ -64,7 +65,7 @@ def kinetic_features(joints: np.ndarray) -> np.ndarray:
                                                                k = i-2..i+2 with k-1 >= 0, k+1 <= T-1)
     horizontal KE = mean_i |v_i[x, z]|^2, vertical KE = mean_i v_i[y]^2, expenditure = mean_i |a_i|.
     """
-    p = _check_joints(joints)  # (T, J, 3)
+    p = check_joints(joints)  # (T, J, 3)
     T = p.shape[0]
     i = np.arange(1, T)  # frames the official loop visits
     vel_sum = np.zeros((T - 1,) + p.shape[1:])
@@ -219,14 +220,14 @@ def _relation(p: np.ndarray, rel: Relation) -> np.ndarray:
 
 def manual_features(joints: np.ndarray) -> np.ndarray:
     """32-d geometric feature of one sequence: the share of frames 1..T-1 where each relation holds."""
-    p = _check_joints(joints)
+    p = check_joints(joints)
     flags = np.stack([_relation(p, rel) for rel in MANUAL_RELATIONS], axis=1)  # (T-1, 32) bool
     return (flags.sum(axis=0).astype(np.float32) / np.float32(flags.shape[0])).astype(np.float32)
 
 
 def extract_features(joints: np.ndarray, *, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(kinetic (72,), manual (32,)) of one sequence after zero-start, optionally cut to ``max_frames``."""
-    joints = _check_joints(joints)
+    joints = check_joints(joints)
     if max_frames is not None:
         joints = joints[:max_frames]
     joints = zero_start(joints)

@@ -36,6 +36,8 @@ import numpy as np
 
 from engine.postprocess import resample_joints
 
+from .features import check_joints
+
 UP_AXIS = 1  # y-up
 HORIZONTAL_AXES = (0, 2)
 FOOT_JOINTS = (7, 8, 10, 11)  # l_ankle, r_ankle, l_foot (toes), r_foot (toes)
@@ -51,15 +53,7 @@ FLOOR_WINDOW_S = 1.0
 PFC_FPS = 30.0
 PFC_WINDOW_S = 5.0
 PFC_STRIDE_S = 2.5
-
-
-def _as_joints(joints: np.ndarray, min_frames: int = 2) -> np.ndarray:
-    joints = np.asarray(joints, dtype=np.float64)
-    if joints.ndim != 3 or joints.shape[1:] != (24, 3):
-        raise ValueError(f"expected joints of shape (T, 24, 3), got {joints.shape}")
-    if joints.shape[0] < min_frames:
-        raise ValueError(f"needs at least {min_frames} frames, got {joints.shape[0]}")
-    return joints
+MIN_FRAMES = 2  # one frame-to-frame step
 
 
 def resample_linear(joints: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
@@ -69,7 +63,7 @@ def resample_linear(joints: np.ndarray, src_fps: float, dst_fps: float) -> np.nd
 
 def frame_speeds(joints: np.ndarray, fps: float) -> np.ndarray:
     """(T-1,) mean joint speed of each transition, m/s."""
-    joints = _as_joints(joints)
+    joints = check_joints(joints, MIN_FRAMES)
     return np.linalg.norm(np.diff(joints, axis=0), axis=-1).mean(axis=1) * fps
 
 
@@ -79,7 +73,7 @@ def mean_joint_speed(joints: np.ndarray, fps: float) -> float:
 
 def jitter(joints: np.ndarray, fps: float) -> float:
     """Mean jerk magnitude, m/s^3 (0.0 for fewer than 4 frames)."""
-    joints = _as_joints(joints)
+    joints = check_joints(joints, MIN_FRAMES)
     if joints.shape[0] < 4:
         return 0.0
     jerk = np.diff(joints, n=3, axis=0) * fps**3  # (T-3, J, 3)
@@ -94,12 +88,12 @@ def _foot_heights(joints: np.ndarray) -> np.ndarray:
 
 def foot_contacts(joints: np.ndarray) -> np.ndarray:
     """(T, 4) bool: foot joint within ``CONTACT_HEIGHT`` of its floor level."""
-    return _foot_heights(_as_joints(joints)) < CONTACT_HEIGHT
+    return _foot_heights(check_joints(joints, MIN_FRAMES)) < CONTACT_HEIGHT
 
 
 def foot_skating_ratio(joints: np.ndarray, fps: float) -> float:
     """Share of transitions where some foot joint is in contact at both ends yet slides > 0.5 m/s."""
-    joints = _as_joints(joints)
+    joints = check_joints(joints, MIN_FRAMES)
     contact = foot_contacts(joints)
     both = contact[1:] & contact[:-1]  # (T-1, 4)
     feet = joints[:, FOOT_JOINTS][:, :, HORIZONTAL_AXES]  # (T, 4, 2)
@@ -114,7 +108,7 @@ def ground_contact_ratio(joints: np.ndarray) -> float:
 
 def floor_range(joints: np.ndarray, fps: float) -> float:
     """Spread (m) of the per-window lowest foot height over 1 s windows: ~0 when the floor stays put."""
-    joints = _as_joints(joints)
+    joints = check_joints(joints, MIN_FRAMES)
     lowest = joints[:, FOOT_JOINTS, UP_AXIS].min(axis=1)  # (T,)
     win = max(1, int(round(FLOOR_WINDOW_S * fps)))
     n = int(np.ceil(len(lowest) / win))
@@ -155,7 +149,7 @@ def pfc(joints: np.ndarray, fps: float, *, window_s: float | None = PFC_WINDOW_S
 
     ``window_s=None`` scores the whole clip at once.
     """
-    joints30 = resample_linear(_as_joints(joints), fps, PFC_FPS)
+    joints30 = resample_linear(check_joints(joints, MIN_FRAMES), fps, PFC_FPS)
     if joints30.shape[0] < 4:
         raise ValueError("PFC needs at least 4 frames at 30 fps")
     if window_s is None:
@@ -170,7 +164,7 @@ def pfc(joints: np.ndarray, fps: float, *, window_s: float | None = PFC_WINDOW_S
 
 def physical_metrics(joints: np.ndarray, fps: float) -> dict[str, float]:
     """Every figure of this module for one dance, as a flat dict of floats."""
-    joints = _as_joints(joints, min_frames=4)
+    joints = check_joints(joints, min_frames=4)
     return {
         "mean_joint_speed": mean_joint_speed(joints, fps),
         "foot_skating_ratio": foot_skating_ratio(joints, fps),
