@@ -42,6 +42,18 @@ def aistpp_slices_dir() -> Path:
     return _need(DATA / "aistpp_slices")
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread during the test: tiny models are all per-op overhead, and on the shared
+    2-core machine extra threads only wait for other processes."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-init model folder (engine.checkpoint's debug config), made once per session.

@@ -1,6 +1,7 @@
-"""Fixtures for the Blender-layer tests (modules named ``test_blender_*``), run on the real bpy module.
+"""Fixtures for the add-on tests, run on the real bpy module.
 
-Every such test starts from an empty factory scene, so no test sees another's objects or actions.
+Every Blender-layer test (modules named ``test_blender_*``) starts from an empty factory scene, so no
+test sees another's objects or actions; the UI tests (``test_ui_*``) enable the add-on (``enabled``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+ADDON = "addon"  # the add-on's module name (the repository's addon/ package)
 
 
 @pytest.fixture(autouse=True)
@@ -21,6 +24,17 @@ def _fresh_blender_scene(request):
     bpy.ops.wm.read_factory_settings(use_empty=True)
     yield
     bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+@pytest.fixture(scope="module")
+def enabled():
+    """The add-on enabled from the repository for the module's tests; yields its preferences."""
+    bpy = pytest.importorskip("bpy")
+    import addon_utils  # ships with bpy
+
+    addon_utils.enable(ADDON, default_set=True, handle_error=None)
+    yield bpy.context.preferences.addons[ADDON].preferences
+    addon_utils.disable(ADDON, default_set=True)
 
 
 def make_dance(num_frames: int, seed: int = 0, amplitude: float = 0.5):

@@ -13,19 +13,9 @@ import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy")
-import addon_utils  # noqa: E402  (ships with bpy)
 
 from addon.ui import jobs  # noqa: E402
 from engine.skeleton import JOINT_NAMES  # noqa: E402
-
-ADDON = "addon"
-
-
-@pytest.fixture(scope="module")
-def enabled():
-    addon_utils.enable(ADDON, default_set=True, handle_error=None)
-    yield bpy.context.preferences.addons[ADDON].preferences
-    addon_utils.disable(ADDON, default_set=True)
 
 
 @pytest.fixture

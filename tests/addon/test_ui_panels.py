@@ -12,18 +12,8 @@ import threading
 import pytest
 
 bpy = pytest.importorskip("bpy")
-import addon_utils  # noqa: E402
 
 from addon.ui import jobs, panels, prefs  # noqa: E402
-
-ADDON = "addon"
-
-
-@pytest.fixture(scope="module")
-def enabled():
-    addon_utils.enable(ADDON, default_set=True, handle_error=None)
-    yield bpy.context.preferences.addons[ADDON].preferences
-    addon_utils.disable(ADDON, default_set=True)
 
 
 class OperatorProps:

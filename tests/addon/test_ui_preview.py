@@ -8,21 +8,11 @@ import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy")
-import addon_utils  # noqa: E402
 
 from addon.blender.armature import create_smpl_armature  # noqa: E402
 from addon.ui import core  # noqa: E402
 from engine.cli import default_model_dir  # noqa: E402
 from engine.skeleton import PARENTS, REST_JOINTS  # noqa: E402
-
-ADDON = "addon"
-
-
-@pytest.fixture(scope="module")
-def enabled():
-    addon_utils.enable(ADDON, default_set=True, handle_error=None)
-    yield bpy.context.preferences.addons[ADDON].preferences
-    addon_utils.disable(ADDON, default_set=True)
 
 
 def make_dancer(prefs, model_dir):

@@ -11,24 +11,11 @@ import torch
 
 from engine.errors import ModelError
 from engine.models.gpt import CrossCondGPT, GPTConfig, KVCache
+from tests.engine.golden import load_tiny_official_gpt
 
 # The same window computed in pieces of another size rounds differently in float32; with the random
 # tiny weights (logits up to 8.5) that reaches 4e-5, as large as float32 vs float64 of one window (6e-5).
 ROUNDING = 2e-4
-
-
-def load_tiny_official_gpt(golden_dir: Path, critic: bool) -> CrossCondGPT:
-    """The tiny official GPT (or actor-critic) with its golden weights, loaded by name, strict."""
-    weights = np.load(golden_dir / "tiny_official_weights.npz")
-    prefix = "gpt_ac/"
-    state = {
-        name[len(prefix) :]: torch.from_numpy(weights[name])
-        for name in weights.files
-        if name.startswith(prefix) and (critic or not name.startswith(prefix + "critic_net."))
-    }
-    model = CrossCondGPT(GPTConfig.tiny(critic=critic))
-    model.load_state_dict(state, strict=True)
-    return model.eval()
 
 
 def official_names(golden_dir: Path, model: str) -> dict[str, tuple[int, ...]]:
@@ -44,18 +31,7 @@ def official_names(golden_dir: Path, model: str) -> dict[str, tuple[int, ...]]:
     return names
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny model is all per-op overhead; on a busy 2-core machine extra threads only wait."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def golden_io(golden_dir: Path):
-    return np.load(golden_dir / "tiny_official_io.npz")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("official, critic", [("CrossCondGPT2", False), ("CrossCondGPT2AC", True)])

@@ -16,7 +16,7 @@ import torch
 from engine.checkpoint import WeightsMismatchError, load_model
 from engine.errors import CheckpointError, UnsafeCheckpointError
 from engine.models.gpt import CrossCondGPT, GPTConfig
-from engine.models.vqvae import SepVQVAE, VQVAEConfig, integrate_root
+from engine.models.vqvae import SepVQVAE, VQVAEConfig
 from engine.official import (
     ACTOR_CRITIC_CKPT,
     GPT_CKPT,
@@ -28,8 +28,7 @@ from engine.official import (
     load_official_checkpoint,
     vqvae_from_official,
 )
-
-OUR_EXTRA_BUFFERS = ("k_sum", "k_elem", "initialised")
+from tests.engine.golden import OUR_EXTRA_BUFFERS, assert_vqvae_parity, load_tiny_official_gpt
 
 
 # --- official-like config dicts ----------------------------------------------------------------------------
@@ -312,27 +311,8 @@ def test_import_errors_write_nothing(tmp_path, tiny_experiments):
 
 # --- parity with the official implementation (golden vectors) -------------------------------------------
 @pytest.fixture(scope="module")
-def golden_io(golden_dir):
-    return np.load(golden_dir / "tiny_official_io.npz")
-
-
-@pytest.fixture(scope="module")
 def imported_golden(golden_dir, tmp_path_factory):
     return load_model(import_official(golden_dir / "official_format", tmp_path_factory.mktemp("m") / "model"))
-
-
-def assert_vqvae_parity(vqvae: SepVQVAE, io) -> None:
-    up, down = vqvae.encode(torch.from_numpy(io["vqvae_input_pose"]))
-    np.testing.assert_array_equal(up.numpy(), io["encode_up"])
-    np.testing.assert_array_equal(down.numpy(), io["encode_down"])
-    with torch.no_grad():
-        decoded = vqvae.decode(torch.from_numpy(io["sample_shift_none_up"]),
-                               torch.from_numpy(io["sample_shift_none_down"]))
-    np.testing.assert_allclose(decoded.numpy(), io["decode_raw"], atol=1e-5, rtol=0)
-    world = integrate_root(decoded).numpy()[0]
-    golden = io["decode_root_integrated"][0].reshape(-1, 24, 3)  # root in joint 0, joints root-relative
-    np.testing.assert_allclose(world[:, 0], golden[:, 0], atol=1e-5, rtol=0)
-    np.testing.assert_allclose(world[:, 1:] - world[:, :1], golden[:, 1:], atol=1e-5, rtol=0)
 
 
 def window_outputs(gpt: CrossCondGPT, io) -> list[torch.Tensor]:
@@ -353,14 +333,11 @@ def test_npz_weights_match_golden_and_import_is_lossless(golden_dir, golden_io, 
     """The same weights taken straight from tiny_official_weights.npz: identical results to the import."""
     weights = np.load(golden_dir / "tiny_official_weights.npz")
     config = __import__("json").loads((golden_dir / "tiny_official_config.json").read_text())
-    by_prefix = {p: {k.split("/", 1)[1]: torch.from_numpy(weights[k]) for k in weights.files
-                     if k.startswith(p + "/")} for p in ("vqvae", "gpt_ac")}
-    vqvae = vqvae_from_official(OfficialCheckpoint(by_prefix["vqvae"],
-                                                   {"structure": config["vqvae_structure"]}, None)).eval()
+    vqvae_state = {k.split("/", 1)[1]: torch.from_numpy(weights[k]) for k in weights.files if k.startswith("vqvae/")}
+    vqvae = vqvae_from_official(OfficialCheckpoint(vqvae_state, {"structure": config["vqvae_structure"]}, None)).eval()
     assert_vqvae_parity(vqvae, golden_io)
     # the other engineer's CrossCondGPT built directly at the tiny size, weights loaded as they are
-    direct = CrossCondGPT(GPTConfig.tiny(critic=True)).eval()
-    direct.load_state_dict(by_prefix["gpt_ac"], strict=True)
+    direct = load_tiny_official_gpt(golden_dir, critic=True)
     for a, b in zip(window_outputs(direct, golden_io), window_outputs(imported_golden.gpt, golden_io)):
         assert torch.equal(a, b)
     for a, b in zip(vqvae.state_dict().values(), imported_golden.vqvae.state_dict().values()):

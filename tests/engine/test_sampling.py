@@ -16,16 +16,9 @@ from engine.sampling import (
     context_window,
     sample_codes,
 )
-from tests.engine.test_gpt import load_tiny_official_gpt
+from tests.engine.golden import load_tiny_official_gpt
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny model is all per-op overhead; on a busy 2-core machine extra threads only wait."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -33,18 +26,12 @@ def gpt(golden_dir: Path):
     return load_tiny_official_gpt(golden_dir, critic=False)
 
 
-@pytest.fixture(scope="module")
-def golden(golden_dir: Path):
-    io = np.load(golden_dir / "tiny_official_io.npz")
-    return {name: io[name] for name in io.files}
-
-
-def _sample(gpt, golden, options: SamplingOptions, **kwargs):
+def _sample(gpt, golden_io, options: SamplingOptions, **kwargs):
     return sample_codes(
         gpt,
-        int(golden["start_up"][0]),
-        int(golden["start_down"][0]),
-        golden["music_cond"][0],
+        int(golden_io["start_up"][0]),
+        int(golden_io["start_down"][0]),
+        golden_io["music_cond"][0],
         options,
         **kwargs,
     )
@@ -69,9 +56,9 @@ def test_context_window_rule() -> None:
     assert all(context_window(k, 28, 40) == context_window(k, 28, None) for k in range(80))
 
 
-def test_golden_tokens_differ_between_shifts(golden) -> None:
-    differ = (golden["sample_shift_none_up"] != golden["sample_shift_20_up"]).sum() + (
-        golden["sample_shift_none_down"] != golden["sample_shift_20_down"]
+def test_golden_tokens_differ_between_shifts(golden_io) -> None:
+    differ = (golden_io["sample_shift_none_up"] != golden_io["sample_shift_20_up"]).sum() + (
+        golden_io["sample_shift_none_down"] != golden_io["sample_shift_20_down"]
     ).sum()
     assert differ > 0  # so the tests below can tell the two window rules apart
 
@@ -87,41 +74,41 @@ def test_golden_tokens_differ_between_shifts(golden) -> None:
     ],
     ids=["exact-none", "exact-20", "fast-20", "defaults", "fast-20-int8-draft"],
 )
-def test_greedy_tokens_equal_official(gpt, golden, options: SamplingOptions, golden_name: str) -> None:
-    codes_up, codes_down = _sample(gpt, golden, options)
+def test_greedy_tokens_equal_official(gpt, golden_io, options: SamplingOptions, golden_name: str) -> None:
+    codes_up, codes_down = _sample(gpt, golden_io, options)
     assert codes_up.dtype == np.int64 and codes_up.shape == (81,)
-    np.testing.assert_array_equal(codes_up, golden[f"{golden_name}_up"][0])
-    np.testing.assert_array_equal(codes_down, golden[f"{golden_name}_down"][0])
+    np.testing.assert_array_equal(codes_up, golden_io[f"{golden_name}_up"][0])
+    np.testing.assert_array_equal(codes_down, golden_io[f"{golden_name}_down"][0])
 
 
-def test_seeded_sampling_is_reproducible(gpt, golden) -> None:
+def test_seeded_sampling_is_reproducible(gpt, golden_io) -> None:
     options = SamplingOptions(greedy=False, temperature=1.0, top_k=8, seed=123, shift=20)
-    first = _sample(gpt, golden, options)
-    second = _sample(gpt, golden, options)
-    other = _sample(gpt, golden, SamplingOptions(greedy=False, temperature=1.0, top_k=8, seed=124, shift=20))
+    first = _sample(gpt, golden_io, options)
+    second = _sample(gpt, golden_io, options)
+    other = _sample(gpt, golden_io, SamplingOptions(greedy=False, temperature=1.0, top_k=8, seed=124, shift=20))
     np.testing.assert_array_equal(first[0], second[0])
     np.testing.assert_array_equal(first[1], second[1])
     assert (first[0] != other[0]).sum() > 10
-    greedy = golden["sample_shift_20_up"][0]
+    greedy = golden_io["sample_shift_20_up"][0]
     assert (first[0] != greedy).sum() > 10  # temperature 1 really samples
     # the cached and the full computation draw the same tokens from the same seed
-    exact = _sample(gpt, golden, SamplingOptions(greedy=False, top_k=8, seed=123, shift=20, fast=False))
+    exact = _sample(gpt, golden_io, SamplingOptions(greedy=False, top_k=8, seed=123, shift=20, fast=False))
     np.testing.assert_array_equal(first[0], exact[0])
 
 
-def test_low_temperature_and_top1_approach_greedy(gpt, golden) -> None:
+def test_low_temperature_and_top1_approach_greedy(gpt, golden_io) -> None:
     for options in (
         SamplingOptions(greedy=False, temperature=1e-4, seed=0, shift=20),
         SamplingOptions(greedy=False, temperature=2.0, top_k=1, seed=0, shift=20),
     ):
-        codes_up, codes_down = _sample(gpt, golden, options)
-        np.testing.assert_array_equal(codes_up, golden["sample_shift_20_up"][0])
-        np.testing.assert_array_equal(codes_down, golden["sample_shift_20_down"][0])
+        codes_up, codes_down = _sample(gpt, golden_io, options)
+        np.testing.assert_array_equal(codes_up, golden_io["sample_shift_20_up"][0])
+        np.testing.assert_array_equal(codes_down, golden_io["sample_shift_20_down"][0])
 
 
-def test_progress_and_cancel(gpt, golden) -> None:
+def test_progress_and_cancel(gpt, golden_io) -> None:
     calls: list[tuple[int, int]] = []
-    _sample(gpt, golden, SamplingOptions(), progress=lambda done, total: calls.append((done, total)))
+    _sample(gpt, golden_io, SamplingOptions(), progress=lambda done, total: calls.append((done, total)))
     assert calls == [(k, 80) for k in range(1, 81)]
 
     polled = []
@@ -131,7 +118,7 @@ def test_progress_and_cancel(gpt, golden) -> None:
         return len(polled) > 10
 
     with pytest.raises(Cancelled, match="10 of 80"):
-        _sample(gpt, golden, SamplingOptions(), cancel=cancel_after_ten)
+        _sample(gpt, golden_io, SamplingOptions(), cancel=cancel_after_ten)
 
 
 @pytest.mark.parametrize(
@@ -156,8 +143,8 @@ def test_no_music_gives_only_the_start_codes(gpt) -> None:
     assert codes_up.tolist() == [3] and codes_down.tolist() == [4]
 
 
-def test_approximate_copies_stay_close_and_leave_the_model_alone(gpt, golden) -> None:
-    inputs = [torch.from_numpy(golden[k]) for k in ("window_up", "window_down", "window_music")]
+def test_approximate_copies_stay_close_and_leave_the_model_alone(gpt, golden_io) -> None:
+    inputs = [torch.from_numpy(golden_io[k]) for k in ("window_up", "window_down", "window_music")]
     before = {name: tensor.clone() for name, tensor in gpt.state_dict().items()}
     with torch.inference_mode():
         reference = gpt(*inputs)[0]  # (2, 29, 64)
@@ -168,7 +155,7 @@ def test_approximate_copies_stay_close_and_leave_the_model_alone(gpt, golden) ->
             agreement = (logits.argmax(-1) == reference.argmax(-1)).float().mean().item()
             assert agreement >= min_agreement, kind
             assert np.corrcoef(logits.flatten(), reference.flatten())[0, 1] > 0.98, kind
-            codes_up, _ = sample_codes(approx, 5, 7, golden["music_cond"][0], SamplingOptions(shift=20))
+            codes_up, _ = sample_codes(approx, 5, 7, golden_io["music_cond"][0], SamplingOptions(shift=20))
             assert codes_up.shape == (81,) and codes_up[0] == 5
     after = gpt.state_dict()
     assert all(torch.equal(before[name], after[name]) for name in before)
@@ -177,15 +164,15 @@ def test_approximate_copies_stay_close_and_leave_the_model_alone(gpt, golden) ->
 
 
 @pytest.mark.parametrize("draft", ["int8", "bfloat16"])
-def test_draft_checked_decoding_equals_plain_fast_decoding(gpt, golden, draft: str) -> None:
+def test_draft_checked_decoding_equals_plain_fast_decoding(gpt, golden_io, draft: str) -> None:
     """The draft only proposes; the float32 model's greedy tokens come out, for any shift."""
     for shift in (12, 27):
-        plain = _sample(gpt, golden, SamplingOptions(shift=shift))
+        plain = _sample(gpt, golden_io, SamplingOptions(shift=shift))
         calls: list[int] = []
         record = calls.append
         checked = _sample(
             gpt,
-            golden,
+            golden_io,
             SamplingOptions(shift=shift, draft=draft),
             progress=lambda done, total, record=record: record(done),
         )
@@ -193,5 +180,5 @@ def test_draft_checked_decoding_equals_plain_fast_decoding(gpt, golden, draft: s
         np.testing.assert_array_equal(checked[1], plain[1])
         assert calls == list(range(1, 81))
     # the int8 draft really disagrees with the float32 model on this music, so rejections are exercised
-    approx = _sample(approximate_gpt(gpt, "int8"), golden, SamplingOptions(shift=20))
-    assert (approx[0] != golden["sample_shift_20_up"][0]).any()
+    approx = _sample(approximate_gpt(gpt, "int8"), golden_io, SamplingOptions(shift=20))
+    assert (approx[0] != golden_io["sample_shift_20_up"][0]).any()

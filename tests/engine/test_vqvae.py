@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from engine.models.vqvae import DOWN_INDEX, UP_INDEX, SepVQVAE, VQVAEConfig, integrate_root
 from engine.skeleton import LOWER_JOINTS, UPPER_JOINTS
-
-OUR_EXTRA_BUFFERS = ("k_sum", "k_elem", "initialised")
+from tests.engine.golden import OUR_EXTRA_BUFFERS, assert_vqvae_parity
 
 
 def tiny_official_vqvae(golden_dir) -> SepVQVAE:
@@ -24,29 +22,8 @@ def tiny_official_vqvae(golden_dir) -> SepVQVAE:
     return model.eval()
 
 
-@pytest.fixture(scope="module")
-def golden_io(golden_dir):
-    return np.load(golden_dir / "tiny_official_io.npz")
-
-
 def test_parity_with_official_on_golden_vectors(golden_dir, golden_io):
-    model = tiny_official_vqvae(golden_dir)
-    up, down = model.encode(torch.from_numpy(golden_io["vqvae_input_pose"]))
-    np.testing.assert_array_equal(up.numpy(), golden_io["encode_up"])
-    np.testing.assert_array_equal(down.numpy(), golden_io["encode_down"])
-
-    with torch.no_grad():
-        decoded = model.decode(torch.from_numpy(golden_io["sample_shift_none_up"]),
-                               torch.from_numpy(golden_io["sample_shift_none_down"]))
-    assert decoded.shape == (1, 648, 72)
-    np.testing.assert_allclose(decoded.numpy(), golden_io["decode_raw"], atol=1e-5, rtol=0)
-
-    # The golden vector holds the integrated root in channels 0-2 and the joints still root-relative;
-    # integrate_root also adds the root to every joint.
-    world = integrate_root(decoded).numpy()[0]  # (648, 24, 3)
-    golden = golden_io["decode_root_integrated"][0].reshape(-1, 24, 3)
-    np.testing.assert_allclose(world[:, 0], golden[:, 0], atol=1e-5, rtol=0)
-    np.testing.assert_allclose(world[:, 1:], golden[:, 1:] + golden[:, :1], atol=1e-5, rtol=0)
+    assert_vqvae_parity(tiny_official_vqvae(golden_dir), golden_io)
 
 
 def test_state_dict_names_are_the_official_names(golden_dir):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.training.test_stages import one_thread, tiny_config  # noqa: F401  (fixture)
+from tests.training.test_stages import tiny_config
 from training.cli import main as training_main
 from training.config import REPO_ROOT
 from training.stages.actor_critic import ROLLOUT_FILE, ActorCriticStage
@@ -22,7 +22,7 @@ from training.stages.vqvae import VQVAEStage
 
 
 @pytest.mark.slow
-def test_four_stages_export_and_generate(data_dir, short_song, tmp_path, one_thread):  # noqa: F811
+def test_four_stages_export_and_generate(data_dir, short_song, tmp_path, one_thread):
     work = tmp_path / "runs"
     train_stage(VQVAEStage, tiny_config("tiny_vqvae.yaml", data_dir, work, "loop.steps=8"), progress=False)
     train_stage(RootStage, tiny_config("tiny_root.yaml", data_dir, work, "loop.steps=4"), progress=False)

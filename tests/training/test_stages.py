@@ -43,16 +43,6 @@ def tiny_config(stage_file: str, data_dir: Path, work: Path, *extra: str) -> Tra
     return load_config(CONFIGS / stage_file, [*overrides, *extra])
 
 
-@pytest.fixture
-def one_thread():
-    """torch on one thread: the test machine's 2 cores are shared, and two threads fighting other
-    processes make tiny models many times slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 # --- configs -------------------------------------------------------------------------------------------
 def test_paper_configs_load_with_the_papers_hyper_parameters():
     vq = load_config(CONFIGS / "paper_vqvae.yaml")
