@@ -23,7 +23,7 @@ from .scene import context_view_layer
 BvhRotateMode = Literal["NATIVE", "XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX"]
 
 
-def _temp_beside(path: Path) -> Path:
+def temp_beside(path: Path) -> Path:
     """A hidden temporary name in the same folder (same file system, so os.replace is atomic)."""
     return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
 
@@ -36,7 +36,7 @@ def copy_song_beside(song_path: str | os.PathLike[str], output_path: str | os.Pa
     target = Path(output_path).resolve().with_suffix(song.suffix.lower())
     if target == song:
         return target
-    temp = _temp_beside(target)
+    temp = temp_beside(target)
     try:
         shutil.copyfile(song, temp)
         os.replace(temp, target)
@@ -118,7 +118,7 @@ def _export_atomically(
 ) -> Path:
     """Run Blender's exporter ``write(temp)`` into a temporary file beside ``out``, rename it over
     ``out`` only when the exporter finished, then copy the song beside it; returns ``out``."""
-    temp = _temp_beside(out)
+    temp = temp_beside(out)
     try:
         result = write(temp)
         if "FINISHED" not in result or not temp.is_file():

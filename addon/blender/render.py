@@ -22,6 +22,7 @@ import bpy
 
 from . import render_setup
 from .errors import RenderError
+from .export import temp_beside
 
 ENGINES = ("WORKBENCH", "EEVEE", "CYCLES")
 EGL_PACKAGES = "libegl1 libegl-mesa0 libgl1-mesa-dri"
@@ -44,10 +45,6 @@ def _check_request(path: str | os.PathLike[str], engine: str, resolution: tuple[
     return out, engine
 
 
-def _temp_beside(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
-
-
 def render_mp4(
     scene: Any,
     path: str | os.PathLike[str],
@@ -67,7 +64,7 @@ def render_mp4(
     used when no path is given). Raises ``RenderError`` with the cause; nothing is written on failure.
     """
     out, engine = _check_request(path, engine, resolution, song_path)
-    temp_out = _temp_beside(out)
+    temp_out = temp_beside(out)
     with tempfile.TemporaryDirectory(prefix="dance_render_") as work:
         blend = os.path.join(work, "scene.blend")
         bpy.ops.wm.save_as_mainfile(filepath=blend, copy=True, compress=False)
@@ -129,7 +126,7 @@ def render_mp4_in_process(
     Only for Cycles, or when EGL is known to work: Workbench/EEVEE abort the process otherwise.
     """
     out, engine = _check_request(path, engine, resolution, song_path)
-    temp_out = _temp_beside(out)
+    temp_out = temp_beside(out)
     try:
         render_setup.render_animation(
             scene, str(temp_out), engine=engine, resolution=resolution,
