@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from engine.skeleton import FOOT_JOINTS, REST_JOINTS, bone_lengths
-from training.data import load_bvh_clip, load_csv_clip, load_csv_dir
+from training.data import (
+    DataError,
+    load_bailando_json_dir,
+    load_bvh_clip,
+    load_bvh_paths,
+    load_csv_clip,
+    load_csv_dir,
+)
 from training.data.bvh_mocap import MAX_ACCEL_M, MAX_STEP_M
 from training.data.csv_clips import csv_to_yup
 
@@ -15,6 +24,18 @@ REST_BONES = bone_lengths(REST_JOINTS[None])[0]  # (23,)
 
 def lowest_foot(joints: np.ndarray) -> np.ndarray:
     return joints[:, FOOT_JOINTS, 1].min(axis=1)  # (T,)
+
+
+# --- folders of clips ----------------------------------------------------------------------------------
+def test_folder_loaders_refuse_a_missing_or_empty_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a clip")
+    for load, suffix, what in [(load_csv_dir, ".csv", "AIST++ CSV"), (load_bailando_json_dir, ".json", "Bailando JSON")]:
+        with pytest.raises(DataError, match=f"^{re.escape(what)} folder not found: .*missing$"):
+            load(tmp_path / "missing")
+        with pytest.raises(DataError, match=f"^no {re.escape(suffix)} files in "):
+            load(tmp_path)
+    with pytest.raises(DataError, match=r"^no \.bvh files in "):
+        load_bvh_paths([tmp_path])
 
 
 # --- AIST++ CSV slices ---------------------------------------------------------------------------------

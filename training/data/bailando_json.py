@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cached_arrays
-from .clip import DataError, DataFormatError, MotionClip, ground_to_floor
+from .clip import DataError, DataFormatError, MotionClip, files_in, ground_to_floor
 
 MUSIC_DIM = 438
 
@@ -97,10 +97,5 @@ def load_bailando_json_dir(
     cache_dir: str | Path | None = None,
 ) -> list[MotionClip]:
     """Every ``*.json`` in ``folder`` (sorted by name)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"Bailando JSON folder not found: {folder}")
-    files = sorted(folder.glob("*.json"))
-    if not files:
-        raise DataError(f"no .json files in {folder}")
+    files = files_in(folder, ".json", "Bailando JSON")
     return [load_bailando_json(f, ground=ground, music_dir=music_dir, cache_dir=cache_dir) for f in files]

@@ -42,7 +42,15 @@ from engine.skeleton import NUM_JOINTS, REST_JOINTS
 
 from .bones import REST_BONE_LENGTHS
 from .cache import cached_arrays
-from .clip import TARGET_FPS, DataError, DataFormatError, MotionClip, ground_to_floor, resample_positions
+from .clip import (
+    TARGET_FPS,
+    DataError,
+    DataFormatError,
+    MotionClip,
+    files_in,
+    ground_to_floor,
+    resample_positions,
+)
 
 
 @dataclass(frozen=True)
@@ -413,10 +421,7 @@ def load_bvh_paths(
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(p.glob("*.bvh"))
-            if not found:
-                raise DataError(f"no .bvh files in {p}")
-            files.extend(found)
+            files.extend(files_in(p, ".bvh", "BVH"))
         elif p.is_file():
             files.append(p)
         else:

@@ -92,6 +92,18 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def files_in(folder: str | Path, suffix: str, what: str) -> list[Path]:
+    """The ``*<suffix>`` files of ``folder``, sorted by name; DataError when the folder is missing or
+    holds none (``what`` names the kind of folder in the message)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{what} folder not found: {folder}")
+    files = sorted(folder.glob(f"*{suffix}"))
+    if not files:
+        raise DataError(f"no {suffix} files in {folder}")
+    return files
+
+
 def resample_positions(x: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
     """Linear resampling of positions along axis 0 inside the source's time span (120 -> 60 is exact
     decimation, 30 -> 60 inserts midpoints). Bone lengths shrink a little at inserted frames, which is

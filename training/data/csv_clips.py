@@ -24,7 +24,7 @@ from engine.skeleton import REST_JOINTS
 
 from .bones import resample_skeleton
 from .cache import cached_arrays
-from .clip import TARGET_FPS, DataError, DataFormatError, MotionClip, ground_to_floor
+from .clip import TARGET_FPS, DataError, DataFormatError, MotionClip, files_in, ground_to_floor
 
 CSV_FPS = 30.0
 SLICE_STRIDE_S = 0.5  # slice K starts K * 0.5 s into its sequence
@@ -97,10 +97,5 @@ def load_csv_dir(
     cache_dir: str | Path | None = None,
 ) -> list[MotionClip]:
     """Every ``*.csv`` slice in ``folder`` (sorted by name)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"AIST++ CSV folder not found: {folder}")
-    files = sorted(folder.glob("*.csv"))
-    if not files:
-        raise DataError(f"no .csv clips in {folder}")
+    files = files_in(folder, ".csv", "AIST++ CSV")
     return [load_csv_clip(f, ground=ground, music_dir=music_dir, cache_dir=cache_dir) for f in files]
