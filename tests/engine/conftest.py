@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # per module: torch.from_numpy shares memory with these arrays
 def golden_io(golden_dir: Path) -> dict[str, np.ndarray]:
     """The arrays of tiny_official_io.npz (inputs and outputs of the tiny official models), read once."""
     with np.load(golden_dir / "tiny_official_io.npz") as io:

@@ -18,13 +18,6 @@ REPO = Path(__file__).resolve().parents[2]
 REQUIRED_KEYS = ("fid_k", "fid_g", "div_k", "div_g", "div_k_gt", "div_g_gt", "bas")
 
 
-@pytest.fixture(scope="module")
-def golden(golden_dir):
-    data = np.load(golden_dir / "metrics_io.npz")
-    expected = json.loads((golden_dir / "metrics_expected.json").read_text())
-    return {k: data[k] for k in data.files}, expected
-
-
 def _write_folder(folder: Path, seqs, *, beats=None, fps=60.0, dtype=np.float64) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i, s in enumerate(seqs):

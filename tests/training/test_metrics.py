@@ -3,20 +3,11 @@ constructed motions whose answer is known."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from engine.skeleton import REST_JOINTS
 from training.metrics import beats, features, fid, physical
-
-
-@pytest.fixture(scope="module")
-def golden(golden_dir):
-    data = np.load(golden_dir / "metrics_io.npz")
-    expected = json.loads((golden_dir / "metrics_expected.json").read_text())
-    return {k: data[k] for k in data.files}, expected
 
 
 @pytest.fixture(scope="module")
