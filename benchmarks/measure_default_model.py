@@ -6,8 +6,9 @@ Prints and writes as JSON:
 
 1. **Beat alignment on held-out real music.** The model dances (greedy) to a song that no stage saw
    (``hungarian_dance_5.ogg`` for the default model) from several start poses: the model's default
-   start and the codes of the first pose of each held-out take. Each dance is scored with the paper's
-   beat-align score (``training.metrics.beats.beat_align_score``, motion beats vs the song's beats).
+   start and poses of the held-out takes every 2 s, spread evenly (``--starts`` in all). Each dance is
+   scored with the paper's beat-align score (``training.metrics.beats.beat_align_score``, motion beats
+   vs the song's beats).
    The control is the *same model, same start, same song* with the music features shuffled in time
    (rows permuted, the score still taken against the real beats): if the model follows the music,
    shuffling must cost beat alignment.
@@ -47,6 +48,7 @@ DEFAULT_MODEL = REPO_ROOT / "assets" / "default_model"
 DEFAULT_CONFIG = REPO_ROOT / "training" / "configs" / "default_vqvae.yaml"
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "default_model.json"
 SHUFFLE_SEEDS = (0, 1)
+START_EVERY_FRAMES = 120  # candidate start poses: every 2 s of the held-out takes
 
 
 def _mpjpe_cm(vqvae, clips, torch) -> dict[str, Any]:
@@ -76,7 +78,7 @@ def _shuffled(features, seed: int):
 
 
 def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Path | None,
-            max_gt_clips: int | None = None) -> dict[str, Any]:
+            n_starts: int = 8, max_gt_clips: int | None = None) -> dict[str, Any]:
     import torch
 
     from engine.generate import Choreographer, GenerateOptions
@@ -90,13 +92,11 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
     chor = Choreographer(model_dir)
     options = GenerateOptions(rotations=False)  # BAS and physical figures need positions only
 
-    # start poses: the model's default and the first pose of every held-out take (one per take)
-    starts = [tuple(int(c) for c in chor.model.config.default_start)]
-    seen_takes = set()
-    for clip in split.val:
-        if clip.take_id not in seen_takes:
-            seen_takes.add(clip.take_id)
-            starts.append(chor.encode_pose(clip.joints[:24]))
+    # start poses: the model's default, then poses of the held-out takes every 2 s, spread evenly
+    candidates = [chor.encode_pose(clip.joints[f : f + 24]) for clip in split.val
+                  for f in range(0, clip.num_frames - 24, START_EVERY_FRAMES)]
+    picked = np.linspace(0, len(candidates) - 1, num=min(n_starts - 1, len(candidates))).round().astype(int)
+    starts = [tuple(int(c) for c in chor.model.config.default_start)] + [candidates[i] for i in picked]
     starts = list(dict.fromkeys(starts))
 
     report: dict[str, Any] = {
@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                         help="training config whose data split defines the held-out takes (default: %(default)s)")
     parser.add_argument("-o", "--out", type=Path, default=DEFAULT_OUT, help="JSON to write (default: %(default)s)")
+    parser.add_argument("--starts", type=int, default=8, help="start poses per song (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     args = parser.parse_args(argv)
     import torch
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {missing[0]} does not exist (the real data lives in ../shared; set DANCE_SHARED)",
               file=sys.stderr)
         return 2
-    report = measure(args.model, songs, args.config, args.out)
+    report = measure(args.model, songs, args.config, args.out, n_starts=args.starts)
     print_report(report)
     print(f"wrote {args.out}")
     return 0

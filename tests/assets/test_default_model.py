@@ -1,0 +1,101 @@
+"""The shipped default model and demo song: present, small, loadable, reproducible, and they dance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from engine.checkpoint import load_model
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL_DIR = REPO / "assets" / "default_model"
+DEMO_SONG = REPO / "assets" / "demo_song.ogg"
+CONFIGS = REPO / "training" / "configs"
+MAX_MODEL_BYTES = 30 * 1024 * 1024
+
+
+def _config(name: str) -> dict:
+    return yaml.safe_load((CONFIGS / name).read_text())
+
+
+def test_model_is_small_enough_to_ship():
+    files = [p for p in MODEL_DIR.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".safetensors" for p in files)
+    assert sum(p.stat().st_size for p in files) <= MAX_MODEL_BYTES
+
+
+def test_model_loads_and_says_what_trained_it():
+    model = load_model(MODEL_DIR)
+    cfg = model.config
+    assert cfg.feature_mode == "full"  # trained with live rhythm columns
+    assert "train_default.sh" in cfg.description
+    # the shipped sizes are the ones in the configs that train_default.sh runs
+    vq, gpt = _config("default_vqvae.yaml")["vqvae"], _config("default_gpt.yaml")["gpt"]
+    assert (cfg.vqvae.width, cfg.vqvae.emb_width, cfg.vqvae.l_bins) == (vq["width"], vq["emb_width"], vq["l_bins"])
+    assert cfg.vqvae.with_root_decoder  # the root stage ran: dances travel
+    assert (cfg.gpt.n_embd, cfg.gpt.n_layer_base, cfg.gpt.n_layer_head) == (
+        gpt["n_embd"], gpt["n_layer_base"], gpt["n_layer_head"])
+    assert cfg.gpt.vocab_size_up == cfg.vqvae.l_bins and cfg.gpt.n_layer_critic == 0
+    assert "default_actor_critic" in cfg.source  # the GPT went through all four stages
+    raw = json.loads((MODEL_DIR / "config.json").read_text())
+    assert raw["feature_mode"] == "full"
+
+
+def test_configs_hold_the_measurement_song_out():
+    songs = _config("default_actor_critic.yaml")["actor_critic"]["songs"]
+    assert not any("hungarian_dance_5" in s for s in songs)
+    splits = {(c["data"]["val_fraction"], c["data"]["seed"]) for c in
+              (_config(f"default_{s}.yaml") for s in ("vqvae", "root", "gpt"))}
+    assert len(splits) == 1  # one held-out split in every stage
+
+
+def test_demo_song_has_its_stated_tempo(tmp_path):
+    import soundfile
+
+    from assets.make_demo_song import DEMO_BPM
+    from engine.audio import extract_features
+
+    audio, sr = soundfile.read(DEMO_SONG)
+    assert audio.ndim == 1 and 30.0 <= len(audio) / sr <= 40.0
+    feats = extract_features(DEMO_SONG, "full", with_beats=True, cache_dir=tmp_path)
+    intervals = np.diff(np.asarray(feats.beats)) / 60.0  # beat frames are 60 fps
+    assert len(intervals) > 40
+    assert np.median(intervals) == pytest.approx(60.0 / DEMO_BPM, rel=0.05)
+
+
+def test_demo_song_script_reproduces_the_song(tmp_path):
+    import soundfile
+
+    from assets.make_demo_song import make_demo_song
+
+    fresh, sr = soundfile.read(make_demo_song(tmp_path / "song.ogg"))
+    shipped, sr_shipped = soundfile.read(DEMO_SONG)
+    assert sr == sr_shipped and abs(len(fresh) - len(shipped)) <= sr // 100
+    n = min(len(fresh), len(shipped))
+    corr = np.corrcoef(fresh[:n], shipped[:n])[0, 1]  # lossy codec: the same sound, not the same bytes
+    assert corr > 0.99
+
+
+@pytest.mark.slow
+def test_default_model_dances_to_the_demo_song(tmp_path):
+    import soundfile
+    import torch
+
+    from engine.generate import Choreographer, GenerateOptions
+    from training.metrics.beats import beat_align_score
+    from training.metrics.physical import longest_frozen_seconds, mean_joint_speed
+
+    torch.set_num_threads(1)
+    audio, sr = soundfile.read(DEMO_SONG)
+    clip = tmp_path / "demo_12s.wav"
+    soundfile.write(clip, audio[: 12 * sr], sr)
+    dance = Choreographer(MODEL_DIR).generate(clip, GenerateOptions(rotations=False))
+    joints = dance.joints
+    assert joints.shape[1:] == (24, 3) and np.isfinite(joints).all() and len(joints) >= 11 * 60
+    assert mean_joint_speed(joints, 60.0) > 0.2  # alive: m/s averaged over joints
+    assert longest_frozen_seconds(joints, 60.0) <= 2.0
+    assert beat_align_score(dance.music_beats, joints) > 0.15
