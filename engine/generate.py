@@ -25,6 +25,7 @@ from .models.vqvae import integrate_root
 from .postprocess import ground_feet, resample_joints
 from .retarget import solve_rotations
 from .sampling import APPROXIMATIONS, SamplingOptions, approximate_gpt, sample_codes
+from .skeleton import LOWER_JOINTS, PARENTS, UPPER_JOINTS
 
 # progress(fraction in [0, 1], message)
 ProgressFn = Callable[[float, str], None]
@@ -70,6 +71,17 @@ def _check_cancel(cancel: CancelFn | None) -> None:
         raise Cancelled("generation cancelled; nothing was written")
 
 
+# Bones indexed by their child joint minus one (bone j-1 runs from PARENTS[j] to j).
+_UPPER_BONES = UPPER_JOINTS - 1
+_LOWER_BONES = LOWER_JOINTS[LOWER_JOINTS > 0] - 1
+
+
+def _bone_directions(joints: np.ndarray) -> np.ndarray:
+    """Unit direction of each bone, parent -> child: (..., 24, 3) -> (..., 23, 3)."""
+    bones = joints[..., 1:, :] - joints[..., PARENTS[1:], :]
+    return bones / np.maximum(np.linalg.norm(bones, axis=-1, keepdims=True), 1e-9)
+
+
 class Choreographer:
     """A loaded model ready to dance: ``Choreographer(model_dir).generate("song.ogg")``."""
 
@@ -79,6 +91,7 @@ class Choreographer:
         self.model.vqvae.to(self.device).eval()
         self.model.gpt.to(self.device).eval()
         self._approximate: dict[str, torch.nn.Module] = {}  # precision -> approximate GPT copy
+        self._previews: tuple[np.ndarray, np.ndarray] | None = None  # see _code_previews
 
     def gpt_for(self, precision: str) -> torch.nn.Module:
         """The float32 GPT, or an approximate copy of it (made once, then kept)."""
@@ -136,22 +149,45 @@ class Choreographer:
         return frame
 
     @torch.inference_mode()
+    def _code_previews(self) -> tuple[np.ndarray, np.ndarray]:
+        """The preview pose of every upper code and every lower code: ((Vu, 24, 3), (Vd, 24, 3)).
+
+        The two halves decode independently, so a pair's preview is the upper joints of its upper
+        code's row and the lower joints of its lower code's row. Built once per model (one batched
+        decode of every code held for 3 tokens), then kept.
+        """
+        if self._previews is None:
+            n_up, n_down = self.vocab_sizes
+            n = max(n_up, n_down)
+            index = torch.arange(n, device=self.device)
+            decoded = self.model.vqvae.decode(
+                (index % n_up)[:, None].expand(n, 3), (index % n_down)[:, None].expand(n, 3)
+            )  # (n, 24, 72)
+            frames = decoded[:, decoded.shape[1] // 2].float().cpu().numpy().reshape(n, 24, 3)
+            frames[:, 0] = 0.0  # channels 0-2 hold the root velocity; previews stand at the origin
+            self._previews = (frames[:n_up], frames[:n_down])
+        return self._previews
+
     def encode_pose(self, joints: np.ndarray) -> tuple[int, int]:
-        """Nearest code pair for a pose (24, 3) or a short motion (T, 24, 3), y-up metres."""
-        joints = np.asarray(joints, dtype=np.float32)
-        if joints.ndim == 2:
-            joints = np.repeat(joints[None], 3 * FRAMES_PER_TOKEN, axis=0)
-        if joints.ndim != 3 or joints.shape[1:] != (24, 3):
-            raise InvalidOptionError(f"expected joints of shape (24, 3) or (T, 24, 3), got {joints.shape}")
-        t = max(FRAMES_PER_TOKEN, joints.shape[0] // FRAMES_PER_TOKEN * FRAMES_PER_TOKEN)
-        if joints.shape[0] < t:
-            joints = np.concatenate([joints, np.repeat(joints[-1:], t - joints.shape[0], axis=0)])
-        joints = joints[:t]
-        rel = joints - joints[:, :1]  # root-relative; the encoder sees root channels as zero
-        pose = torch.as_tensor(rel.reshape(1, t, 72), device=self.device)
-        codes_up, codes_down = self.model.vqvae.encode(pose)
-        mid = codes_up.shape[1] // 2
-        return int(codes_up[0, mid]), int(codes_down[0, mid])
+        """The code pair whose preview is nearest to a pose (24, 3) (or the middle frame of (T, 24, 3)).
+
+        Nearest half by half in bone directions (so an armature with other bone lengths, posed from a
+        preview, finds that preview's codes again): the upper code minimises the squared distance of
+        the unit directions of the bones ending in upper joints, the lower code those ending in
+        lower joints. "From current pose" followed by a preview reproduces the pose as closely as the
+        codebook can.
+        """
+        joints = np.asarray(joints, dtype=np.float64)
+        if joints.ndim == 3 and joints.shape[0] > 0:
+            joints = joints[joints.shape[0] // 2]
+        if joints.shape != (24, 3) or not np.all(np.isfinite(joints)):
+            raise InvalidOptionError(f"expected finite joints of shape (24, 3) or (T, 24, 3), got {joints.shape}")
+        previews_up, previews_down = self._code_previews()
+        target = _bone_directions(joints)  # (23, 3)
+        err_up = np.sum((_bone_directions(previews_up)[:, _UPPER_BONES] - target[_UPPER_BONES]) ** 2, axis=(1, 2))
+        err_down = np.sum((_bone_directions(previews_down)[:, _LOWER_BONES] - target[_LOWER_BONES]) ** 2,
+                          axis=(1, 2))
+        return int(np.argmin(err_up)), int(np.argmin(err_down))
 
     # --- the whole path -------------------------------------------------------------------------
     def generate(

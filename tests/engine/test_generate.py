@@ -103,6 +103,13 @@ def test_preview_and_encode_pose(choreographer):
     up, down = choreographer.encode_pose(a)
     n_up, n_down = choreographer.vocab_sizes
     assert 0 <= up < n_up and 0 <= down < n_down
+    # Round trip: the nearest pair of a pair's preview reproduces that preview.
+    for pair in [(5, 9), (17, 3), (40, 61)]:
+        pose = choreographer.preview_pose(*pair)
+        moved = pose + np.array([0.3, 0.0, -1.2])  # anywhere in the room: only the shape counts
+        np.testing.assert_allclose(choreographer.preview_pose(*choreographer.encode_pose(moved)), pose, atol=1e-5)
+    with pytest.raises(InvalidOptionError):
+        choreographer.encode_pose(np.zeros((23, 3)))
 
 
 def test_export_is_all_or_nothing(choreographer, short_song, tmp_path, monkeypatch):
