@@ -70,15 +70,35 @@ class ModelConfig:
     default_start: tuple[int, int] = (423, 12)  # (up, down) start codes when the user gives none
     description: str = ""
     source: str = ""
+    # Per-column standardisation of the music before the GPT sees it: (features - mean) / std, with the
+    # training features' statistics. None = identity (official models: the released code feeds the raw
+    # features). Without it a small GPT hears the MFCCs (std ~100) and all but ignores the rhythm columns.
+    music_mean: list[float] | None = None
+    music_std: list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.feature_mode not in FEATURE_MODES:
             raise CheckpointError(f"feature_mode must be one of {FEATURE_MODES}, got {self.feature_mode!r}")
+        if (self.music_mean is None) != (self.music_std is None):
+            raise CheckpointError("music_mean and music_std must be given together (or neither)")
+        if self.music_mean is not None and self.music_std is not None:
+            self.music_mean = [float(v) for v in self.music_mean]
+            self.music_std = [float(v) for v in self.music_std]
+            if len(self.music_mean) != len(self.music_std) or len(self.music_mean) != self.gpt.n_music:
+                raise CheckpointError(f"music_mean / music_std must have {self.gpt.n_music} values each "
+                                      f"(got {len(self.music_mean)} and {len(self.music_std)})")
+            if not all(v > 0 and v < float("inf") for v in self.music_std):
+                raise CheckpointError("music_std values must be positive and finite")
         up, down = (int(c) for c in self.default_start)
         if not (0 <= up < self.gpt.vocab_size_up and 0 <= down < self.gpt.vocab_size_down):
             raise CheckpointError(f"default_start {self.default_start} is outside the codebooks "
                                   f"({self.gpt.vocab_size_up}, {self.gpt.vocab_size_down})")
         self.default_start = (up, down)
+
+    def normalise_music(self, features: torch.Tensor) -> torch.Tensor:
+        """The GPT's music input: (..., music_dim) features standardised with the model's statistics
+        (unchanged when it has none). Inference and the training stages all go through here."""
+        return normalise_music(features, self.music_mean, self.music_std)
 
     def to_dict(self) -> dict:
         return {
@@ -92,6 +112,7 @@ class ModelConfig:
             "default_start": list(self.default_start),
             "vqvae": self.vqvae.to_dict(),
             "gpt": self.gpt.to_dict(),
+            **({"music_mean": self.music_mean, "music_std": self.music_std} if self.music_mean is not None else {}),
         }
 
     @classmethod
@@ -106,9 +127,20 @@ class ModelConfig:
                 default_start=tuple(d.get("default_start", (423, 12))),  # type: ignore[arg-type]
                 description=str(d.get("description", "")),
                 source=str(d.get("source", "")),
+                music_mean=d.get("music_mean"),
+                music_std=d.get("music_std"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"invalid model config: {exc}") from exc
+
+
+def normalise_music(features: torch.Tensor, mean: list[float] | None, std: list[float] | None) -> torch.Tensor:
+    """(features - mean) / std per column over the last axis; identity when ``mean`` is None."""
+    if mean is None or std is None:
+        return features
+    mean_t = torch.tensor(mean, dtype=features.dtype, device=features.device)
+    std_t = torch.tensor(std, dtype=features.dtype, device=features.device)
+    return (features - mean_t) / std_t
 
 
 def _gpt_config_from_dict(d: dict) -> GPTConfig:

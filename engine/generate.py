@@ -216,6 +216,7 @@ class Choreographer:
         # One token per 7.5 fps music frame: the start token stands at frame 0, and the GPT is
         # conditioned on the music of the token it predicts (frames 1..N-1).
         music = torch.as_tensor(feats.features[1:], dtype=torch.float32, device=self.device)
+        music = self.model.config.normalise_music(music)  # (N-1, 438), standardised as in training
         n_steps = int(music.shape[0])
 
         def gpt_progress(done: int, total: int) -> None:

@@ -68,6 +68,8 @@ def export_model(runs: list[str | Path], out_dir: str | Path, name: str | None =
         default_start=tuple(effective.get("default_start", (0, 0))),
         description=description or f"trained with python -m training from {sources}",
         source=f"VQ-VAE from {vqvae_run}; GPT from {gpt_run}",
+        music_mean=effective.get("music_mean"),  # None for runs without standardised music
+        music_std=effective.get("music_std"),
     )
     with torch.no_grad():
         return save_model(DanceModel(config, vqvae.eval(), gpt.eval()), out_dir)

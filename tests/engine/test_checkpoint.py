@@ -215,3 +215,48 @@ def test_truncated_weights(saved):
     (saved / "gpt.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         load_model(saved)
+
+
+# --- music standardisation statistics ---------------------------------------------------------------------
+def _stats(n: int) -> tuple[list[float], list[float]]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, generator=g).tolist(), (torch.rand(n, generator=g) * 3 + 0.1).tolist()
+
+
+def test_config_without_music_statistics_loads_as_identity(saved):
+    raw = json.loads((saved / "config.json").read_text())
+    assert "music_mean" not in raw and "music_std" not in raw  # folders written before the fields existed
+    model = load_model(saved)
+    assert model.config.music_mean is None and model.config.music_std is None
+    music = torch.randn(5, model.config.gpt.n_music) * 100
+    assert torch.equal(model.config.normalise_music(music), music)
+
+
+def test_music_statistics_round_trip_and_apply(tmp_path, trained_like_model):
+    from dataclasses import replace
+
+    mean, std = _stats(trained_like_model.config.gpt.n_music)
+    config = replace(trained_like_model.config, music_mean=mean, music_std=std)
+    path = save_model(ckpt.DanceModel(config, trained_like_model.vqvae, trained_like_model.gpt), tmp_path / "m")
+    raw = json.loads((path / "config.json").read_text())
+    assert len(raw["music_mean"]) == len(raw["music_std"]) == config.gpt.n_music
+    loaded = load_model(path)
+    assert loaded.config == config
+    assert loaded.config.music_mean == mean and loaded.config.music_std == std  # exact floats through JSON
+    music = torch.randn(3, 4, config.gpt.n_music)  # (B, T, C)
+    expected = (music - torch.tensor(mean)) / torch.tensor(std)
+    torch.testing.assert_close(loaded.config.normalise_music(music), expected)
+
+
+def test_invalid_music_statistics(trained_like_model):
+    from dataclasses import replace
+
+    cfg = trained_like_model.config
+    n = cfg.gpt.n_music
+    mean, std = _stats(n)
+    with pytest.raises(CheckpointError, match="together"):
+        replace(cfg, music_mean=mean)
+    with pytest.raises(CheckpointError, match=f"{n} values"):
+        replace(cfg, music_mean=mean[:-1], music_std=std[:-1])
+    with pytest.raises(CheckpointError, match="positive"):
+        replace(cfg, music_mean=mean, music_std=[0.0] * n)

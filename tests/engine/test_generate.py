@@ -180,3 +180,30 @@ def test_draft_keeps_tokens_and_approximate_runs(choreographer, short_song):
     assert approx.codes_up.shape == plain.codes_up.shape and approx.meta["precision"] == "int8"
     with pytest.raises(InvalidOptionError, match="precision"):
         choreographer.generate(short_song, GenerateOptions(precision="float8"), features=feats)
+
+
+def test_music_statistics_are_applied_before_the_gpt(tiny_model_dir, short_song):
+    """A model whose config carries music statistics dances differently on the same song; identity
+    statistics (mean 0, std 1) change nothing."""
+    from dataclasses import replace
+
+    from engine.checkpoint import DanceModel, load_model
+
+    plain = load_model(tiny_model_dir)
+    feats = Choreographer(plain).features(short_song)
+    options = GenerateOptions()
+    base = Choreographer(plain).generate(short_song, features=feats, options=options)
+
+    def with_stats(mean, std) -> Choreographer:
+        return Choreographer(DanceModel(replace(plain.config, music_mean=mean, music_std=std), plain.vqvae, plain.gpt))
+
+    n = plain.config.gpt.n_music
+    identity = with_stats([0.0] * n, [1.0] * n).generate(short_song, features=feats, options=options)
+    np.testing.assert_array_equal(identity.codes_up, base.codes_up)
+    np.testing.assert_array_equal(identity.codes_down, base.codes_down)
+
+    mean = feats.features.mean(axis=0).tolist()
+    std = np.maximum(feats.features.std(axis=0), 1e-3).tolist()
+    standardised = with_stats(mean, std).generate(short_song, features=feats, options=options)
+    assert not (np.array_equal(standardised.codes_up, base.codes_up)
+                and np.array_equal(standardised.codes_down, base.codes_down))

@@ -202,3 +202,62 @@ def test_vqvae_stage_two_process_ddp_keeps_codebooks_identical(data_dir, tmp_pat
     book = a["vqvae_up.bottleneck.level_blocks.0.k"]
     assert bool(a["vqvae_up.bottleneck.level_blocks.0.initialised"]) and book.abs().sum() > 0
     assert load_checkpoint(run / CHECKPOINT_NAME)["step"] == 4
+
+
+# --- standardised music -----------------------------------------------------------------------------------
+def test_music_statistics_floor_constant_columns():
+    from training.stages.gpt import MUSIC_STD_FLOOR, music_statistics
+
+    rng = np.random.default_rng(0)
+    music = np.concatenate([rng.normal(5.0, 120.0, (40, 30, 2)), np.full((40, 30, 1), 0.25)], axis=-1)
+    mean, std = music_statistics(music)
+    np.testing.assert_allclose(mean, music.reshape(-1, 3).mean(0), rtol=1e-9)
+    np.testing.assert_allclose(std[:2], music.reshape(-1, 3).std(0)[:2], rtol=1e-9)
+    assert std[2] == MUSIC_STD_FLOOR  # a constant column is shifted to 0, not divided by 0
+
+
+@pytest.mark.slow
+def test_gpt_stage_standardises_music_and_export_writes_the_statistics(data_dir, short_song, tmp_path, one_thread):
+    """The GPT trains on standardised music, records the statistics in its run, the actor-critic stage
+    inherits and applies them, and the exported model's config carries them."""
+    import json
+
+    from engine.audio import extract_features
+    from engine.checkpoint import load_model
+    from training.export import export_model
+    from training.stages.actor_critic import ActorCriticStage
+    from training.stages.common import read_run
+    from training.stages.gpt import CODES_FILE, GPTStage
+
+    work = tmp_path / "runs"
+    train_stage(VQVAEStage, tiny_config("tiny_vqvae.yaml", data_dir, work, "loop.steps=2"), progress=False)
+    train_stage(RootStage, tiny_config("tiny_root.yaml", data_dir, work, "loop.steps=2"), progress=False)
+    gpt_cfg = tiny_config("tiny_gpt.yaml", data_dir, work, "loop.steps=2")
+    train_stage(GPTStage, gpt_cfg, progress=False)
+
+    effective = read_run(work / "gpt", ("gpt",))["config"]["effective"]
+    mean, std = np.asarray(effective["music_mean"]), np.asarray(effective["music_std"])
+    assert mean.shape == std.shape == (438,) and std.min() >= 1e-3
+    with np.load(work / "gpt" / CODES_FILE) as cached:
+        raw = cached["music"].reshape(-1, 438)  # the cache keeps the raw features
+    np.testing.assert_allclose(mean, raw.mean(0), rtol=1e-4, atol=1e-4)
+    assert raw.std(0).max() > 10  # raw MFCCs are large: standardising them matters
+    stage = GPTStage(gpt_cfg, work / "gpt")  # what the GPT is fed: zero mean, unit std per live column
+    fed = stage.music.reshape(-1, 438).numpy()
+    live = raw.std(0) > 1e-3
+    np.testing.assert_allclose(fed.mean(0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(fed.std(0)[live], 1.0, rtol=1e-3)
+
+    song = short_song(6.0, name="ac_song", offset=5.0)
+    ac_cfg = tiny_config("tiny_actor_critic.yaml", data_dir, work, f"actor_critic.songs=[{song}]")
+    ac = ActorCriticStage(ac_cfg, work / "actor_critic")
+    assert ac.effective()["music_mean"] == effective["music_mean"]
+    features = extract_features(song, ac.feature_mode, with_beats=True,
+                                cache_dir=ac_cfg.music.feature_cache_dir).features
+    np.testing.assert_allclose(ac.songs[0]["music"], (features[: ac.songs[0]["music"].shape[0]] - mean) / std,
+                               rtol=1e-4, atol=1e-4)
+
+    model_dir = export_model([work / "gpt", work / "root"], tmp_path / "model")
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["music_mean"] == effective["music_mean"] and config["music_std"] == effective["music_std"]
+    assert load_model(model_dir).config.music_std == effective["music_std"]

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.audio import AUDIO_EXTENSIONS, extract_features
+from engine.checkpoint import normalise_music
 from engine.models.gpt import CrossCondGPT
 from engine.models.vqvae import integrate_root
 from engine.sampling import SamplingOptions, sample_codes
@@ -103,10 +104,15 @@ class ActorCriticStage:
                 0 <= self.start_codes[1] < base_config.vocab_size_down):
             raise ConfigError(f"actor_critic.start_codes {self.start_codes} are outside the codebooks")
         self.feature_mode = effective.get("feature_mode", cfg.music.mode)
+        # the GPT run's music statistics (None for older runs: raw features), kept for the export
+        self.music_mean = effective.get("music_mean")
+        self.music_std = effective.get("music_std")
         self.songs = []
         for path in find_songs(ac.songs):
             song = extract_features(path, self.feature_mode, with_beats=True, cache_dir=cfg.music.feature_cache_dir)
-            feats = song.features
+            # standardised once here: rollouts and training batches both see what the GPT trained on
+            feats = normalise_music(torch.as_tensor(song.features, dtype=torch.float32),
+                                    self.music_mean, self.music_std).numpy()
             if ac.max_tokens is not None:
                 feats = feats[: ac.max_tokens]
             if feats.shape[0] < base_config.block_size + 2:
@@ -122,7 +128,8 @@ class ActorCriticStage:
     def effective(self) -> dict[str, Any]:
         return {"gpt": self.gpt_config.to_dict(), "vqvae_run": self.vqvae_run, "gpt_run": self.cfg.init.gpt_run,
                 "default_start": list(self.start_codes), "feature_mode": self.feature_mode,
-                "songs": [s["path"] for s in self.songs], "train_windows": self.num_windows}
+                "songs": [s["path"] for s in self.songs], "train_windows": self.num_windows,
+                "music_mean": self.music_mean, "music_std": self.music_std}
 
     # --- model ------------------------------------------------------------------------------------------
     def build(self, device: torch.device) -> nn.Module:

@@ -7,7 +7,8 @@ into 30 (up, down) codes; the codes are computed once and cached in the run fold
 music is the 7.5 fps features of its clip's song (or synthesised accompaniment, see
 ``training.accompaniment``) from the window's first token on. Alignment as the official code:
 inputs codes[0..28], targets codes[1..29], music m[1..29] (the music of the *target* token).
-Loss CE(up) + CE(down).
+Loss CE(up) + CE(down). The music is standardised per column with the training windows' mean and std
+(recorded in the run, exported into the model config, applied by the engine before the GPT).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.checkpoint import normalise_music
 from engine.models.gpt import CrossCondGPT
 from training.config import ConfigError, TrainConfig
 from training.data.cache import save_npz_atomic
@@ -42,6 +44,15 @@ from .common import (
 )
 
 CODES_FILE = "gpt_codes.npz"
+MUSIC_STD_FLOOR = 1e-3  # constant columns (e.g. zeroed rhythm columns) are left unscaled, not blown up
+
+
+def music_statistics(music: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-column mean and std (floored at MUSIC_STD_FLOOR) of (..., C) music features."""
+    flat = np.asarray(music, dtype=np.float64).reshape(-1, music.shape[-1])  # (N*T, C)
+    mean = flat.mean(axis=0)
+    std = np.maximum(flat.std(axis=0), MUSIC_STD_FLOOR)
+    return [float(v) for v in mean], [float(v) for v in std]
 
 
 def encode_windows(vqvae, windows, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +116,10 @@ class GPTStage:
                 save_npz_atomic(cache, {"key": np.array(key), **cached})
         self.codes_up = torch.from_numpy(cached["up"]).long()  # (N, 30)
         self.codes_down = torch.from_numpy(cached["down"]).long()
-        self.music = torch.from_numpy(cached["music"]).float()  # (N, 30, 438)
+        # the GPT trains on standardised music; the statistics go into the exported model's config
+        self.music_mean, self.music_std = music_statistics(cached["music"])
+        raw_music = torch.from_numpy(cached["music"]).float()  # (N, 30, 438)
+        self.music = normalise_music(raw_music, self.music_mean, self.music_std)
         # the most common first code pair: the exported model's default start
         pairs, counts = np.unique(np.stack([cached["up"][:, 0], cached["down"][:, 0]], 1), axis=0,
                                   return_counts=True)
@@ -114,7 +128,8 @@ class GPTStage:
     def effective(self) -> dict[str, Any]:
         return {"gpt": self.cfg.gpt.to_dict(), "vqvae_run": self.cfg.init.vqvae_run,
                 "default_start": self.default_start, "train_windows": self.num_windows,
-                "feature_mode": self.cfg.music.mode}
+                "feature_mode": self.cfg.music.mode,
+                "music_mean": self.music_mean, "music_std": self.music_std}
 
     def build(self, device: torch.device) -> nn.Module:
         return CrossCondGPT(self.cfg.gpt).to(device)
