@@ -20,9 +20,14 @@ def run_batch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                                             "HOME": str(cwd)})
 
 
-def mp4_has_video_and_audio(path: Path) -> bool:
-    data = path.read_bytes()
-    return b"ftyp" in data[:64] and b"avc1" in data and b"mp4a" in data
+def assert_video_with_song(path: Path, song_seconds: float) -> None:
+    """One H.264 video stream and one AAC audio stream, both as long as the song."""
+    from addon.blender.mp4info import mp4_streams
+
+    streams = mp4_streams(path)
+    assert sorted((s.kind, s.codec) for s in streams) == [("audio", "mp4a"), ("video", "avc1")]
+    for stream in streams:  # the dance covers the song to within one token (8 frames at 60 fps)
+        assert stream.duration_s == pytest.approx(song_seconds, abs=0.15), stream
 
 
 @pytest.fixture
@@ -43,7 +48,7 @@ def test_two_songs_two_videos_and_a_failure_reported(egl, short_song, tiny_model
                      "--engine", "workbench", "--resolution", "64", "48", "--fps", "24", "--fbx", cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr  # one song failed ...
     for stem in ("first", "second"):  # ... and the others were still done
-        assert mp4_has_video_and_audio(out / f"{stem}.mp4")
+        assert_video_with_song(out / f"{stem}.mp4", 2.2)
         assert (out / f"{stem}.fbx").stat().st_size > 1000
         assert (out / f"{stem}.wav").is_file()  # the song beside the FBX
     # Blender's C code prints "Info: ..." lines on stdout too; the summary lines are the batch's.
