@@ -25,7 +25,7 @@ from .models.vqvae import integrate_root
 from .postprocess import ground_feet, resample_joints
 from .retarget import solve_rotations
 from .sampling import APPROXIMATIONS, SamplingOptions, approximate_gpt, sample_codes
-from .skeleton import LOWER_JOINTS, PARENTS, UPPER_JOINTS
+from .skeleton import LOWER_JOINTS, UPPER_JOINTS, bone_directions
 
 # progress(fraction in [0, 1], message)
 ProgressFn = Callable[[float, str], None]
@@ -71,15 +71,8 @@ def _check_cancel(cancel: CancelFn | None) -> None:
         raise Cancelled("generation cancelled; nothing was written")
 
 
-# Bones indexed by their child joint minus one (bone j-1 runs from PARENTS[j] to j).
-_UPPER_BONES = UPPER_JOINTS - 1
-_LOWER_BONES = LOWER_JOINTS[LOWER_JOINTS > 0] - 1
-
-
-def _bone_directions(joints: np.ndarray) -> np.ndarray:
-    """Unit direction of each bone, parent -> child: (..., 24, 3) -> (..., 23, 3)."""
-    bones = joints[..., 1:, :] - joints[..., PARENTS[1:], :]
-    return bones / np.maximum(np.linalg.norm(bones, axis=-1, keepdims=True), 1e-9)
+# A bone is indexed by its child joint (row j of bone_directions runs from PARENTS[j] to j).
+_LOWER_BONES = LOWER_JOINTS[LOWER_JOINTS > 0]  # the root has no bone
 
 
 class Choreographer:
@@ -183,9 +176,9 @@ class Choreographer:
         if joints.shape != (24, 3) or not np.all(np.isfinite(joints)):
             raise InvalidOptionError(f"expected finite joints of shape (24, 3) or (T, 24, 3), got {joints.shape}")
         previews_up, previews_down = self._code_previews()
-        target = _bone_directions(joints)  # (23, 3)
-        err_up = np.sum((_bone_directions(previews_up)[:, _UPPER_BONES] - target[_UPPER_BONES]) ** 2, axis=(1, 2))
-        err_down = np.sum((_bone_directions(previews_down)[:, _LOWER_BONES] - target[_LOWER_BONES]) ** 2,
+        target = bone_directions(joints)  # (24, 3)
+        err_up = np.sum((bone_directions(previews_up)[:, UPPER_JOINTS] - target[UPPER_JOINTS]) ** 2, axis=(1, 2))
+        err_down = np.sum((bone_directions(previews_down)[:, _LOWER_BONES] - target[_LOWER_BONES]) ** 2,
                           axis=(1, 2))
         return int(np.argmin(err_up)), int(np.argmin(err_down))
 

@@ -85,6 +85,15 @@ def check_joints(joints: np.ndarray, name: str = "joints") -> np.ndarray:
     return arr
 
 
+def bone_directions(joints: np.ndarray) -> np.ndarray:
+    """Unit direction of each bone, parent -> joint: (..., 24, 3) -> (..., 24, 3); row 0 (root) is zero."""
+    joints = np.asarray(joints, dtype=np.float64)
+    dirs = np.zeros_like(joints)
+    vec = joints[..., 1:, :] - joints[..., PARENTS[1:], :]  # (..., 23, 3)
+    dirs[..., 1:, :] = vec / np.maximum(np.linalg.norm(vec, axis=-1, keepdims=True), 1e-12)
+    return dirs
+
+
 def joint_index(name: str) -> int:
     return JOINT_NAMES.index(name)
 

@@ -10,22 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS, bone_offsets
+from engine.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS, bone_directions, bone_offsets
 
 from .clip import resample_positions
 
 # Rest length of the bone ending at joint j (index 0 unused: the root has no bone).
 REST_BONE_LENGTHS = np.linalg.norm(bone_offsets(REST_JOINTS), axis=-1)
 REST_BONE_LENGTHS[0] = 0.0
-
-
-def bone_directions(joints: np.ndarray) -> np.ndarray:
-    """Unit direction of each bone, parent -> joint: (T, 24, 3) -> (T, 24, 3); row 0 is zero."""
-    joints = np.asarray(joints, dtype=np.float64)
-    dirs = np.zeros_like(joints)
-    vec = joints[:, 1:] - joints[:, PARENTS[1:]]  # (T, 23, 3)
-    dirs[:, 1:] = vec / np.maximum(np.linalg.norm(vec, axis=-1, keepdims=True), 1e-12)
-    return dirs
 
 
 def build_from_directions(

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from engine.rotation import matrix_to_quaternion, quaternion_to_matrix
-from engine.skeleton import NUM_JOINTS, REST_JOINTS
+from engine.skeleton import NUM_JOINTS, REST_JOINTS, bone_directions
 
 from .bones import REST_BONE_LENGTHS
 from .cache import cached_arrays
@@ -286,7 +286,7 @@ def repair_glitches(
     either side; the skeleton is rebuilt from the root with the rest lengths, so whatever hangs below a
     repaired bone follows it. Returns (joints, number of repaired group-frames).
     """
-    from .bones import bone_directions, build_from_directions, slerp_unit
+    from .bones import build_from_directions, slerp_unit
 
     out = np.array(joints, dtype=np.float64, copy=True)
     n = out.shape[0]
