@@ -78,10 +78,11 @@ def _shuffled(features, seed: int):
 
 
 def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Path | None,
-            n_starts: int = 8, max_gt_clips: int | None = None) -> dict[str, Any]:
+            n_starts: int = 8, max_gt_clips: int | None = None, temperature: float | None = None) -> dict[str, Any]:
     import torch
 
     from engine.generate import Choreographer, GenerateOptions
+    from engine.sampling import SamplingOptions
     from training.config import load_config
     from training.data.sources import load_windows
     from training.metrics.beats import beat_align_score
@@ -90,7 +91,11 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
     cfg = load_config(config_path)
     _, _, split = load_windows(cfg.data)
     chor = Choreographer(model_dir)
-    options = GenerateOptions(rotations=False)  # BAS and physical figures need positions only
+    # BAS and physical figures need positions only; greedy unless a sampling temperature is given (then a
+    # fixed seed per dance, the same for its shuffled-music controls)
+    options = GenerateOptions(rotations=False)
+    if temperature is not None:
+        options = dataclasses.replace(options, sampling=SamplingOptions(greedy=False, temperature=temperature, seed=0))
 
     # start poses: the model's default, then poses of the held-out takes every 2 s, spread evenly
     candidates = [chor.encode_pose(clip.joints[f : f + 24]) for clip in split.val
@@ -103,6 +108,7 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
         "model": str(model_dir), "model_name": chor.model.config.name, "songs": [str(s) for s in songs],
         "held_out_takes": sorted(split.val_takes), "train_takes": sorted(split.train_takes),
         "start_codes": [list(s) for s in starts], "shuffle_seeds": list(SHUFFLE_SEEDS),
+        "sampling": dataclasses.asdict(options.sampling),
     }
     real_dances, real_beats, names = [], [], []
     bas_real, bas_shuffled, gen_s, tokens = [], [], [], 0
@@ -179,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="training config whose data split defines the held-out takes (default: %(default)s)")
     parser.add_argument("-o", "--out", type=Path, default=DEFAULT_OUT, help="JSON to write (default: %(default)s)")
     parser.add_argument("--starts", type=int, default=8, help="start poses per song (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sample at this temperature with seed 0 instead of greedy decoding")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     args = parser.parse_args(argv)
     import torch
@@ -190,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {missing[0]} does not exist (the real data lives in ../shared; set DANCE_SHARED)",
               file=sys.stderr)
         return 2
-    report = measure(args.model, songs, args.config, args.out, n_starts=args.starts)
+    report = measure(args.model, songs, args.config, args.out, n_starts=args.starts, temperature=args.temperature)
     print_report(report)
     print(f"wrote {args.out}")
     return 0

@@ -41,7 +41,7 @@ from training.trainer import LoopConfig, OptimConfig, TrainingError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("vqvae", "root", "gpt", "actor-critic")
-REWARD_FORMS = ("released", "paper")
+REWARD_FORMS = ("released", "paper", "balanced")
 
 
 class ConfigError(TrainingError):
@@ -71,13 +71,18 @@ class ActorCriticConfig:
     """Bailando's on-policy fine-tuning (bailando_facts section 5)."""
 
     songs: list[str] = field(default_factory=list)  # audio files and/or folders of audio files
-    reward: str = "released"  # "released": (music*motion - 0.5)*10; "paper": penalise missed music beats
+    reward: str = "released"  # "released": (music*motion - 0.5)*10; "paper": penalise missed music beats;
+    #                           "balanced": reward hits, penalise misses and motion beats off the music
+    false_beat_penalty: float = 0.5  # balanced form: a motion beat without a music beat costs this x 5
+    kl_weight: float = 0.0  # actor loss + kl_weight x KL(GPT before fine-tuning || actor) per token (0: off)
     half_body_rate: float = 0.0  # weight of the half-body consistency reward (official: 0)
     start_codes: tuple[int, int] | None = (423, 12)  # first (up, down) token; None: the gpt run's
     actor_iters: int = 5  # alternate: this many actor steps, then critic_iters critic steps
     critic_iters: int = 5
     gamma: float = 1.0  # TD discount
     rollout_every: int | None = None  # steps between fresh on-policy rollouts (None: one epoch of windows)
+    rollouts_per_song: int = 1  # dances per song and rollout
+    rollout_temperature: float | None = None  # None: greedy rollouts (official); else sample at this temperature
     max_tokens: int | None = None  # cut songs to this many tokens (None: whole songs)
     exact_rollout: bool = False  # official sliding window instead of the cached fast sampler
 
@@ -243,6 +248,10 @@ def _validate(cfg: TrainConfig) -> None:
     ac = cfg.actor_critic
     if ac.reward not in REWARD_FORMS:
         raise ConfigError(f"actor_critic.reward must be one of {list(REWARD_FORMS)}, got {ac.reward!r}")
+    if ac.rollouts_per_song < 1 or (ac.rollout_temperature is not None and not ac.rollout_temperature > 0):
+        raise ConfigError("actor_critic.rollouts_per_song must be at least 1 and rollout_temperature positive (or null)")
+    if ac.false_beat_penalty < 0 or ac.kl_weight < 0:
+        raise ConfigError("actor_critic.false_beat_penalty and kl_weight must not be negative")
     if ac.actor_iters < 1 or ac.critic_iters < 1 or (ac.rollout_every is not None and ac.rollout_every < 1):
         raise ConfigError("actor_critic.actor_iters, critic_iters and rollout_every must be at least 1")
     if cfg.data.window % 8 != 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -30,8 +31,9 @@ def test_four_stages_export_and_generate(data_dir, short_song, tmp_path, one_thr
     train_stage(GPTStage, gpt_cfg, progress=False)
     song = short_song(6.0, name="ac_song", offset=5.0)
     ac_cfg = tiny_config("tiny_actor_critic.yaml", data_dir, work, "loop.steps=12", "actor_critic.rollout_every=6",
-                         f"actor_critic.songs=[{song}]", "actor_critic.reward=paper",
-                         "actor_critic.half_body_rate=0.5")
+                         f"actor_critic.songs=[{song}]", "actor_critic.reward=balanced",
+                         "actor_critic.half_body_rate=0.5", "actor_critic.kl_weight=0.1", "loop.log_every=1",
+                         "actor_critic.rollouts_per_song=2", "actor_critic.rollout_temperature=1.0")
     ac_model = train_stage(ActorCriticStage, ac_cfg, progress=False)
 
     # the GPT saw synthesised accompaniment with live rhythm columns (music-less clips)
@@ -49,8 +51,14 @@ def test_four_stages_export_and_generate(data_dir, short_song, tmp_path, one_thr
     assert any(not torch.equal(tuned[k], v) for k, v in gpt_weights.items() if k.startswith("gpt_head."))
     with np.load(work / "actor_critic" / ROLLOUT_FILE) as rollout:
         assert int(rollout["epoch"]) == 1 and rollout["up0"].shape == (46,)  # one token per 7.5 fps frame: 1 + 6 s * 3840 // 512
-    rows = (work / "actor_critic" / "metrics.csv").read_text().splitlines()
-    assert "actor" in rows[0] and "critic" in rows[0] and "reward" in rows[0]
+        # two dances sampled from the policy for the one song: same start, different continuations
+        assert int(rollout["songs"]) == 2 and rollout["up0"][0] == rollout["up1"][0]
+        assert not np.array_equal(rollout["up0"], rollout["up1"])
+    with open(work / "actor_critic" / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {"actor", "critic", "reward", "kl"} <= set(rows[0])
+    kl = [float(r["kl"]) for r in rows if r["kl"]]  # actor steps 1-5, 11-12: KL to the GPT before fine-tuning
+    assert len(kl) == 7 and kl[0] < 1e-4 and kl[-1] > kl[0]  # starts at the reference, then moves off it
 
     # export from the actor-critic run alone: the VQ-VAE is found through the runs' records
     model_dir = tmp_path / "model"

@@ -13,12 +13,12 @@ PERIOD = 32  # frames between beats (112.5 bpm at 60 fps), 4 tokens
 T = 28 * 8  # the 224 frames of one actor-critic window
 
 
-def pulsing_walk(phase: float, frames: int = T) -> np.ndarray:
+def pulsing_walk(phase: float, frames: int = T, period: int = PERIOD) -> np.ndarray:
     """The rest skeleton travelling forward with speed A(1 - cos(2 pi (t - phase) / P)): it stops at
     t = phase + kP, so its motion beats (speed minima) sit there (a fractional phase keeps the two
     frames around a stop from being exactly equal, which would be no strict minimum)."""
     t = np.arange(frames, dtype=np.float64)
-    x = 0.02 * ((t - phase) - PERIOD / (2 * np.pi) * np.sin(2 * np.pi * (t - phase) / PERIOD))
+    x = 0.02 * ((t - phase) - period / (2 * np.pi) * np.sin(2 * np.pi * (t - phase) / period))
     joints = np.repeat(REST_JOINTS[None].astype(np.float64), frames, axis=0)
     joints[:, :, 2] += x[:, None]
     return joints
@@ -32,11 +32,11 @@ def test_constructed_motion_beats_sit_where_intended():
     assert len(beats) >= 5 and np.all(np.abs(beats[:, None] - MUSIC_BEATS[None]).min(1) <= 1)
 
 
-@pytest.mark.parametrize("form", ["released", "paper"])
+@pytest.mark.parametrize("form", ["released", "paper", "balanced"])
 def test_motion_on_the_music_beats_earns_more_than_a_shifted_one(form):
     on_beat = beat_align_reward(pulsing_walk(phase=4.3), MUSIC_BEATS, form)
     off_beat = beat_align_reward(pulsing_walk(phase=4.3 + PERIOD / 2), MUSIC_BEATS, form)
-    assert on_beat.shape == (28,) and set(np.unique(on_beat)) <= {-5.0, 5.0}
+    assert on_beat.shape == (28,) and set(np.unique(on_beat)) <= {-5.0, -2.5, 0.0, 5.0}
     assert on_beat.sum() > off_beat.sum()
     music_tokens = token_flags(MUSIC_BEATS, 28).astype(bool)
     # on the tokens with a music beat: +5 where the motion stops there (all but maybe the first, whose
@@ -54,6 +54,31 @@ def test_the_two_forms_differ_where_there_is_no_music_beat():
     np.testing.assert_array_equal(released[~quiet], paper[~quiet])
     with pytest.raises(ValueError, match="reward form"):
         beat_align_reward(joints, MUSIC_BEATS, "other")
+
+
+def test_balanced_form_scores_hits_misses_and_beats_off_the_music(monkeypatch):
+    """+5 a hit, -5 a miss, -5 x penalty a motion beat off the music, 0 a quiet token."""
+    music = np.array([4, 36])  # tokens 0 and 4
+    dance_frames = np.array([5, 19, 27])  # tokens 0 (hit), 2 and 3 (off the music); token 4 is a miss
+    joints = pulsing_walk(phase=4.3, frames=48)
+    flags = {"music": token_flags(music, 6), "dance": token_flags(dance_frames, 6)}
+    np.testing.assert_array_equal(flags["dance"], [1, 0, 1, 1, 0, 0])
+    # the reward from the flags, with the motion beats replaced by the ones above
+    monkeypatch.setattr("training.stages.rewards.motion_beats", lambda _joints: dance_frames)
+    r = beat_align_reward(joints, music, "balanced", false_beat_penalty=0.4)
+    np.testing.assert_allclose(r, [5.0, 0.0, -2.0, -2.0, -5.0, 0.0])
+
+
+def test_only_the_balanced_form_prefers_the_beat_to_double_time():
+    """Motion beats on every music beat vs on every music beat *and* half-way between: the paper form pays
+    the double-time dance at least as much (it pays any motion beat), the balanced form pays it less."""
+    on_beat = pulsing_walk(phase=4.3)
+    double_time = pulsing_walk(phase=4.3, period=PERIOD // 2)
+    assert len(motion_beats(double_time)) >= 1.7 * len(motion_beats(on_beat))
+    paper = [beat_align_reward(j, MUSIC_BEATS, "paper").sum() for j in (on_beat, double_time)]
+    balanced = [beat_align_reward(j, MUSIC_BEATS, "balanced").sum() for j in (on_beat, double_time)]
+    assert paper[1] >= paper[0]
+    assert balanced[0] > balanced[1] + 10  # several half-way beats at -2.5 each
 
 
 def test_half_body_consistency_punishes_a_twisted_body():

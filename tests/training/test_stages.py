@@ -71,6 +71,12 @@ def test_config_errors_name_the_bad_key(tmp_path):
         config_from_dict({**base, "stage": "dance"})
     with pytest.raises(ConfigError, match="reward must be one of"):
         config_from_dict({**base, "actor_critic": {"reward": "both"}})
+    with pytest.raises(ConfigError, match="rollouts_per_song must be at least 1"):
+        config_from_dict({**base, "actor_critic": {"rollouts_per_song": 0}})
+    with pytest.raises(ConfigError, match="rollout_temperature positive"):
+        config_from_dict({**base, "actor_critic": {"rollout_temperature": 0.0}})
+    with pytest.raises(ConfigError, match="kl_weight must not be negative"):
+        config_from_dict({**base, "actor_critic": {"kl_weight": -0.1}})
     with pytest.raises(ConfigError, match="key=value"):
         config_from_dict(base, ["loop.steps"])
     bad = tmp_path / "bad.yaml"

@@ -5,13 +5,19 @@
 * Model: the GPT of ``init.gpt_run`` plus a critic head (``critic_net``, value = value_up + value_down).
   ``gpt_base`` is frozen and every dropout is off (the whole model runs in eval mode); only
   ``gpt_head`` (the actor) and ``critic_net`` learn.
-* On-policy rollouts: every ``rollout_every`` steps the current policy dances (greedy) to each song of
-  ``actor_critic.songs`` from ``start_codes``; the dances are cut into every 30-token window (stride 1).
+* On-policy rollouts: every ``rollout_every`` steps the current policy dances to each song of
+  ``actor_critic.songs`` from ``start_codes``, greedy as the official code does, or (ours)
+  ``rollouts_per_song`` dances sampled at ``rollout_temperature``: a policy gradient needs actions drawn
+  from the policy; with greedy rollouts a negative advantage only pushes the argmax token down, in no
+  particular direction. The dances are cut into every 30-token window (stride 1).
   The first window of a song counts all its 28 actions, later windows only their last one, so each
   action is counted once.
 * Reward per token (``training.stages.rewards``): beat-align in the released or the paper form, plus
   ``half_body_rate`` x half-body consistency; the motion comes from decoding the window's codes 1..28
   with the frozen VQ-VAE, the music beats from the song's 60 fps beat column.
+* Optional anchor (``kl_weight`` > 0, ours): the actor loss adds kl_weight x KL(p_0 || p) per token,
+  p_0 being the GPT before fine-tuning (a frozen copy), so that the few songs' rewards adjust the
+  timing of the dance without unlearning the motion the GPT stage learnt (RLHF-style regularisation).
 * Critic: V over codes 0..28 with music 1..29; delta = r + gamma V[1:] - V[:-1]; loss mean(delta^2).
   Actor: per-token CE of codes 1..28 given codes 0..27 and music 1..28, weighted by sg(delta) and the
   action mask. Steps alternate: ``actor_iters`` actor steps, then ``critic_iters`` critic steps.
@@ -22,6 +28,7 @@ The rollouts are saved in the run folder, so a resumed run continues on the same
 from __future__ import annotations
 
 import argparse
+import copy
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -140,6 +147,9 @@ class ActorCriticStage:
         for name, p in gpt.named_parameters():
             p.requires_grad_(not name.startswith("gpt_base."))
         self.model = ActorCritic(gpt).to(device)
+        self.reference: CrossCondGPT | None = None
+        if self.cfg.actor_critic.kl_weight > 0:  # the policy before fine-tuning, frozen, for the KL anchor
+            self.reference = copy.deepcopy(gpt).eval().requires_grad_(False)
         self.vqvae.to(device)
         return self.model
 
@@ -156,9 +166,22 @@ class ActorCriticStage:
         if not path.is_file():
             return None
         with np.load(path, allow_pickle=False) as z:
-            if int(z["epoch"]) != epoch or int(z["songs"]) != len(self.songs):
+            if int(z["epoch"]) != epoch or int(z["songs"]) != len(self.rollout_songs):
                 return None
-            return [(z[f"up{i}"], z[f"down{i}"]) for i in range(len(self.songs))]
+            return [(z[f"up{i}"], z[f"down{i}"]) for i in range(len(self.rollout_songs))]
+
+    @property
+    def rollout_songs(self) -> list[int]:
+        """The song of each rollout: ``rollouts_per_song`` dances to every song, song by song."""
+        return [j for j in range(len(self.songs)) for _ in range(self.cfg.actor_critic.rollouts_per_song)]
+
+    def _rollout_options(self, epoch: int, k: int) -> SamplingOptions:
+        ac = self.cfg.actor_critic
+        fast = not ac.exact_rollout
+        if ac.rollout_temperature is None:
+            return SamplingOptions(greedy=True, fast=fast)
+        # sampled from the policy itself (on-policy), a different seed for every rollout of every epoch
+        return SamplingOptions(greedy=False, temperature=ac.rollout_temperature, seed=1000 * epoch + k, fast=fast)
 
     def _rollout(self, epoch: int) -> None:
         """Dance to every song with the current policy (or read this epoch's dances back on resume)."""
@@ -167,30 +190,34 @@ class ActorCriticStage:
         if codes is None:
             assert self.model is not None
             gpt = self.model.gpt
-            options = SamplingOptions(greedy=True, fast=not self.cfg.actor_critic.exact_rollout)
             device = next(gpt.parameters()).device
-            codes = [sample_codes(gpt, *self.start_codes, torch.as_tensor(s["music"][1:], device=device), options)
-                     for s in self.songs]
+            codes = [sample_codes(gpt, *self.start_codes, torch.as_tensor(self.songs[j]["music"][1:], device=device),
+                                  self._rollout_options(epoch, k))
+                     for k, j in enumerate(self.rollout_songs)]
             if is_main_process():
                 arrays = {f"up{i}": u for i, (u, _) in enumerate(codes)}
                 arrays.update({f"down{i}": d for i, (_, d) in enumerate(codes)})
-                save_npz_atomic(path, {"epoch": np.array(epoch), "songs": np.array(len(self.songs)), **arrays})
+                save_npz_atomic(path, {"epoch": np.array(epoch), "songs": np.array(len(codes)), **arrays})
         self.codes = codes
         self.rollout_epoch = epoch
-        self.index = np.array([(j, i) for j, s in enumerate(self.songs)
-                               for i in range(s["music"].shape[0] - self.window + 1)], dtype=np.int64)
+        # (rollout, window start) pairs
+        self.index = np.array([(r, i) for r, j in enumerate(self.rollout_songs)
+                               for i in range(self.songs[j]["music"].shape[0] - self.window + 1)], dtype=np.int64)
 
     @torch.no_grad()
     def batch(self, step: int, generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
-        every = self.cfg.actor_critic.rollout_every or max(1, -(-self.num_windows // self.cfg.batch_size))
+        ac = self.cfg.actor_critic
+        windows = self.num_windows * ac.rollouts_per_song
+        every = ac.rollout_every or max(1, -(-windows // self.cfg.batch_size))
         epoch = step // every
         if epoch != self.rollout_epoch:
             self._rollout(epoch)
         pick = torch.randint(len(self.index), (self.cfg.batch_size,), generator=generator).numpy()
         w = self.window
-        up = np.stack([self.codes[j][0][i : i + w] for j, i in self.index[pick]])  # (B, 30)
-        down = np.stack([self.codes[j][1][i : i + w] for j, i in self.index[pick]])
-        music = np.stack([self.songs[j]["music"][i : i + w] for j, i in self.index[pick]])  # (B, 30, 438)
+        song_of = self.rollout_songs
+        up = np.stack([self.codes[r][0][i : i + w] for r, i in self.index[pick]])  # (B, 30)
+        down = np.stack([self.codes[r][1][i : i + w] for r, i in self.index[pick]])
+        music = np.stack([self.songs[song_of[r]]["music"][i : i + w] for r, i in self.index[pick]])  # (B, 30, 438)
         n_actions = w - 2  # 28: codes 1..28 of the window
         mask = np.zeros((len(pick), n_actions), dtype=np.float32)
         mask[:, -1] = 1.0
@@ -202,11 +229,10 @@ class ActorCriticStage:
         decoded = self.vqvae.decode(up_t[:, 1 : 1 + n_actions], down_t[:, 1 : 1 + n_actions])  # (B, 224, 72)
         joints = integrate_root(decoded).float().cpu().numpy()  # (B, 224, 24, 3)
         rewards = np.zeros((len(pick), n_actions), dtype=np.float32)
-        for b, (j, i) in enumerate(self.index[pick]):
+        for b, (r, i) in enumerate(self.index[pick]):
             first = (i + 1) * FRAMES_PER_TOKEN  # frame of code 1 in the song's 60 fps clock
-            beats = self.songs[j]["beats"] - first
-            rewards[b] = token_rewards(joints[b], beats, self.cfg.actor_critic.reward,
-                                       self.cfg.actor_critic.half_body_rate)
+            beats = self.songs[song_of[r]]["beats"] - first
+            rewards[b] = token_rewards(joints[b], beats, ac.reward, ac.half_body_rate, ac.false_beat_penalty)
         return {"up": up_t, "down": down_t, "music": torch.as_tensor(music, device=device),
                 "mask": torch.as_tensor(mask, device=device), "reward": torch.as_tensor(rewards, device=device)}
 
@@ -229,10 +255,23 @@ class ActorCriticStage:
                   + F.cross_entropy(logits_down.transpose(1, 2).float(), down[:, 1:-1], reduction="none"))
             mask = batch["mask"]
             loss = (ce * delta * mask).sum() / mask.sum()
-            return loss, {"actor": float(loss.detach()), "reward": reward_mean, "ce": float(ce.mean().detach())}
+            logs = {"actor": float(loss.detach()), "reward": reward_mean, "ce": float(ce.mean().detach())}
+            if self.reference is not None:
+                with torch.no_grad():
+                    ref_up, ref_down = self.reference(up[:, :-2], down[:, :-2], music[:, 1:-1])
+                kl = _kl(ref_up, logits_up) + _kl(ref_down, logits_down)  # (B, 28)
+                loss = loss + ac.kl_weight * kl.mean()
+                logs["kl"] = float(kl.mean().detach())
+            return loss, logs
         delta = self._delta(model, batch)
         loss = (delta**2).mean()
         return loss, {"critic": float(loss.detach()), "reward": reward_mean}
+
+
+def _kl(reference_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(reference) || softmax(logits)) over the last axis: (B, t, V) -> (B, t)."""
+    ref = F.log_softmax(reference_logits.float(), dim=-1)
+    return (ref.exp() * (ref - F.log_softmax(logits.float(), dim=-1))).sum(-1)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

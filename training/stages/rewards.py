@@ -38,19 +38,25 @@ def token_flags(frames: np.ndarray, n_tokens: int, frames_per_token: int = FRAME
     return flags
 
 
-def beat_align_reward(joints: np.ndarray, music_beats: np.ndarray, form: str = "released") -> np.ndarray:
+def beat_align_reward(joints: np.ndarray, music_beats: np.ndarray, form: str = "released",
+                      false_beat_penalty: float = 0.5) -> np.ndarray:
     """Beat-align reward per token for a motion (T, 24, 3) at 60 fps and music beat frames of the same clock.
 
-    Returns (T // 8,) float32 values in {-5, +5}.
+    Returns (T // 8,) float32 values: in {-5, +5} for the released and paper forms; in
+    {-5, -5 * false_beat_penalty, 0, +5} for the balanced form.
     """
     n_tokens = len(joints) // FRAMES_PER_TOKEN
     dance = token_flags(motion_beats(joints), n_tokens)
     music = token_flags(music_beats, n_tokens)
+    if form == "balanced":
+        hit_or_miss = music * (2.0 * dance - 1.0)  # +1 hit, -1 miss, 0 without a music beat
+        false_beat = (1.0 - music) * dance
+        return ((hit_or_miss - false_beat_penalty * false_beat) * REWARD_SCALE / 2).astype(np.float32)
     if form == "paper":
         dance = np.where(music == 0, 1.0, dance)
         music = np.ones_like(music)
     elif form != "released":
-        raise ValueError(f"unknown reward form {form!r}; use 'released' or 'paper'")
+        raise ValueError(f"unknown reward form {form!r}; use 'released', 'paper' or 'balanced'")
     return ((music * dance - 0.5) * REWARD_SCALE).astype(np.float32)
 
 
@@ -77,9 +83,9 @@ def half_body_reward(joints: np.ndarray) -> np.ndarray:
 
 
 def token_rewards(joints: np.ndarray, music_beats: np.ndarray, form: str = "released",
-                  half_body_rate: float = 0.0) -> np.ndarray:
+                  half_body_rate: float = 0.0, false_beat_penalty: float = 0.5) -> np.ndarray:
     """Beat-align reward plus ``half_body_rate`` x half-body consistency, per token (T // 8,)."""
-    reward = beat_align_reward(joints, music_beats, form)
+    reward = beat_align_reward(joints, music_beats, form, false_beat_penalty)
     if half_body_rate:
         reward = reward + np.float32(half_body_rate) * half_body_reward(joints)
     return reward
