@@ -30,3 +30,5 @@ stage actor-critic training/configs/default_actor_critic.yaml
     --name default --description "Default model of the project: trained on CPU by training/train_default.sh \
 (configs training/configs/default_*.yaml) on AIST++ slices and CMU dance capture; see assets/MODEL_CARD.md"
 echo "== exported assets/default_model ($(du -sh assets/default_model | cut -f1))"
+# Then measure it on the held-out song (a few minutes; writes benchmarks/results/default_model.json):
+#   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/measure_default_model.py
