@@ -64,6 +64,9 @@ class MusicConfig:
     feature_cache_dir: str | None = None  # engine.audio feature cache (None: its default folder)
     accompaniment: bool = True  # synthesise a beat-fitted track for motion without music
     accompaniment_dir: str | None = "runs/accompaniment"  # cache of the synthesised tracks
+    # GPT stage: standardise each music column with the training windows' mean and std (stored with the
+    # model; the engine applies them). False feeds the raw features, as the official code does.
+    normalise: bool = True
 
 
 @dataclass

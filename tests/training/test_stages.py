@@ -53,6 +53,7 @@ def test_paper_configs_load_with_the_papers_hyper_parameters():
     gpt = load_config(CONFIGS / "paper_gpt.yaml")
     assert (gpt.gpt.n_embd, gpt.gpt.n_head, gpt.gpt.n_layer_base, gpt.gpt.n_layer_head) == (768, 12, 6, 6)
     assert (gpt.optim.lr, tuple(gpt.optim.betas), gpt.milestone_epochs) == (3e-4, (0.5, 0.999), [250, 400])
+    assert gpt.music.normalise is False  # the official GPT reads the raw features
     ac = load_config(CONFIGS / "paper_actor_critic.yaml")
     assert (ac.optim.lr, ac.batch_size, ac.actor_critic.gamma, ac.gpt.n_layer_critic) == (1e-5, 128, 1.0, 3)
     assert ac.actor_critic.start_codes == (423, 12) and ac.actor_critic.reward == "released"
@@ -267,3 +268,13 @@ def test_gpt_stage_standardises_music_and_export_writes_the_statistics(data_dir,
     config = json.loads((model_dir / "config.json").read_text())
     assert config["music_mean"] == effective["music_mean"] and config["music_std"] == effective["music_std"]
     assert load_model(model_dir).config.music_std == effective["music_std"]
+
+    # music.normalise false (the official recipe): raw features in, no statistics recorded or exported
+    raw_cfg = tiny_config("tiny_gpt.yaml", data_dir, work, "loop.steps=1", "music.normalise=false",
+                          f"run_dir={work / 'gpt_raw'}")
+    raw_stage = GPTStage(raw_cfg, work / "gpt_raw")
+    assert raw_stage.music_mean is None and raw_stage.music_std is None
+    np.testing.assert_array_equal(raw_stage.music.numpy(), raw.reshape(raw_stage.music.shape))
+    train_stage(GPTStage, raw_cfg, progress=False)
+    raw_model = export_model([work / "gpt_raw", work / "root"], tmp_path / "model_raw")
+    assert load_model(raw_model).config.music_mean is None

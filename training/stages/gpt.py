@@ -8,7 +8,8 @@ music is the 7.5 fps features of its clip's song (or synthesised accompaniment, 
 ``training.accompaniment``) from the window's first token on. Alignment as the official code:
 inputs codes[0..28], targets codes[1..29], music m[1..29] (the music of the *target* token).
 Loss CE(up) + CE(down). The music is standardised per column with the training windows' mean and std
-(recorded in the run, exported into the model config, applied by the engine before the GPT).
+(recorded in the run, exported into the model config, applied by the engine before the GPT), unless
+``music.normalise`` is false (the official recipe: raw features; the paper configs).
 """
 
 from __future__ import annotations
@@ -116,8 +117,12 @@ class GPTStage:
                 save_npz_atomic(cache, {"key": np.array(key), **cached})
         self.codes_up = torch.from_numpy(cached["up"]).long()  # (N, 30)
         self.codes_down = torch.from_numpy(cached["down"]).long()
-        # the GPT trains on standardised music; the statistics go into the exported model's config
-        self.music_mean, self.music_std = music_statistics(cached["music"])
+        # standardised music (default): the statistics go into the exported model's config; without
+        # (music.normalise false, the official recipe) None, and the engine feeds the raw features
+        self.music_mean: list[float] | None = None
+        self.music_std: list[float] | None = None
+        if cfg.music.normalise:
+            self.music_mean, self.music_std = music_statistics(cached["music"])
         raw_music = torch.from_numpy(cached["music"]).float()  # (N, 30, 438)
         self.music = normalise_music(raw_music, self.music_mean, self.music_std)
         # the most common first code pair: the exported model's default start
