@@ -11,14 +11,18 @@ Prints and writes as JSON:
    vs the song's beats).
    The control is the *same model, same start, same song* with the music features shuffled in time
    (rows permuted, the score still taken against the real beats): if the model follows the music,
-   shuffling must cost beat alignment.
+   shuffling must cost beat alignment. Because BAS also rises with the mere number of motion beats,
+   the report takes it apart (``training.metrics.beats.beat_timing``): motion beats per music beat
+   (rate) and the share of motion beats within 3 frames of a music beat against chance (timing).
 2. **Quality against the training data.** The real-music dances' physical figures (mean joint speed,
    foot skating, ground contact, floor range, longest frozen stretch) against those of the training
    takes, with the acceptance checks of ``training.metrics.evaluate.quality_checks`` (the same figures
    ``python -m training evaluate`` reports).
 3. **VQ-VAE reconstruction on held-out takes.** Mean per-joint position error (cm, root-relative,
    joints 1..23; the root is the origin) of encode -> decode over the takes of the config's validation
-   split (the takes no stage trained on), and over the training takes for comparison.
+   split (the takes no stage trained on), and over the training takes for comparison; and how much
+   beat timing the codes keep: the training takes against their synthesised accompaniment, captured
+   and after encode -> decode (the GPT can place motion beats no more precisely than its codes can).
 
 The held-out takes are the validation split of ``--config`` (``training/configs/default_vqvae.yaml``:
 12 % of the takes by a seeded hash, the same split in every stage). Runs on a CPU with one thread by
@@ -71,6 +75,33 @@ def _mpjpe_cm(vqvae, clips, torch) -> dict[str, Any]:
     return {"mean_cm": total / max(frames, 1), "clips": rows}
 
 
+def _timing_kept(vqvae, clips, cfg, torch) -> dict[str, Any]:
+    """How much beat timing survives the VQ-VAE: each take's synthesised accompaniment (the GPT's training
+    music, beats on the take's own motion beats) against the captured motion and its encode -> decode."""
+    from engine.audio import extract_features
+    from engine.models.vqvae import integrate_root
+    from training.accompaniment import accompaniment_for_motion
+    from training.metrics.beats import beat_align_score, beat_timing
+    from training.stages.common import poses_and_root_velocity
+
+    rows = {"captured": [], "reconstructed": []}
+    for clip in clips:
+        t = clip.num_frames // 8 * 8
+        if t < 64:
+            continue
+        wav, _ = accompaniment_for_motion(clip.joints, cfg.music.accompaniment_dir, clip.name, clip.fps)
+        beats = extract_features(wav, "full", with_beats=True, cache_dir=cfg.music.feature_cache_dir).beats
+        pose, _ = poses_and_root_velocity(clip.joints[None, :t])
+        with torch.inference_mode():
+            up, down = vqvae.encode(torch.from_numpy(pose))
+            recon = integrate_root(vqvae.decode(up, down)).float().numpy()[0]
+        for kind, joints in (("captured", clip.joints[:t]), ("reconstructed", recon)):
+            timing = beat_timing(beats, joints)
+            if timing is not None:
+                rows[kind].append({**timing, "bas": beat_align_score(beats, joints)})
+    return {kind: {key: float(np.mean([r[key] for r in rs])) for key in rs[0]} for kind, rs in rows.items() if rs}
+
+
 def _shuffled(features, seed: int):
     """The same song's features with their 7.5 fps rows permuted (beats kept for scoring)."""
     rng = np.random.default_rng(seed)
@@ -85,7 +116,7 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
     from engine.sampling import SamplingOptions
     from training.config import load_config
     from training.data.sources import load_windows
-    from training.metrics.beats import beat_align_score
+    from training.metrics.beats import beat_align_score, beat_timing
     from training.metrics.evaluate import compute_metrics
 
     cfg = load_config(config_path)
@@ -112,6 +143,7 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
     }
     real_dances, real_beats, names = [], [], []
     bas_real, bas_shuffled, gen_s, tokens = [], [], [], 0
+    timing: dict[str, list[dict[str, float]]] = {"real": [], "shuffled": []}
     for song in songs:
         feats = chor.features(song)
         for start in starts:
@@ -124,15 +156,22 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
             real_beats.append(dance.music_beats)
             names.append(f"{song.stem}_start{start[0]}-{start[1]}")
             bas_real.append(beat_align_score(dance.music_beats, dance.joints))
+            timing["real"].append(beat_timing(dance.music_beats, dance.joints))
             for seed in SHUFFLE_SEEDS:
                 shuffled = chor.generate(song, opts, features=_shuffled(feats, seed))
                 # score against the real song's beats: the motion is compared with the music it is meant for
                 bas_shuffled.append(beat_align_score(dance.music_beats, shuffled.joints))
+                timing["shuffled"].append(beat_timing(dance.music_beats, shuffled.joints))
     report["bas"] = {
         "real_music_mean": float(np.mean(bas_real)), "real_music_per_dance": bas_real,
         "shuffled_music_mean": float(np.mean(bas_shuffled)), "shuffled_music_per_dance": bas_shuffled,
         "aistpp_ground_truth_paper": 0.2374,
     }
+    # rate vs timing (training.metrics.beats.beat_timing): means over the dances that have motion beats
+    report["beat_timing"] = {kind: {key: float(np.mean([t[key] for t in rows if t is not None]))
+                                    for key in ("motion_beats_per_music_beat", "on_beat_fraction",
+                                                "chance_on_beat_fraction")}
+                             for kind, rows in timing.items()}
     report["generation"] = {"dances": len(real_dances), "mean_seconds_per_dance": float(np.mean(gen_s)),
                             "tokens_per_second": tokens / max(sum(gen_s), 1e-9), "torch_threads": torch.get_num_threads()}
 
@@ -147,6 +186,7 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
     vqvae = chor.model.vqvae.eval()
     report["vqvae_mpjpe"] = {"held_out": _mpjpe_cm(vqvae, split.val, torch),
                              "train": _mpjpe_cm(vqvae, split.train, torch)}
+    report["vqvae_beat_timing_train"] = _timing_kept(vqvae, split.train, cfg, torch)
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_path.with_name(f".{out_path.name}.partial")
@@ -162,6 +202,10 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"beat-align score, held-out music: {b['real_music_mean']:.4f} over {len(b['real_music_per_dance'])} "
           f"dances; same model, music shuffled in time: {b['shuffled_music_mean']:.4f} "
           f"(ratio {b['real_music_mean'] / max(b['shuffled_music_mean'], 1e-9):.2f}); AIST++ GT (paper) 0.2374")
+    for kind, t in r["beat_timing"].items():
+        print(f"  {kind + ' music':<15} motion beats per music beat {t['motion_beats_per_music_beat']:.2f}; "
+              f"{100 * t['on_beat_fraction']:.0f} % of them within 3 frames of a music beat "
+              f"(chance {100 * t['chance_on_beat_fraction']:.0f} %)")
     gen, gt = q["physical_generated"], q["physical_training_data"]
     for key in ("mean_joint_speed", "foot_skating_ratio", "ground_contact_ratio", "floor_range_m",
                 "longest_frozen_s", "jitter"):
@@ -171,6 +215,10 @@ def print_report(r: dict[str, Any]) -> None:
             print(f"  check {key:<22} {check['value']:.3f}  {'OK' if check['ok'] else 'FAIL'}")
     print(f"  all checks: {'OK' if q['checks']['all_ok'] else 'FAIL'}")
     print(f"VQ-VAE MPJPE: held-out takes {m['held_out']['mean_cm']:.2f} cm, training takes {m['train']['mean_cm']:.2f} cm")
+    for kind, t in r.get("vqvae_beat_timing_train", {}).items():
+        print(f"  training takes {kind:<13} vs their accompaniment: BAS {t['bas']:.3f}, "
+              f"{100 * t['on_beat_fraction']:.0f} % of motion beats within 3 frames of a beat "
+              f"(chance {100 * t['chance_on_beat_fraction']:.0f} %)")
     g = r["generation"]
     print(f"generation: {g['mean_seconds_per_dance']:.2f} s per dance, {g['tokens_per_second']:.0f} tokens/s "
           f"({g['torch_threads']} torch thread(s), positions only)")

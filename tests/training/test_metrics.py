@@ -135,6 +135,20 @@ def test_motion_beats_at_speed_minima_and_perfect_alignment():
     assert beats.beat_align_score([10, 20], still) == 0.0  # no motion beat at all
 
 
+def test_beat_timing_separates_rate_from_timing():
+    """BAS rewards more motion beats; beat_timing tells a dance on the beat from one that merely has many."""
+    joints = _bobbing()  # motion beats every 15 frames: 7, 22, 37, ...
+    music = np.arange(7, 239, 30)  # music beats on every other motion beat
+    on = beats.beat_timing(music, joints)
+    assert on["motion_beats_per_music_beat"] == pytest.approx(2.0, abs=0.15)
+    assert on["on_beat_fraction"] == pytest.approx(0.5, abs=0.07)  # half the motion beats are on a music beat
+    assert on["chance_on_beat_fraction"] == pytest.approx(7 / 30, abs=0.02)  # +-3 frames of a 30-frame beat
+    off = beats.beat_timing(music + 15 // 2, joints)  # music half-way between motion beats
+    assert off["on_beat_fraction"] == 0.0 and off["motion_beats_per_music_beat"] == on["motion_beats_per_music_beat"]
+    assert beats.beat_timing([10_000], joints) is None
+    assert beats.beat_timing([10, 20], np.repeat(REST_JOINTS[None], 50, axis=0)) is None
+
+
 # --- physical metrics on constructed motions ---------------------------------------------------------
 FPS = 60.0
 

@@ -49,3 +49,33 @@ def beat_align_score(music_beats: np.ndarray, joints: np.ndarray) -> float | Non
         return 0.0
     nearest_sq = ((dance[None, :] - beats[:, None]) ** 2).min(axis=1)  # (K,)
     return float(np.exp(-nearest_sq / (2.0 * BA_SIGMA**2)).mean())
+
+
+def beat_timing(music_beats: np.ndarray, joints: np.ndarray, tolerance: int = int(BA_SIGMA)) -> dict[str, float] | None:
+    """What the beat-align score mixes up, taken apart (ours, not in the paper).
+
+    BAS is a recall of music beats, so it rises with the *number* of motion beats as well as with their
+    *timing*: a dancer that slows down and scatters speed minima scores higher whatever the music. Here:
+
+    * ``motion_beats_per_music_beat``: how many motion beats the dance has per music beat (rate);
+    * ``on_beat_fraction``: share of the motion beats within ``tolerance`` frames of a music beat (timing);
+    * ``chance_on_beat_fraction``: the share a dance whose beats fall at random frames would get (the
+      share of frames within ``tolerance`` of a music beat). Timing follows the music only where
+      ``on_beat_fraction`` is clearly above it.
+
+    None when no music beat falls inside the motion or the motion has no beat.
+    """
+    dance = motion_beats(joints)
+    length = len(joints) - 1
+    beats = np.asarray(music_beats, dtype=np.int64).reshape(-1)
+    beats = beats[(beats >= 0) & (beats < length)]
+    if beats.size == 0 or dance.size == 0:
+        return None
+    near = np.zeros(length, dtype=bool)
+    for b in beats:
+        near[max(0, b - tolerance) : b + tolerance + 1] = True
+    return {
+        "motion_beats_per_music_beat": float(dance.size / beats.size),
+        "on_beat_fraction": float(near[dance].mean()),
+        "chance_on_beat_fraction": float(near.mean()),
+    }
