@@ -33,6 +33,12 @@ def motion_beats(joints: np.ndarray) -> np.ndarray:
     return (np.nonzero(inner)[0] + 1).astype(np.int64)
 
 
+def _music_beats_within(music_beats: np.ndarray, length: int) -> np.ndarray:
+    """The music beat frames (int64) inside a motion of ``length`` speed samples (T - 1)."""
+    beats = np.asarray(music_beats, dtype=np.int64).reshape(-1)
+    return beats[(beats >= 0) & (beats < length)]
+
+
 def beat_align_score(music_beats: np.ndarray, joints: np.ndarray) -> float | None:
     """BAS of one dance (T, 24, 3) at 60 fps against music beat frames (at 60 fps).
 
@@ -40,9 +46,7 @@ def beat_align_score(music_beats: np.ndarray, joints: np.ndarray) -> float | Non
     (the official code would fail there; a dance with no beats aligns with nothing).
     """
     dance = motion_beats(joints)
-    length = len(joints) - 1
-    beats = np.asarray(music_beats, dtype=np.int64).reshape(-1)
-    beats = beats[(beats >= 0) & (beats < length)]
+    beats = _music_beats_within(music_beats, len(joints) - 1)
     if beats.size == 0:
         return None
     if dance.size == 0:
@@ -67,8 +71,7 @@ def beat_timing(music_beats: np.ndarray, joints: np.ndarray, tolerance: int = in
     """
     dance = motion_beats(joints)
     length = len(joints) - 1
-    beats = np.asarray(music_beats, dtype=np.int64).reshape(-1)
-    beats = beats[(beats >= 0) & (beats < length)]
+    beats = _music_beats_within(music_beats, length)
     if beats.size == 0 or dance.size == 0:
         return None
     near = np.zeros(length, dtype=bool)
