@@ -55,47 +55,52 @@ SHUFFLE_SEEDS = (0, 1)
 START_EVERY_FRAMES = 120  # candidate start poses: every 2 s of the held-out takes
 
 
-def _mpjpe_cm(vqvae, clips, torch) -> dict[str, Any]:
-    """Root-relative MPJPE (cm, joints 1..23) of encode -> decode, per clip and frame-weighted mean."""
+def _reconstructions(vqvae, clips, torch) -> list[tuple[Any, np.ndarray, np.ndarray]]:
+    """(clip, pose, decoded) of encode -> decode for each clip of at least one token, cut to whole tokens:
+    pose (t, 72) root-relative as the VQ-VAE sees it; decoded (t, 72), channels 0-2 the root velocity."""
     from training.stages.common import poses_and_root_velocity
 
-    rows, total, frames = [], 0.0, 0
+    out = []
     for clip in clips:
         t = clip.num_frames // 8 * 8
         if t < 8:
             continue
-        pose, _ = poses_and_root_velocity(clip.joints[None, :t])  # (1, t, 72) root-relative
+        pose, _ = poses_and_root_velocity(clip.joints[None, :t])  # (1, t, 72)
         with torch.inference_mode():
             up, down = vqvae.encode(torch.from_numpy(pose))
-            recon = vqvae.decode(up, down).numpy()  # (1, t, 72): channels 0-2 are the root velocity
-        err = np.linalg.norm(recon[0, :, 3:].reshape(t, 23, 3) - pose[0, :, 3:].reshape(t, 23, 3), axis=-1)
+            decoded = vqvae.decode(up, down).float().numpy()
+        out.append((clip, pose[0], decoded[0]))
+    return out
+
+
+def _mpjpe_cm(reconstructions) -> dict[str, Any]:
+    """Root-relative MPJPE (cm, joints 1..23) of encode -> decode, per clip and frame-weighted mean."""
+    rows, total, frames = [], 0.0, 0
+    for clip, pose, decoded in reconstructions:
+        t = len(pose)
+        err = np.linalg.norm(decoded[:, 3:].reshape(t, 23, 3) - pose[:, 3:].reshape(t, 23, 3), axis=-1)
         rows.append({"clip": clip.name, "take": clip.take_id, "frames": t, "mpjpe_cm": float(err.mean() * 100)})
         total += float(err.mean(axis=1).sum() * 100)
         frames += t
     return {"mean_cm": total / max(frames, 1), "clips": rows}
 
 
-def _timing_kept(vqvae, clips, cfg, torch) -> dict[str, Any]:
+def _timing_kept(reconstructions, cfg) -> dict[str, Any]:
     """How much beat timing survives the VQ-VAE: each take's synthesised accompaniment (the GPT's training
     music, beats on the take's own motion beats) against the captured motion and its encode -> decode."""
     from engine.audio import extract_features
     from engine.models.vqvae import integrate_root
     from training.accompaniment import accompaniment_for_motion
     from training.metrics.beats import beat_align_score, beat_timing
-    from training.stages.common import poses_and_root_velocity
 
-    rows = {"captured": [], "reconstructed": []}
-    for clip in clips:
-        t = clip.num_frames // 8 * 8
+    rows: dict[str, list[dict[str, float]]] = {"captured": [], "reconstructed": []}
+    for clip, pose, decoded in reconstructions:
+        t = len(pose)
         if t < 64:
             continue
         wav, _ = accompaniment_for_motion(clip.joints, cfg.music.accompaniment_dir, clip.name, clip.fps)
         beats = extract_features(wav, "full", with_beats=True, cache_dir=cfg.music.feature_cache_dir).beats
-        pose, _ = poses_and_root_velocity(clip.joints[None, :t])
-        with torch.inference_mode():
-            up, down = vqvae.encode(torch.from_numpy(pose))
-            recon = integrate_root(vqvae.decode(up, down)).float().numpy()[0]
-        for kind, joints in (("captured", clip.joints[:t]), ("reconstructed", recon)):
+        for kind, joints in (("captured", clip.joints[:t]), ("reconstructed", integrate_root(decoded[None])[0])):
             timing = beat_timing(beats, joints)
             if timing is not None:
                 rows[kind].append({**timing, "bas": beat_align_score(beats, joints)})
@@ -184,9 +189,10 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
     }
 
     vqvae = chor.model.vqvae.eval()
-    report["vqvae_mpjpe"] = {"held_out": _mpjpe_cm(vqvae, split.val, torch),
-                             "train": _mpjpe_cm(vqvae, split.train, torch)}
-    report["vqvae_beat_timing_train"] = _timing_kept(vqvae, split.train, cfg, torch)
+    train_recon = _reconstructions(vqvae, split.train, torch)  # once, for both figures below
+    report["vqvae_mpjpe"] = {"held_out": _mpjpe_cm(_reconstructions(vqvae, split.val, torch)),
+                             "train": _mpjpe_cm(train_recon)}
+    report["vqvae_beat_timing_train"] = _timing_kept(train_recon, cfg)
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_path.with_name(f".{out_path.name}.partial")
