@@ -84,7 +84,7 @@ class Choreographer:
         self.model.vqvae.to(self.device).eval()
         self.model.gpt.to(self.device).eval()
         self._approximate: dict[str, torch.nn.Module] = {}  # precision -> approximate GPT copy
-        self._previews: tuple[np.ndarray, np.ndarray] | None = None  # see _code_previews
+        self._code_directions: tuple[np.ndarray, np.ndarray] | None = None  # see _code_bone_directions
 
     def gpt_for(self, precision: str) -> torch.nn.Module:
         """The float32 GPT, or an approximate copy of it (made once, then kept)."""
@@ -142,14 +142,14 @@ class Choreographer:
         return frame
 
     @torch.inference_mode()
-    def _code_previews(self) -> tuple[np.ndarray, np.ndarray]:
-        """The preview pose of every upper code and every lower code: ((Vu, 24, 3), (Vd, 24, 3)).
+    def _code_bone_directions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bone directions of the preview pose of every upper and every lower code: ((Vu, 24, 3), (Vd, 24, 3)).
 
         The two halves decode independently, so a pair's preview is the upper joints of its upper
         code's row and the lower joints of its lower code's row. Built once per model (one batched
         decode of every code held for 3 tokens), then kept.
         """
-        if self._previews is None:
+        if self._code_directions is None:
             n_up, n_down = self.vocab_sizes
             n = max(n_up, n_down)
             index = torch.arange(n, device=self.device)
@@ -158,8 +158,8 @@ class Choreographer:
             )  # (n, 24, 72)
             frames = decoded[:, decoded.shape[1] // 2].float().cpu().numpy().reshape(n, 24, 3)
             frames[:, 0] = 0.0  # channels 0-2 hold the root velocity; previews stand at the origin
-            self._previews = (frames[:n_up], frames[:n_down])
-        return self._previews
+            self._code_directions = (bone_directions(frames[:n_up]), bone_directions(frames[:n_down]))
+        return self._code_directions
 
     def encode_pose(self, joints: np.ndarray) -> tuple[int, int]:
         """The code pair whose preview is nearest to a pose (24, 3) (or the middle frame of (T, 24, 3)).
@@ -175,11 +175,10 @@ class Choreographer:
             joints = joints[joints.shape[0] // 2]
         if joints.shape != (24, 3) or not np.all(np.isfinite(joints)):
             raise InvalidOptionError(f"expected finite joints of shape (24, 3) or (T, 24, 3), got {joints.shape}")
-        previews_up, previews_down = self._code_previews()
+        dirs_up, dirs_down = self._code_bone_directions()
         target = bone_directions(joints)  # (24, 3)
-        err_up = np.sum((bone_directions(previews_up)[:, UPPER_JOINTS] - target[UPPER_JOINTS]) ** 2, axis=(1, 2))
-        err_down = np.sum((bone_directions(previews_down)[:, _LOWER_BONES] - target[_LOWER_BONES]) ** 2,
-                          axis=(1, 2))
+        err_up = np.sum((dirs_up[:, UPPER_JOINTS] - target[UPPER_JOINTS]) ** 2, axis=(1, 2))
+        err_down = np.sum((dirs_down[:, _LOWER_BONES] - target[_LOWER_BONES]) ** 2, axis=(1, 2))
         return int(np.argmin(err_up)), int(np.argmin(err_down))
 
     # --- the whole path -------------------------------------------------------------------------
