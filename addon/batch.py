@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, default=30.0, choices=(60.0, 30.0, 24.0), help="animation rate")
     parser.add_argument("--resolution", type=int, nargs=2, default=(640, 360), metavar=("W", "H"))
     parser.add_argument("--seed", type=int, default=None, help="sample with this seed instead of greedy")
+    parser.add_argument("--beat-sync", type=float, default=1.0, metavar="STRENGTH",
+                        help="re-time each dance so its moves land on the beats: 1 fully (default), 0 off")
     return parser
 
 
@@ -55,9 +57,11 @@ def render_song(choreographer_args: tuple[Path, str], song: Path, args: argparse
 
     generate = _engine.engine_module("generate")
     sampling = _engine.engine_module("sampling")
+    beats = _engine.engine_module("beats")
     song = core.check_song(song)
     options = generate.GenerateOptions(
-        sampling=sampling.SamplingOptions(greedy=args.seed is None, seed=args.seed), fps=args.fps
+        sampling=sampling.SamplingOptions(greedy=args.seed is None, seed=args.seed), fps=args.fps,
+        beat_sync=beats.BeatSyncOptions(strength=args.beat_sync).check(),
     )
     model_dir, device = choreographer_args
     (dance,) = core.generate_dances(model_dir, device, song, [options])

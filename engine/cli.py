@@ -53,6 +53,10 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="greedy fast mode checked against an approximate draft: same tokens, fewer passes")
     gen.add_argument("--approximate", choices=("int8", "bfloat16"), default=None,
                      help="run an approximate GPT: faster, but tokens may differ from the float32 model")
+    gen.add_argument("--beat-sync", type=float, default=1.0, metavar="STRENGTH",
+                     help="re-time the dance so its moves land on the beats: 1 fully (default), 0 off")
+    gen.add_argument("--max-hold", type=float, default=None, metavar="SECONDS",
+                     help="longest time one code pair may repeat (default 2; 0: no limit, as the official sampler)")
     gen.add_argument("--no-ground", action="store_true", help="keep the raw height (no feet-on-floor fix)")
     gen.add_argument("--formats", default="npz,bvh,json", help="comma-separated subset of npz,bvh,json")
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -68,7 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _sampling_options(args: argparse.Namespace):
-    from .sampling import SamplingOptions
+    from .sampling import SamplingOptions, max_repeat_for
 
     greedy = args.temperature is None and args.top_k is None
     kwargs = {
@@ -79,6 +83,8 @@ def _sampling_options(args: argparse.Namespace):
         "fast": not args.exact,
         "draft": args.draft,
     }
+    if args.max_hold is not None:
+        kwargs["max_repeat"] = max_repeat_for(args.max_hold)
     if args.shift is not None:
         kwargs["shift"] = args.shift
     return SamplingOptions(**kwargs)
@@ -87,6 +93,7 @@ def _sampling_options(args: argparse.Namespace):
 def _generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .beats import BeatSyncOptions
     from .export import write_dance
     from .generate import Choreographer, GenerateOptions
 
@@ -100,6 +107,7 @@ def _generate(args: argparse.Namespace) -> int:
         start_codes=tuple(args.start) if args.start else None,
         sampling=_sampling_options(args),
         fps=args.fps,
+        beat_sync=BeatSyncOptions(strength=args.beat_sync),
         ground=not args.no_ground,
         precision=args.approximate or "float32",
         rotations="bvh" in formats or "npz" in formats,

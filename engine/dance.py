@@ -17,7 +17,8 @@ class Dance:
 
     joints:        (T, 24, 3) float32 world joint positions, metres, y-up, SMPL order.
     fps:           frame rate of ``joints`` (60 for Bailando models).
-    codes_up:      (N,) int64 upper-body VQ codes, one per 8 frames at 60 fps.
+    codes_up:      (N,) int64 upper-body VQ codes, one per 8 frames at 60 fps of the dance as decoded
+                   (beat sync then re-times it; ``meta["beat_sync"]`` says how).
     codes_down:    (N,) int64 lower-body VQ codes.
     music_beats:   frame indices (at ``fps``) of the song's beats, or None.
     song_path:     the song the dance was generated for, or None.

@@ -2,7 +2,7 @@
 
     features (N x 438 at 7.5 fps) --GPT--> codes_up, codes_down (N tokens)
         --VQ-VAE decoders--> root velocity + root-relative joints (8N frames at 60 fps)
-        --integrate root--> world joints --ground feet / resample--> solve rotations --> Dance
+        --integrate root--> world joints --beat sync / ground feet / resample--> solve rotations --> Dance
 
 Every consumer (exporters, the Blender add-on, evaluation) takes the returned ``Dance``.
 """
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .audio import BEAT_FPS, MusicFeatures, extract_features
+from .beats import BeatSyncOptions, sync_to_beats
 from .checkpoint import DanceModel, load_model
 from .dance import Dance
 from .errors import Cancelled, InvalidOptionError
@@ -44,8 +45,11 @@ class GenerateOptions:
     """What a user can choose for one generation.
 
     start_codes: (up, down) codes of the first token; None takes the model's default pair.
-    sampling:    greedy (the official sampler) or temperature / top-k with a seed, exact or fast.
+    sampling:    greedy (the official sampler) or temperature / top-k with a seed, exact or fast; by
+                 default no code pair is held longer than 2 s (``SamplingOptions.max_repeat``).
     fps:         output frame rate: 60 (native), 30 or 24 (resampled).
+    beat_sync:   re-time the dance so its moves land on the song's beats (``engine.beats``); None leaves
+                 the model's timing. The poses and path are the model's either way.
     ground:      put the feet on the floor (removes the height drift of integrated root velocity).
     rotations:   solve local joint rotations (needed for BVH/FBX and rigs).
     precision:   "float32" (exact), or an approximate GPT ("bfloat16", "int8"): faster, but the tokens
@@ -55,6 +59,7 @@ class GenerateOptions:
     start_codes: tuple[int, int] | None = None
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     fps: float = MODEL_FPS
+    beat_sync: BeatSyncOptions | None = field(default_factory=BeatSyncOptions)
     ground: bool = True
     rotations: bool = True
     precision: str = "float32"
@@ -194,6 +199,8 @@ class Choreographer:
         if float(options.fps) not in SUPPORTED_FPS:
             raise InvalidOptionError(f"fps must be one of {', '.join(str(int(f)) for f in SUPPORTED_FPS)}, "
                                      f"got {options.fps}")
+        if options.beat_sync is not None:
+            options.beat_sync.check()  # before the slow part
         start = options.start_codes or tuple(self.model.config.default_start)
         start_up, start_down = self.check_codes(*start)
         gpt = self.gpt_for(options.precision)
@@ -225,10 +232,14 @@ class Choreographer:
         codes_up = np.asarray(codes_up, dtype=np.int64).reshape(-1)
         codes_down = np.asarray(codes_down, dtype=np.int64).reshape(-1)
         joints = self.decode(codes_up, codes_down)
-        if options.ground:
-            joints = ground_feet(joints, fps=MODEL_FPS)
         beats = np.asarray(feats.beats, dtype=np.int64)
         beats = beats[beats < joints.shape[0]]
+        sync_summary = None
+        if options.beat_sync is not None:
+            synced = sync_to_beats(joints, beats, MODEL_FPS, options.beat_sync)
+            joints, sync_summary = synced.joints, synced.summary
+        if options.ground:
+            joints = ground_feet(joints, fps=MODEL_FPS)
         if float(options.fps) != MODEL_FPS:
             joints = resample_joints(joints, MODEL_FPS, options.fps)
             beats = np.unique(np.round(beats * options.fps / BEAT_FPS).astype(np.int64))
@@ -249,6 +260,8 @@ class Choreographer:
                 "start_codes": [start_up, start_down],
                 "sampling": asdict(options.sampling),
                 "precision": options.precision,
+                # the codes index the dance before beat sync re-timed it (8 frames a token at 60 fps)
+                "beat_sync": None if options.beat_sync is None else {**asdict(options.beat_sync), **sync_summary},
                 "tokens": int(n_steps + 1),
                 "song_duration_s": float(feats.duration_s),
             },

@@ -50,6 +50,19 @@ FAST_DEFAULT_SHIFT = 20
 
 APPROXIMATIONS = ("bfloat16", "int8")
 
+# The engine's default repeat limit (tokens at 7.5 per second): 2 s, the longest run of one code pair in
+# the default model's training takes encoded by its VQ-VAE (99 % of runs are at most 3 tokens). Generated
+# dances without a limit held one pair for up to 22 s (assets/MODEL_CARD.md).
+DEFAULT_MAX_REPEAT = 15
+TOKENS_PER_SECOND = 7.5  # one code pair per 8 frames at 60 fps
+
+
+def max_repeat_for(seconds: float) -> int | None:
+    """The repeat limit (tokens) for a longest hold in seconds; 0 means no limit."""
+    if not (np.isfinite(seconds) and seconds >= 0):
+        raise InvalidOptionError(f"the longest hold must be 0 (no limit) or a positive number of seconds, got {seconds}")
+    return max(1, int(round(seconds * TOKENS_PER_SECOND))) if seconds > 0 else None
+
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
 
@@ -66,6 +79,11 @@ class SamplingOptions:
     # tokens of each window and the float32 model checks them all in one pass; the result is the
     # float32 model's tokens, only computed with fewer passes over its weights.
     draft: str | None = None
+    # At most this many identical (up, down) pairs in a row (None = no limit, as the official decoder). A
+    # greedy GPT can lock onto one pair and repeat its 8-frame snippet for many seconds (a dancer gliding
+    # in place); past the limit the half whose best code costs the least probability to give up takes
+    # its next choice instead (see ``_avoid_repeat``).
+    max_repeat: int | None = DEFAULT_MAX_REPEAT
 
     def validate(self) -> None:
         if not self.greedy:
@@ -77,6 +95,10 @@ class SamplingOptions:
                 )
         if self.draft is not None and self.draft not in APPROXIMATIONS:
             raise InvalidOptionError(f"draft must be one of {APPROXIMATIONS} or None, got {self.draft!r}")
+        if self.max_repeat is not None and self.max_repeat < 1:
+            raise InvalidOptionError(
+                f"max_repeat must be at least 1 (or None for no limit), got {self.max_repeat}"
+            )
         if self.shift is not None and self.shift < 1:
             raise InvalidOptionError(
                 f"shift must be at least 1 (or None for a sliding window), got {self.shift}"
@@ -117,6 +139,32 @@ def _pick(logits: torch.Tensor, options: SamplingOptions, generator: torch.Gener
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = F.softmax(logits, dim=-1)
     return torch.multinomial(probs, 1, generator=generator)[0]
+
+
+def _repeats_too_long(codes_up: torch.Tensor, codes_down: torch.Tensor, step: int, up: torch.Tensor,
+                      down: torch.Tensor, max_repeat: int | None) -> bool:
+    """Whether putting (up, down) at step + 1 would make more than ``max_repeat`` equal pairs in a row."""
+    if max_repeat is None or step + 1 < max_repeat:
+        return False
+    first = step + 1 - max_repeat
+    return bool((codes_up[first : step + 1] == up).all() and (codes_down[first : step + 1] == down).all())
+
+
+def _avoid_repeat(logits_up: torch.Tensor, logits_down: torch.Tensor, up: torch.Tensor, down: torch.Tensor,
+                  options: SamplingOptions, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A pair other than (up, down): the half where giving up the repeated code costs less log-probability
+    (its best code minus its second best) picks again without that code; the other half keeps its code."""
+    def cost(logits: torch.Tensor, code: torch.Tensor) -> float:
+        logp = F.log_softmax(logits.float(), dim=-1)
+        others = logp.clone()
+        others[code] = float("-inf")
+        return float(logp[code] - others.max())
+
+    if cost(logits_up, up) <= cost(logits_down, down):
+        return _pick(logits_up.masked_fill(torch.arange(logits_up.shape[-1], device=logits_up.device) == up,
+                                           float("-inf")), options, generator), down
+    return up, _pick(logits_down.masked_fill(torch.arange(logits_down.shape[-1], device=logits_down.device) == down,
+                                             float("-inf")), options, generator)
 
 
 def _as_music(music: torch.Tensor | np.ndarray, gpt: CrossCondGPT, device: torch.device) -> torch.Tensor:
@@ -183,7 +231,8 @@ def sample_codes(
     if options.fast and options.greedy and options.draft is not None:
         draft = approximate_gpt(gpt, options.draft)
         with torch.inference_mode():
-            _speculative_greedy(gpt, draft, codes_up, codes_down, music, shift, progress, cancel)
+            _speculative_greedy(gpt, draft, codes_up, codes_down, music, shift, progress, cancel,
+                                options.max_repeat)
         return codes_up.cpu().numpy(), codes_down.cpu().numpy()
 
     cache: KVCache | None = None
@@ -207,8 +256,11 @@ def sample_codes(
                 logits_up, logits_down = gpt(
                     codes_up[None, new], codes_down[None, new], music[None, new], cache=cache
                 )
-            codes_up[step + 1] = _pick(logits_up[0, -1], options, generator)
-            codes_down[step + 1] = _pick(logits_down[0, -1], options, generator)
+            up = _pick(logits_up[0, -1], options, generator)
+            down = _pick(logits_down[0, -1], options, generator)
+            if _repeats_too_long(codes_up, codes_down, step, up, down, options.max_repeat):
+                up, down = _avoid_repeat(logits_up[0, -1], logits_down[0, -1], up, down, options, generator)
+            codes_up[step + 1], codes_down[step + 1] = up, down
             if progress is not None:
                 progress(step + 1, n_new)
     return codes_up.cpu().numpy(), codes_down.cpu().numpy()
@@ -223,6 +275,7 @@ def _speculative_greedy(
     shift: int | None,
     progress: ProgressFn | None,
     cancel: CancelFn | None,
+    max_repeat: int | None = None,
 ) -> None:
     """Greedy fast decoding where ``draft`` guesses and ``gpt`` checks; fills codes_* in place.
 
@@ -230,6 +283,7 @@ def _speculative_greedy(
     remaining token of the window one by one (cheap), then ``gpt`` runs all proposed steps at once
     (one pass over its weights for many tokens); the leading proposals that equal ``gpt``'s argmax are
     kept, plus ``gpt``'s own token at the first disagreement, and both caches are rolled back to there.
+    The repeat limit is applied to the kept tokens in order; a token it changes is the last one kept.
     """
     n_new = music.shape[0]
     n_context = gpt.config.block_size - 1
@@ -264,6 +318,14 @@ def _speculative_greedy(
             n_kept = min(int(agree.int().cumprod(0).sum()) + 1, end - step)  # agreeing run + one correction
             codes_up[step + 1 : step + 1 + n_kept] = best_up[:n_kept]
             codes_down[step + 1 : step + 1 + n_kept] = best_down[:n_kept]
+            for i in range(n_kept):  # the repeat limit, in order: a changed code ends the kept run
+                t, row = step + i, step - fed + i
+                if _repeats_too_long(codes_up, codes_down, t, codes_up[t + 1], codes_down[t + 1], max_repeat):
+                    codes_up[t + 1], codes_down[t + 1] = _avoid_repeat(
+                        logits_up[0, row], logits_down[0, row], codes_up[t + 1].clone(),
+                        codes_down[t + 1].clone(), SamplingOptions(), None)
+                    n_kept = i + 1
+                    break
             step += n_kept
             # times < step now hold final codes in both caches; later ones were fed guesses
             target_cache.truncate(step - start)

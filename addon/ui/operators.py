@@ -108,13 +108,15 @@ class DANCE_OT_generate(Operator):
             core.check_target(target, settings.preset)  # a rig lacking bones fails now, not after the engine
         generate = _engine.engine_module("generate")
         sampling = _engine.engine_module("sampling")
+        beats = _engine.engine_module("beats")
         options = generate.GenerateOptions(
             start_codes=(settings.start_up, settings.start_down) if settings.use_start_codes else None,
             sampling=sampling.SamplingOptions(
                 greedy=settings.greedy, temperature=settings.temperature, top_k=settings.top_k or None,
-                seed=settings.seed,
+                seed=settings.seed, max_repeat=sampling.max_repeat_for(settings.max_hold),
             ),
             fps=float(settings.fps),
+            beat_sync=beats.BeatSyncOptions(strength=settings.beat_sync).check(),
         )
         return {
             "song": song, "model_dir": model_dir, "device": device, "target": target,

@@ -38,6 +38,7 @@ class DANCE_PT_main(_DancePanel):
         row.label(text=song, icon="SOUND")
         row.operator(operators.DANCE_OT_load_song.bl_idname, text="", icon="FILEBROWSER")
         layout.prop(settings, "fps")
+        layout.prop(settings, "beat_sync")
         missing = prefs.missing_dependencies()
         if missing:
             layout.label(text=f"Missing: {', '.join(missing)} (see the add-on preferences)", icon="ERROR")
@@ -99,6 +100,7 @@ class DANCE_PT_sampling(_DancePanel):
         col.prop(settings, "temperature")
         col.prop(settings, "top_k")
         layout.prop(settings, "seed")
+        layout.prop(settings, "max_hold")
 
 
 class DANCE_PT_output(_DancePanel):

@@ -78,6 +78,11 @@ class DANCE_PG_scene(PropertyGroup):
                ("24", "24 fps", "Film rate")],
         default="30",
     )
+    beat_sync: FloatProperty(  # type: ignore[valid-type]
+        name="Beat Sync", subtype="FACTOR", min=0.0, max=1.0, default=1.0,
+        description="Re-time the dance so its moves land on the song's beats (1: fully, 0: the model's own "
+                    "timing). Poses and path stay the model's",
+    )
     # Starting pose codes: the first (upper, lower) token of the dance.
     use_start_codes: BoolProperty(  # type: ignore[valid-type]
         name="Custom Start Pose", description="Start from these codes instead of the model's default pair",
@@ -103,6 +108,11 @@ class DANCE_PG_scene(PropertyGroup):
         name="Top K", description="Sample among the K most likely codes (0: all)", default=0, min=0
     )
     seed: IntProperty(name="Seed", description="Random seed for sampling", default=0, min=0)  # type: ignore[valid-type]
+    max_hold: FloatProperty(  # type: ignore[valid-type]
+        name="Longest Hold", subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE", min=0.0, soft_max=10.0, default=2.0,
+        description="Longest time one code pair may repeat before the next most likely one is taken "
+                    "(0: no limit, as the official sampler)",
+    )
     variations: IntProperty(  # type: ignore[valid-type]
         name="Variations", description="How many actions 'Generate Variations' makes", default=3, min=2, max=16
     )

@@ -88,6 +88,30 @@ def test_generate_keys_new_action_and_undo_removes_it(scene, short_song):
     assert scene_state(bpy.context.scene) == before
 
 
+def test_timing_settings_reach_the_engine(scene, short_song, monkeypatch):
+    from addon.ui import core
+
+    seen = []
+    original = core.generate_dances
+
+    def spy(model_dir, device, song, options_list, **kwargs):
+        seen.extend(options_list)
+        return original(model_dir, device, song, options_list, **kwargs)
+
+    monkeypatch.setattr(core, "generate_dances", spy)
+    scene.dance.song_path = str(short_song(2.0, name="clip"))
+    scene.dance.beat_sync = 0.4
+    scene.dance.max_hold = 1.2
+    assert bpy.ops.dance.generate("EXEC_DEFAULT", True) == {"FINISHED"}
+    (options,) = seen
+    assert options.beat_sync.strength == pytest.approx(0.4)
+    assert options.sampling.max_repeat == 9  # 1.2 s at 7.5 codes a second
+    scene.dance.max_hold = 0.0  # no limit, as the official sampler
+    seen.clear()
+    assert bpy.ops.dance.generate("EXEC_DEFAULT", True) == {"FINISHED"}
+    assert seen[0].sampling.max_repeat is None
+
+
 def test_generate_twice_never_overwrites(scene, short_song):
     scene.dance.song_path = str(short_song(2.0, name="clip"))
     assert bpy.ops.dance.generate() == {"FINISHED"}

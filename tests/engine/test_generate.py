@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from engine import cli
+from engine.beats import BeatSyncOptions
 from engine.checkpoint import build_model, debug_model_config, save_model
 from engine.dance import Dance
 from engine.errors import Cancelled, InvalidOptionError
@@ -125,6 +126,25 @@ def test_export_is_all_or_nothing(choreographer, short_song, tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_beat_sync_only_retimes_and_is_recorded(choreographer, short_song, monkeypatch):
+    feats = choreographer.features(short_song)
+    plain = choreographer.generate(short_song, GenerateOptions(beat_sync=None, rotations=False), features=feats)
+    off = choreographer.generate(short_song, GenerateOptions(beat_sync=BeatSyncOptions(strength=0.0),
+                                                             rotations=False), features=feats)
+    synced = choreographer.generate(short_song, GenerateOptions(rotations=False), features=feats)  # the default
+    assert plain.meta["beat_sync"] is None
+    np.testing.assert_array_equal(off.joints, plain.joints)  # strength 0 is the model's own timing
+    np.testing.assert_array_equal(synced.codes_up, plain.codes_up)  # same codes, only re-timed
+    assert synced.joints.shape == plain.joints.shape
+    record = synced.meta["beat_sync"]
+    assert record["strength"] == 1.0 and record["pairs"] >= 1 and record["music_beats"] >= 10
+    assert not np.array_equal(synced.joints, plain.joints)
+    # a bad strength is refused before the slow part runs
+    monkeypatch.setattr("engine.generate.sample_codes", lambda *a, **k: pytest.fail("the GPT ran"))
+    with pytest.raises(InvalidOptionError, match="strength"):
+        choreographer.generate(short_song, GenerateOptions(beat_sync=BeatSyncOptions(strength=-0.5)), features=feats)
+
+
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=600)
@@ -155,6 +175,15 @@ def test_cli_bad_inputs_write_nothing(tiny_model_dir, tmp_path):
 
     proc = _run_cli("generate", str(not_audio), "-o", str(out), "--model", str(tmp_path / "no_model"), "-q")
     assert proc.returncode == cli.EXIT_ERROR and "Traceback" not in proc.stderr
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("option, message", [(("--beat-sync", "1.5"), "strength"), (("--max-hold", "-1"), "hold")])
+def test_cli_bad_timing_options_write_nothing(tiny_model_dir, short_song, tmp_path, option, message):
+    out = tmp_path / "out"
+    proc = _run_cli("generate", str(short_song), "-o", str(out), "--model", str(tiny_model_dir), "-q", *option)
+    assert proc.returncode == cli.EXIT_ERROR, proc.stderr
+    assert proc.stderr.startswith("error:") and message in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists() or list(out.iterdir()) == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -66,11 +67,12 @@ def test_golden_tokens_differ_between_shifts(golden_io) -> None:
 @pytest.mark.parametrize(
     "options, golden_name",
     [
-        (SamplingOptions(shift=None, fast=False), "sample_shift_none"),
-        (SamplingOptions(shift=20, fast=False), "sample_shift_20"),
-        (SamplingOptions(shift=20, fast=True), "sample_shift_20"),
-        (SamplingOptions(), f"sample_shift_{FAST_DEFAULT_SHIFT}"),  # fast by default, default shift
-        (SamplingOptions(shift=20, draft="int8"), "sample_shift_20"),  # int8 guesses, float32 decides
+        # the official decoder has no repeat limit
+        (SamplingOptions(shift=None, fast=False, max_repeat=None), "sample_shift_none"),
+        (SamplingOptions(shift=20, fast=False, max_repeat=None), "sample_shift_20"),
+        (SamplingOptions(shift=20, fast=True, max_repeat=None), "sample_shift_20"),
+        (SamplingOptions(max_repeat=None), f"sample_shift_{FAST_DEFAULT_SHIFT}"),  # fast by default, default shift
+        (SamplingOptions(shift=20, draft="int8", max_repeat=None), "sample_shift_20"),  # int8 guesses, float32 decides
     ],
     ids=["exact-none", "exact-20", "fast-20", "defaults", "fast-20-int8-draft"],
 )
@@ -98,8 +100,8 @@ def test_seeded_sampling_is_reproducible(gpt, golden_io) -> None:
 
 def test_low_temperature_and_top1_approach_greedy(gpt, golden_io) -> None:
     for options in (
-        SamplingOptions(greedy=False, temperature=1e-4, seed=0, shift=20),
-        SamplingOptions(greedy=False, temperature=2.0, top_k=1, seed=0, shift=20),
+        SamplingOptions(greedy=False, temperature=1e-4, seed=0, shift=20, max_repeat=None),
+        SamplingOptions(greedy=False, temperature=2.0, top_k=1, seed=0, shift=20, max_repeat=None),
     ):
         codes_up, codes_down = _sample(gpt, golden_io, options)
         np.testing.assert_array_equal(codes_up, golden_io["sample_shift_20_up"][0])
@@ -128,6 +130,7 @@ def test_progress_and_cancel(gpt, golden_io) -> None:
         (SamplingOptions(greedy=False, top_k=0), (5, 7), (10, 438), "top_k"),
         (SamplingOptions(shift=0), (5, 7), (10, 438), "shift"),
         (SamplingOptions(draft="float8"), (5, 7), (10, 438), "draft"),
+        (SamplingOptions(max_repeat=0), (5, 7), (10, 438), "max_repeat"),
         (SamplingOptions(), (64, 7), (10, 438), "start_up"),
         (SamplingOptions(), (5, -1), (10, 438), "start_down"),
         (SamplingOptions(), (5, 7), (10, 52), "shape"),
@@ -180,5 +183,66 @@ def test_draft_checked_decoding_equals_plain_fast_decoding(gpt, golden_io, draft
         np.testing.assert_array_equal(checked[1], plain[1])
         assert calls == list(range(1, 81))
     # the int8 draft really disagrees with the float32 model on this music, so rejections are exercised
-    approx = _sample(approximate_gpt(gpt, "int8"), golden_io, SamplingOptions(shift=20))
+    approx = _sample(approximate_gpt(gpt, "int8"), golden_io, SamplingOptions(shift=20, max_repeat=None))
     assert (approx[0] != golden_io["sample_shift_20_up"][0]).any()
+
+
+def _longest_run(codes_up: np.ndarray, codes_down: np.ndarray) -> int:
+    same = np.concatenate([[False], (codes_up[1:] == codes_up[:-1]) & (codes_down[1:] == codes_down[:-1])])
+    run = best = 1
+    for s in same[1:]:
+        run = run + 1 if s else 1
+        best = max(best, run)
+    return best
+
+
+@pytest.fixture(scope="module")
+def stuck_gpt(gpt):
+    """The tiny GPT with ln_f flattened to a constant: every step has the same logits, so greedy decoding
+    repeats one pair forever (the failure the repeat limit exists for)."""
+    stuck = copy.deepcopy(gpt)
+    ln_f = stuck.gpt_head.ln_f
+    with torch.no_grad():
+        ln_f.weight.zero_()
+        ln_f.bias.copy_(torch.linspace(-1.0, 1.0, ln_f.bias.numel()))
+    return stuck
+
+
+def test_repeat_limit_breaks_a_stuck_pair(stuck_gpt, golden_io) -> None:
+    music = golden_io["music_cond"][0]
+    free_up, free_down = sample_codes(stuck_gpt, 5, 7, music, SamplingOptions(max_repeat=None))
+    assert _longest_run(free_up, free_down) == 80  # stuck from the first generated token on
+    best_up, best_down = int(free_up[1]), int(free_down[1])
+
+    head = stuck_gpt.gpt_head
+    with torch.no_grad():
+        x = head.ln_f(torch.zeros(1, head.ln_f.bias.numel()))[0]
+        logp_up = torch.log_softmax(head.head_up(x), -1)
+        logp_down = torch.log_softmax(head.head_down(x), -1)
+    # the half that loses the least log-probability by giving up its best code takes its second best
+    gap_up = float(logp_up[best_up] - logp_up.topk(2).values[1])
+    gap_down = float(logp_down[best_down] - logp_down.topk(2).values[1])
+    second = ((int(logp_up.topk(2).indices[1]), best_down) if gap_up <= gap_down
+              else (best_up, int(logp_down.topk(2).indices[1])))
+
+    results = {}
+    for name, options in {
+        "exact": SamplingOptions(max_repeat=4, fast=False, shift=20),
+        "fast": SamplingOptions(max_repeat=4, shift=20),
+        "draft": SamplingOptions(max_repeat=4, shift=20, draft="int8"),
+    }.items():
+        up, down = sample_codes(stuck_gpt, 5, 7, music, options)
+        results[name] = (up, down)
+        assert _longest_run(up, down) == 4, name
+        pairs = list(zip(up.tolist(), down.tolist()))
+        # four of the best pair, then the runner-up once, and again: the model's choices, only rationed
+        assert pairs[1:11] == [(best_up, best_down)] * 4 + [second] + [(best_up, best_down)] * 4 + [second], name
+    for name in ("fast", "draft"):  # the same tokens whichever way they are computed
+        np.testing.assert_array_equal(results[name][0], results["exact"][0])
+        np.testing.assert_array_equal(results[name][1], results["exact"][1])
+
+
+def test_repeat_limit_applies_when_sampling(stuck_gpt, golden_io) -> None:
+    options = SamplingOptions(greedy=False, temperature=0.05, seed=3, max_repeat=3)
+    up, down = sample_codes(stuck_gpt, 5, 7, golden_io["music_cond"][0], options)
+    assert _longest_run(up, down) <= 3

@@ -224,3 +224,19 @@ def test_resample_linear_keeps_every_other_frame():
     up = physical.resample_linear(joints[::2], 30, 60)
     assert up.shape == (61, 24, 3)
     np.testing.assert_allclose(up[1], 0.5 * (joints[0] + joints[2]))
+
+
+def test_shuffled_in_time_moves_the_beats_with_their_rows():
+    from engine.audio import MusicFeatures
+
+    rows = np.arange(20, dtype=np.float32)[:, None] * np.ones((1, 438), np.float32)  # row k holds k
+    music = MusicFeatures(features=rows, beats=np.array([3, 17, 40, 159]), duration_s=20 / 7.5, mode="full",
+                          source_path="song.ogg", content_hash="0")
+    shuffled = beats.shuffled_in_time(music, seed=4)
+    order = shuffled.features[:, 0].astype(int)  # new row j came from old row order[j]
+    assert sorted(order) == list(range(20)) and not np.array_equal(order, np.arange(20))
+    assert len(shuffled.beats) == 4
+    for beat in shuffled.beats:  # every beat sits in the row it came with, at the same offset in it
+        assert int(order[beat // 8]) * 8 + beat % 8 in music.beats
+    np.testing.assert_array_equal(beats.shuffled_in_time(music, seed=4).beats, shuffled.beats)  # seeded
+    assert music.beats.tolist() == [3, 17, 40, 159]  # the original is left alone

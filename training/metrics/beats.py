@@ -13,24 +13,11 @@ truncates the beat column to the motion length.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
-SMOOTH_SIGMA = 5.0
+# one definition of motion beats for the metric, the rewards and the engine's beat sync
+from engine.beats import SMOOTH_SIGMA, mean_joint_speed_per_frame, motion_beats  # noqa: F401
+
 BA_SIGMA = 3.0
-
-
-def mean_joint_speed_per_frame(joints: np.ndarray) -> np.ndarray:
-    """(T-1,) mean over joints of the per-frame displacement length |p[t+1] - p[t]| (metres/frame)."""
-    joints = np.asarray(joints, dtype=np.float64)
-    return np.linalg.norm(joints[1:] - joints[:-1], axis=-1).mean(axis=1)
-
-
-def motion_beats(joints: np.ndarray) -> np.ndarray:
-    """Frame indices (int64) of motion beats: local minima of the smoothed mean joint speed."""
-    speed = gaussian_filter1d(mean_joint_speed_per_frame(joints), SMOOTH_SIGMA)
-    # strict minima against both neighbours; the end points never count (argrelextrema's "clip" mode)
-    inner = (speed[1:-1] < speed[:-2]) & (speed[1:-1] < speed[2:])
-    return (np.nonzero(inner)[0] + 1).astype(np.int64)
 
 
 def _music_beats_within(music_beats: np.ndarray, length: int) -> np.ndarray:
@@ -82,3 +69,20 @@ def beat_timing(music_beats: np.ndarray, joints: np.ndarray, tolerance: int = in
         "on_beat_fraction": float(near[dance].mean()),
         "chance_on_beat_fraction": float(near.mean()),
     }
+
+
+def shuffled_in_time(features, seed: int, frames_per_row: int = 8):
+    """The control for "does the dance follow the music": a song's ``MusicFeatures`` with the 7.5 fps rows
+    permuted (seeded) and the 60 fps beats moved with their rows, so everything that reads the music
+    (the GPT, beat sync) sees the same shuffled song. Score the resulting dance against the *real* beats.
+    """
+    import dataclasses
+
+    order = np.random.default_rng(seed).permutation(len(features.features))  # new row j = old row order[j]
+    beats = features.beats
+    if beats is not None:
+        beats = np.asarray(beats, dtype=np.int64)
+        row = np.minimum(beats // frames_per_row, len(order) - 1)
+        beats = np.sort(frames_per_row * np.argsort(order)[row] + (beats - frames_per_row * row))
+    return dataclasses.replace(features, features=features.features[order], beats=beats)
+

@@ -178,10 +178,12 @@ class ActorCriticStage:
     def _rollout_options(self, epoch: int, k: int) -> SamplingOptions:
         ac = self.cfg.actor_critic
         fast = not ac.exact_rollout
+        # rollouts decode as the official code does (no repeat limit): the policy is trained on its own habits
         if ac.rollout_temperature is None:
-            return SamplingOptions(greedy=True, fast=fast)
+            return SamplingOptions(greedy=True, fast=fast, max_repeat=None)
         # sampled from the policy itself (on-policy), a different seed for every rollout of every epoch
-        return SamplingOptions(greedy=False, temperature=ac.rollout_temperature, seed=1000 * epoch + k, fast=fast)
+        return SamplingOptions(greedy=False, temperature=ac.rollout_temperature, seed=1000 * epoch + k, fast=fast,
+                               max_repeat=None)
 
     def _rollout(self, epoch: int) -> None:
         """Dance to every song with the current policy (or read this epoch's dances back on resume)."""
