@@ -30,49 +30,99 @@ CAMERA_NAME = "DanceCamera"
 LIGHT_NAME = "DanceLight"
 
 
-def dancer_bounds(scene: Any, obj: Any, frame_range: tuple[int, int], samples: int = 24) -> tuple[Vector, Vector]:
-    """World bounding box (min, max) of the armature's bones over ``samples`` frames of the range."""
+# The follow camera is keyed every this many seconds (Bezier in between) and its path is smoothed over
+# three keys, so it glides after a travelling dancer instead of shaking with every step.
+FOLLOW_EVERY_S = 0.5
+
+
+def _sample_frames(frame_range: tuple[int, int], count: int) -> list[int]:
     start, end = frame_range
-    count = max(1, min(samples, end - start + 1))
-    frames = sorted({round(start + (end - start) * i / max(1, count - 1)) for i in range(count)})
+    count = max(1, min(count, end - start + 1))
+    return sorted({round(start + (end - start) * i / max(1, count - 1)) for i in range(count)})
+
+
+def bone_boxes(scene: Any, obj: Any, frames: list[int]) -> list[tuple[Vector, Vector]]:
+    """World bounding box (min, max) of the armature's bones at each frame, padded by 10 cm (bones are
+    thinner than the body around them)."""
     saved = scene.frame_current
-    lo = Vector((math.inf,) * 3)
-    hi = Vector((-math.inf,) * 3)
+    boxes = []
     for frame in frames:
         scene.frame_set(frame)
+        lo = Vector((math.inf,) * 3)
+        hi = Vector((-math.inf,) * 3)
         for pose_bone in obj.pose.bones:
             for p in (obj.matrix_world @ pose_bone.head, obj.matrix_world @ pose_bone.tail):
                 for axis in range(3):  # grow the box to contain p
                     lo[axis] = min(lo[axis], p[axis])
                     hi[axis] = max(hi[axis], p[axis])
+        pad = Vector((0.1, 0.1, 0.1))
+        boxes.append((lo - pad, hi + pad))
     scene.frame_set(saved)
+    return boxes
+
+
+def dancer_bounds(scene: Any, obj: Any, frame_range: tuple[int, int], samples: int = 24) -> tuple[Vector, Vector]:
+    """World bounding box (min, max) of the armature's bones over ``samples`` frames of the range."""
+    boxes = bone_boxes(scene, obj, _sample_frames(frame_range, samples))
+    lo = Vector([min(b[0][axis] for b in boxes) for axis in range(3)])
+    hi = Vector([max(b[1][axis] for b in boxes) for axis in range(3)])
     return lo, hi
 
 
-def frame_dancer(scene: Any, obj: Any, frame_range: tuple[int, int], *, margin: float = 1.05) -> Any:
-    """Add (or reuse) a camera that sees the whole dance path from the front, slightly above, and a
-    sun light; returns the camera object. The dancer faces -Y (SMPL's +Z forward, converted)."""
-    lo, hi = dancer_bounds(scene, obj, frame_range)
-    lo -= Vector((0.1, 0.1, 0.1))  # bones are thinner than the body around them
-    hi += Vector((0.1, 0.1, 0.1))
-    centre = (lo + hi) / 2.0
-    radius = max((hi - lo).length / 2.0, 0.5)
+def _camera_distance(scene: Any, cam_data: Any, radius: float, margin: float) -> float:
+    """How far a camera must stand to see a sphere of ``radius`` with ``margin`` around it."""
+    width, height = scene.render.resolution_x, scene.render.resolution_y
+    half_fov = cam_data.angle / 2.0  # for the larger image side
+    half_fov_small = math.atan(math.tan(half_fov) * min(width, height) / max(width, height))
+    return radius * margin / math.sin(half_fov_small)
 
+
+def frame_dancer(scene: Any, obj: Any, frame_range: tuple[int, int], *, margin: float = 1.05,
+                 follow: bool = True) -> Any:
+    """Add (or reuse) a camera on the dancer from the front, slightly above, and a sun light; returns the
+    camera object. The dancer faces -Y (SMPL's +Z forward, converted).
+
+    ``follow``: the camera travels with the dancer (keyed every ``FOLLOW_EVERY_S``, smoothed), framing the
+    body rather than the whole path it travels, so a dancer who crosses the floor stays large in the
+    picture. Otherwise, or for a single frame, one fixed camera sees the whole path.
+    """
     cam_data = bpy.data.cameras.get(CAMERA_NAME) or bpy.data.cameras.new(CAMERA_NAME)
     camera = bpy.data.objects.get(CAMERA_NAME) or bpy.data.objects.new(CAMERA_NAME, cam_data)
     if camera.name not in scene.collection.objects:
         scene.collection.objects.link(camera)
+    camera.animation_data_clear()  # a reused camera forgets its previous path
     cam_data.lens = 35.0
     cam_data.clip_end = 1000.0
-    width, height = scene.render.resolution_x, scene.render.resolution_y
-    half_fov = cam_data.angle / 2.0  # for the larger image side
-    half_fov_small = math.atan(math.tan(half_fov) * min(width, height) / max(width, height))
-    distance = radius * margin / math.sin(half_fov_small)
     view_dir = Vector((0.0, -1.0, 0.3)).normalized()
-    camera.location = centre + view_dir * distance
     camera.rotation_mode = "QUATERNION"
     camera.rotation_quaternion = (-view_dir).to_track_quat("-Z", "Y")
     scene.camera = camera
+
+    start, end = frame_range
+    fps = scene.render.fps / scene.render.fps_base
+    count = int(math.ceil((end - start) / max(1.0, FOLLOW_EVERY_S * fps))) + 1
+    if follow and end > start and count >= 3:
+        frames = _sample_frames(frame_range, count)
+        boxes = bone_boxes(scene, obj, frames)
+        centres = [(lo + hi) / 2.0 for lo, hi in boxes]
+        height = sorted(c.z for c in centres)[len(centres) // 2]  # a steady height: jumps do not lift the view
+        path = []
+        for i in range(len(centres)):  # moving average over three keys, the ends held
+            near = centres[max(0, i - 1) : i + 2]
+            mean = sum(near, Vector((0.0, 0.0, 0.0))) / len(near)
+            path.append(Vector((mean.x, mean.y, height)))
+        # the sphere around each key's aim point must hold that frame's body, wherever smoothing left it
+        radius = max(max((box[1] - box[0]).length / 2.0 + (c - p).length for box, c, p in zip(boxes, centres, path)),
+                     0.5)
+        distance = _camera_distance(scene, cam_data, radius, margin)
+        for frame, aim in zip(frames, path):
+            camera.location = aim + view_dir * distance
+            camera.keyframe_insert("location", frame=frame)
+    else:
+        lo, hi = dancer_bounds(scene, obj, frame_range)
+        centre = (lo + hi) / 2.0
+        radius = max((hi - lo).length / 2.0, 0.5)
+        camera.location = centre + view_dir * _camera_distance(scene, cam_data, radius, margin)
 
     # energy is defined per light type, not on the base Light; DanceLight is made here as a sun.
     light_data = cast(

@@ -88,3 +88,42 @@ def test_workbench_without_egl_is_an_error_not_a_crash(keyed_scene, tmp_path, mo
     with pytest.raises(RenderError, match=r"WORKBENCH render process crashed \(SIGABRT\).*EGL"):
         render.render_mp4(sc, tmp_path / "x.mp4", "WORKBENCH", (64, 48), dancer=obj)
     assert list(tmp_path.iterdir()) == []
+
+
+def _view_extents(sc, obj, camera, every: int = 3) -> list[tuple[float, float, float, float]]:
+    """(min x, max x, min y, max y) of the bones in the camera's normalised view, frame by frame."""
+    from bpy_extras.object_utils import world_to_camera_view
+
+    out = []
+    for frame in range(sc.frame_start, sc.frame_end + 1, every):
+        sc.frame_set(frame)
+        points = [world_to_camera_view(sc, camera, obj.matrix_world @ p)
+                  for b in obj.pose.bones for p in (b.head, b.tail)]
+        out.append((min(p.x for p in points), max(p.x for p in points),
+                    min(p.y for p in points), max(p.y for p in points)))
+    return out
+
+
+def test_follow_camera_keeps_a_travelling_dancer_large_and_in_view(dance_factory):
+    import numpy as np
+
+    from addon.blender import render_setup
+
+    quats, translation, _ = dance_factory(240)
+    translation = translation.copy()
+    translation[:, 0] = np.linspace(-2.5, 2.5, 240)  # crosses 5 m of floor in 4 s
+    obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS)
+    keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, 60, "travel")
+    sc = bpy.context.scene
+    sc.render.resolution_x, sc.render.resolution_y = 640, 360
+
+    heights = {}
+    for follow in (False, True):
+        camera = render_setup.frame_dancer(sc, obj, (sc.frame_start, sc.frame_end), follow=follow)
+        extents = _view_extents(sc, obj, camera)
+        for lo_x, hi_x, lo_y, hi_y in extents:  # the whole body in the picture on every frame
+            assert 0.0 <= lo_x and hi_x <= 1.0 and 0.0 <= lo_y and hi_y <= 1.0
+        heights[follow] = float(np.median([hi_y - lo_y for *_, lo_y, hi_y in extents]))
+        assert (camera.animation_data is not None) == follow  # keyed only when following
+    assert heights[True] >= 1.6 * heights[False], heights  # the body fills much more of the frame
+    assert heights[True] >= 0.35
