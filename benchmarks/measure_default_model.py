@@ -10,8 +10,10 @@ Prints and writes as JSON:
    scored with the paper's beat-align score (``training.metrics.beats.beat_align_score``, motion beats
    vs the song's beats).
    The control is the *same model, same start, same song* with the music features shuffled in time
-   (rows permuted, the score still taken against the real beats): if the model follows the music,
-   shuffling must cost beat alignment. Because BAS also rises with the mere number of motion beats,
+   (rows permuted, the beats moved with their rows, the score still taken against the real beats): if
+   the dance follows the music, shuffling must cost beat alignment. Three variants are measured: the
+   engine's default (repeat limit + beat sync, what users get), without beat sync (the model's own
+   timing), and without the repeat limit either (the official greedy decoder). Because BAS also rises with the mere number of motion beats,
    the report takes it apart (``training.metrics.beats.beat_timing``): motion beats per music beat
    (rate) and the share of motion beats within 3 frames of a music beat against chance (timing).
 2. **Quality against the training data.** The real-music dances' physical figures (mean joint speed,
@@ -107,10 +109,12 @@ def _timing_kept(reconstructions, cfg) -> dict[str, Any]:
     return {kind: {key: float(np.mean([r[key] for r in rs])) for key in rs[0]} for kind, rs in rows.items() if rs}
 
 
-def _shuffled(features, seed: int):
-    """The same song's features with their 7.5 fps rows permuted (beats kept for scoring)."""
-    rng = np.random.default_rng(seed)
-    return dataclasses.replace(features, features=features.features[rng.permutation(len(features.features))])
+def _longest_hold_s(dance) -> float:
+    """Longest run of one (up, down) code pair, in seconds of the unwarped dance (8 frames at 60 fps a code)."""
+    pairs = np.stack([dance.codes_up, dance.codes_down], axis=1)
+    change = np.flatnonzero(np.any(pairs[1:] != pairs[:-1], axis=1))
+    edges = np.concatenate([[-1], change, [len(pairs) - 1]])
+    return float(np.diff(edges).max() * 8 / 60)
 
 
 def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Path | None,
@@ -118,10 +122,9 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
     import torch
 
     from engine.generate import Choreographer, GenerateOptions
-    from engine.sampling import SamplingOptions
     from training.config import load_config
     from training.data.sources import load_windows
-    from training.metrics.beats import beat_align_score, beat_timing
+    from training.metrics.beats import beat_align_score, beat_timing, shuffled_in_time
     from training.metrics.evaluate import compute_metrics
 
     cfg = load_config(config_path)
@@ -131,7 +134,16 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
     # fixed seed per dance, the same for its shuffled-music controls)
     options = GenerateOptions(rotations=False)
     if temperature is not None:
-        options = dataclasses.replace(options, sampling=SamplingOptions(greedy=False, temperature=temperature, seed=0))
+        options = dataclasses.replace(options, sampling=dataclasses.replace(
+            options.sampling, greedy=False, temperature=temperature, seed=0))
+    # what the engine does by default, the model's own timing (no beat sync), and the official decoder
+    # (no repeat limit either): the first is what users get, the others show where the figures come from
+    variants = {
+        "engine_default": options,
+        "no_beat_sync": dataclasses.replace(options, beat_sync=None),
+        "no_beat_sync_no_repeat_limit": dataclasses.replace(
+            options, beat_sync=None, sampling=dataclasses.replace(options.sampling, max_repeat=None)),
+    }
 
     # start poses: the model's default, then poses of the held-out takes every 2 s, spread evenly
     candidates = [chor.encode_pose(clip.joints[f : f + 24]) for clip in split.val
@@ -146,37 +158,55 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
         "start_codes": [list(s) for s in starts], "shuffle_seeds": list(SHUFFLE_SEEDS),
         "sampling": dataclasses.asdict(options.sampling),
     }
-    real_dances, real_beats, names = [], [], []
-    bas_real, bas_shuffled, gen_s, tokens = [], [], [], 0
-    timing: dict[str, list[dict[str, float]]] = {"real": [], "shuffled": []}
+    report["variants"] = {name: {"beat_sync": None if o.beat_sync is None else dataclasses.asdict(o.beat_sync),
+                                 "max_repeat": o.sampling.max_repeat} for name, o in variants.items()}
+    real_dances, real_beats, names, gen_s, tokens = [], [], [], [], 0
     for song in songs:
         feats = chor.features(song)
         for start in starts:
-            opts = dataclasses.replace(options, start_codes=start)
-            t0 = time.perf_counter()
-            dance = chor.generate(song, opts, features=feats)
-            gen_s.append(time.perf_counter() - t0)
-            tokens += len(dance.codes_up)
-            real_dances.append(dance.joints)
-            real_beats.append(dance.music_beats)
-            names.append(f"{song.stem}_start{start[0]}-{start[1]}")
-            bas_real.append(beat_align_score(dance.music_beats, dance.joints))
-            timing["real"].append(beat_timing(dance.music_beats, dance.joints))
-            for seed in SHUFFLE_SEEDS:
-                shuffled = chor.generate(song, opts, features=_shuffled(feats, seed))
-                # score against the real song's beats: the motion is compared with the music it is meant for
-                bas_shuffled.append(beat_align_score(dance.music_beats, shuffled.joints))
-                timing["shuffled"].append(beat_timing(dance.music_beats, shuffled.joints))
-    report["bas"] = {
-        "real_music_mean": float(np.mean(bas_real)), "real_music_per_dance": bas_real,
-        "shuffled_music_mean": float(np.mean(bas_shuffled)), "shuffled_music_per_dance": bas_shuffled,
-        "aistpp_ground_truth_paper": 0.2374,
-    }
-    # rate vs timing (training.metrics.beats.beat_timing): means over the dances that have motion beats
-    report["beat_timing"] = {kind: {key: float(np.mean([t[key] for t in rows if t is not None]))
-                                    for key in ("motion_beats_per_music_beat", "on_beat_fraction",
-                                                "chance_on_beat_fraction")}
-                             for kind, rows in timing.items()}
+            for name, variant in variants.items():
+                opts = dataclasses.replace(variant, start_codes=start)
+                t0 = time.perf_counter()
+                dance = chor.generate(song, opts, features=feats)
+                row = report["variants"][name]
+                if name == "engine_default":
+                    gen_s.append(time.perf_counter() - t0)
+                    tokens += len(dance.codes_up)
+                    real_dances.append(dance.joints)
+                    real_beats.append(dance.music_beats)
+                    names.append(f"{song.stem}_start{start[0]}-{start[1]}")
+                row.setdefault("bas_real", []).append(beat_align_score(dance.music_beats, dance.joints))
+                row.setdefault("timing_real", []).append(beat_timing(dance.music_beats, dance.joints))
+                row.setdefault("longest_hold_s", []).append(_longest_hold_s(dance))
+                if dance.meta.get("beat_sync"):
+                    row.setdefault("sync", []).append({k: dance.meta["beat_sync"][k] for k in
+                                                       ("pairs", "motion_beats", "music_beats", "min_rate", "max_rate")})
+                for seed in SHUFFLE_SEEDS:
+                    shuffled = chor.generate(song, opts, features=shuffled_in_time(feats, seed))
+                    # score against the real song's beats: the motion is compared with the music it is meant for
+                    row.setdefault("bas_shuffled", []).append(beat_align_score(dance.music_beats, shuffled.joints))
+                    row.setdefault("timing_shuffled", []).append(beat_timing(dance.music_beats, shuffled.joints))
+    for row in report["variants"].values():
+        row["bas"] = {
+            "real_music_mean": float(np.mean(row["bas_real"])), "real_music_per_dance": row.pop("bas_real"),
+            "shuffled_music_mean": float(np.mean(row["bas_shuffled"])),
+            "shuffled_music_per_dance": row.pop("bas_shuffled"), "aistpp_ground_truth_paper": 0.2374,
+        }
+        # rate vs timing (training.metrics.beats.beat_timing): means over the dances that have motion beats
+        timing = {kind: [t for t in row.pop(f"timing_{kind}") if t is not None] for kind in ("real", "shuffled")}
+        row["beat_timing"] = {kind: {key: float(np.mean([t[key] for t in rows]))
+                                     for key in ("motion_beats_per_music_beat", "on_beat_fraction",
+                                                 "chance_on_beat_fraction")}
+                              for kind, rows in timing.items()}
+        if "sync" in row:
+            sync = row.pop("sync")
+            row["beat_sync_done"] = {
+                "pairs_per_music_beat": float(np.mean([r["pairs"] / max(r["music_beats"], 1) for r in sync])),
+                "pairs_per_motion_beat": float(np.mean([r["pairs"] / max(r["motion_beats"], 1) for r in sync])),
+                "min_rate": float(min(r["min_rate"] for r in sync)), "max_rate": float(max(r["max_rate"] for r in sync)),
+            }
+    report["bas"] = report["variants"]["engine_default"]["bas"]
+    report["beat_timing"] = report["variants"]["engine_default"]["beat_timing"]
     report["generation"] = {"dances": len(real_dances), "mean_seconds_per_dance": float(np.mean(gen_s)),
                             "tokens_per_second": tokens / max(sum(gen_s), 1e-9), "torch_threads": torch.get_num_threads()}
 
@@ -202,16 +232,28 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
 
 
 def print_report(r: dict[str, Any]) -> None:
-    b, q, m = r["bas"], r["quality"], r["vqvae_mpjpe"]
+    q, m = r["quality"], r["vqvae_mpjpe"]
     print(f"model {r['model']}  songs {', '.join(Path(s).name for s in r['songs'])}  "
           f"held-out takes {', '.join(r['held_out_takes'])}")
-    print(f"beat-align score, held-out music: {b['real_music_mean']:.4f} over {len(b['real_music_per_dance'])} "
-          f"dances; same model, music shuffled in time: {b['shuffled_music_mean']:.4f} "
-          f"(ratio {b['real_music_mean'] / max(b['shuffled_music_mean'], 1e-9):.2f}); AIST++ GT (paper) 0.2374")
-    for kind, t in r["beat_timing"].items():
-        print(f"  {kind + ' music':<15} motion beats per music beat {t['motion_beats_per_music_beat']:.2f}; "
-              f"{100 * t['on_beat_fraction']:.0f} % of them within 3 frames of a music beat "
-              f"(chance {100 * t['chance_on_beat_fraction']:.0f} %)")
+    for name, v in r["variants"].items():
+        b = v["bas"]
+        k = len(r["shuffle_seeds"])
+        wins = sum(real > np.mean(b["shuffled_music_per_dance"][k * i : k * i + k])
+                   for i, real in enumerate(b["real_music_per_dance"]))
+        print(f"{name}: beat-align score, held-out music {b['real_music_mean']:.4f} over "
+              f"{len(b['real_music_per_dance'])} dances; music shuffled in time {b['shuffled_music_mean']:.4f} "
+              f"(ratio {b['real_music_mean'] / max(b['shuffled_music_mean'], 1e-9):.2f}; real higher in {wins}); "
+              f"longest hold of one code pair {max(v['longest_hold_s']):.1f} s")
+        for kind, t in v["beat_timing"].items():
+            print(f"  {kind + ' music':<15} motion beats per music beat {t['motion_beats_per_music_beat']:.2f}; "
+                  f"{100 * t['on_beat_fraction']:.0f} % of them within 3 frames of a music beat "
+                  f"(chance {100 * t['chance_on_beat_fraction']:.0f} %)")
+        if "beat_sync_done" in v:
+            d = v["beat_sync_done"]
+            print(f"  beat sync pulled {100 * d['pairs_per_music_beat']:.0f} % of the music beats "
+                  f"({100 * d['pairs_per_motion_beat']:.0f} % of the motion beats); playback rate "
+                  f"{d['min_rate']:.2f}-{d['max_rate']:.2f}")
+    print("AIST++ ground truth (paper) 0.2374; quality below: engine_default")
     gen, gt = q["physical_generated"], q["physical_training_data"]
     for key in ("mean_joint_speed", "foot_skating_ratio", "ground_contact_ratio", "floor_range_m",
                 "longest_frozen_s", "jitter"):
