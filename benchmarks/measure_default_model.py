@@ -180,7 +180,8 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
                 row.setdefault("longest_hold_s", []).append(_longest_hold_s(dance))
                 if dance.meta.get("beat_sync"):
                     row.setdefault("sync", []).append({k: dance.meta["beat_sync"][k] for k in
-                                                       ("pairs", "motion_beats", "music_beats", "min_rate", "max_rate")})
+                                                       ("pairs", "motion_beats", "music_beats", "slowest_rate",
+                                                        "fastest_rate")})
                 for seed in SHUFFLE_SEEDS:
                     shuffled = chor.generate(song, opts, features=shuffled_in_time(feats, seed))
                     # score against the real song's beats: the motion is compared with the music it is meant for
@@ -203,7 +204,8 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
             row["beat_sync_done"] = {
                 "pairs_per_music_beat": float(np.mean([r["pairs"] / max(r["music_beats"], 1) for r in sync])),
                 "pairs_per_motion_beat": float(np.mean([r["pairs"] / max(r["motion_beats"], 1) for r in sync])),
-                "min_rate": float(min(r["min_rate"] for r in sync)), "max_rate": float(max(r["max_rate"] for r in sync)),
+                "min_rate": float(min(r["slowest_rate"] for r in sync)),
+                "max_rate": float(max(r["fastest_rate"] for r in sync)),
             }
     report["bas"] = report["variants"]["engine_default"]["bas"]
     report["beat_timing"] = report["variants"]["engine_default"]["beat_timing"]

@@ -104,8 +104,8 @@ class BeatSync:
             "motion_beats": int(self.motion_beats),
             "music_beats": int(self.music_beats),
             "mean_shift_frames": float(shifts.mean()) if shifts.size else 0.0,
-            "min_rate": float(rate.min()) if rate.size else 1.0,
-            "max_rate": float(rate.max()) if rate.size else 1.0,
+            "slowest_rate": float(rate.min()) if rate.size else 1.0,  # playback rates reached, not the bound
+            "fastest_rate": float(rate.max()) if rate.size else 1.0,
         }
 
 

@@ -68,7 +68,7 @@ def test_sync_only_retimes_the_dance() -> None:
     assert np.all(np.abs(synced.pairs[:, 1] - synced.pairs[:, 0]) <= 0.3 * 60)
     assert len(np.unique(synced.pairs[:, 0])) == len(synced.pairs) == len(np.unique(synced.pairs[:, 1]))
     summary = synced.summary
-    assert summary["pairs"] == len(synced.pairs) and 0 < summary["min_rate"] < 1 < summary["max_rate"] < 2
+    assert summary["pairs"] == len(synced.pairs) and 0 < summary["slowest_rate"] < 1 < summary["fastest_rate"] < 2
 
 
 def test_a_dance_already_on_the_beat_stays_as_it_is() -> None:
