@@ -29,6 +29,10 @@ stage actor-critic training/configs/default_actor_critic.yaml
 "$PY" -m training export --run runs/default_actor_critic --run runs/default_root -o assets/default_model \
     --name default --description "Default model of the project: trained on CPU by training/train_default.sh \
 (configs training/configs/default_*.yaml) on AIST++ slices and CMU dance capture; see assets/MODEL_CARD.md"
+# The GPT run's default start (its most common first pair) is a near-standing pose; pick the start by how
+# the dances from it move, on the actor-critic songs (never the held-out one).
+"$PY" -m training choose-start --model assets/default_model --config training/configs/default_gpt.yaml \
+    --song ../shared/data/music/vibe_ace.ogg --song ../shared/data/music/lets_go_fishin.ogg
 echo "== exported assets/default_model ($(du -sh assets/default_model | cut -f1))"
 # Then measure it on the held-out song (a few minutes; writes benchmarks/results/default_model.json):
 #   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/measure_default_model.py

@@ -140,7 +140,7 @@ def test_default_dance_follows_the_demo_songs_beat(tmp_path):
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
     "known gap of the default model (issue #5, assets/MODEL_CARD.md 'Missed targets'): without beat sync "
-    "its moves do not land on the beats (held-out song 0.185 vs 0.187 shuffled); strict, so a model that "
+    "its moves do not land on the beats (held-out song 0.187 vs 0.187 shuffled); strict, so a model that "
     "fixes it turns this into a failure until the marker is removed"))
 def test_default_model_alone_follows_the_demo_songs_beat(tmp_path):
     """The same criterion on the model's own timing (beat sync off)."""

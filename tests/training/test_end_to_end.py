@@ -67,6 +67,20 @@ def test_four_stages_export_and_generate(data_dir, short_song, tmp_path, one_thr
     assert config["feature_mode"] == "full" and config["gpt"]["n_layer_critic"] == 0
     assert config["vqvae"]["with_root_decoder"] is True and config["vqvae"]["l_bins"] == 64
 
+    # choose-start: each of the 3 most common first pairs dances; the pick follows the rule and lands in the config
+    from training.choose_start import candidate_starts, choose_start, pick_start
+
+    result = choose_start(model_dir, gpt_cfg, [song], top=3, seconds=3.0)
+    with np.load(work / "gpt" / CODES_FILE) as cached:
+        expected = candidate_starts(cached["up"], cached["down"], 3)
+    assert [tuple(r["start"]) for r in result["candidates"]] == expected
+    assert result["chosen"] == pick_start(result["candidates"], result["training_speed"],
+                                          result["training_skating"])["start"]
+    rewritten = json.loads((model_dir / "config.json").read_text())
+    assert rewritten["default_start"] == result["chosen"]
+    assert {k: v for k, v in rewritten.items() if k != "default_start"} == \
+        {k: v for k, v in config.items() if k != "default_start"}  # nothing else changed
+
     # the engine uses it on a real song
     clip = short_song(4.0, name="dance_song", offset=20.0)
     out = tmp_path / "out"

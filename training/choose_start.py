@@ -1,0 +1,131 @@
+"""choose a model's default start codes by how the dances from them move
+
+``python -m training choose-start --model DIR --config GPT_CONFIG --song A.ogg [--song B.ogg ...]``
+
+The GPT stage records as default start the most common first code pair of its training windows. For
+the default model that is a near-neutral standing pose from which greedy dances barely move their
+feet: the slowest dance on every song measured (assets/MODEL_CARD.md). This command tries the ``--top``
+most common first pairs instead. From each, the model dances (the engine's default decoding) to the
+first ``--seconds`` of every song given; a pair qualifies when its dances' feet slide no more than in
+the training takes, and the qualifying pair whose mean joint speed is closest to the training takes'
+(in ratio) becomes the model's ``default_start`` (``config.json`` rewritten in place, atomically;
+nothing else changes). Give training songs only (the actor-critic songs): the choice must not see the
+music the model is measured on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import DanceError
+
+
+def candidate_starts(codes_up: np.ndarray, codes_down: np.ndarray, top: int) -> list[tuple[int, int]]:
+    """The ``top`` most common first (up, down) pairs of training windows (N, T), most common first."""
+    counts = Counter(zip(np.asarray(codes_up)[:, 0].tolist(), np.asarray(codes_down)[:, 0].tolist()))
+    return [pair for pair, _ in counts.most_common(top)]
+
+
+def pick_start(rows: list[dict[str, Any]], speed_target: float, skating_limit: float) -> dict[str, Any]:
+    """The row (``start``, ``speed``, ``skating``) to keep: among those with ``skating <= skating_limit``,
+    the speed closest to ``speed_target`` in ratio; without any, the one whose feet slide least."""
+    fine = [r for r in rows if r["skating"] <= skating_limit]
+    if not fine:
+        return min(rows, key=lambda r: r["skating"])
+    return min(fine, key=lambda r: abs(math.log(max(r["speed"], 1e-9) / speed_target)))
+
+
+def choose_start(model_dir: str | Path, config: str | Path | Any, songs: list[Path], top: int = 12,
+                 seconds: float = 30.0, write: bool = True) -> dict[str, Any]:
+    """Try the candidates, rewrite ``default_start`` (when ``write``) and return what was measured.
+
+    ``config``: the GPT stage's config (a path, or a loaded ``TrainConfig``)."""
+    import soundfile as sf
+    import torch
+
+    from engine.checkpoint import CONFIG_FILE
+    from engine.generate import Choreographer, GenerateOptions
+    from training.config import load_config
+    from training.data.sources import load_windows
+    from training.metrics.physical import foot_skating_ratio, mean_joint_speed
+    from training.stages.gpt import CODES_FILE
+
+    if not songs:
+        raise DanceError("give at least one --song (a training song, not a held-out one)")
+    for song in songs:
+        if not Path(song).is_file():
+            raise DanceError(f"song not found: {song}")
+    cfg = load_config(config) if isinstance(config, (str, Path)) else config
+    codes_file = Path(cfg.run_dir) / CODES_FILE
+    if not codes_file.is_file():
+        raise DanceError(f"{codes_file} not found: run the GPT stage of that config first")
+    with np.load(codes_file) as codes:
+        candidates = candidate_starts(codes["up"], codes["down"], top)
+    _, _, split = load_windows(cfg.data)
+    takes = [clip.joints for clip in split.train]
+    speed_target = float(np.mean([mean_joint_speed(j, 60.0) for j in takes]))
+    skating_limit = float(np.mean([foot_skating_ratio(j, 60.0) for j in takes]))
+
+    torch.set_num_threads(1)
+    chor = Choreographer(model_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = []
+        for i, song in enumerate(songs):  # the first seconds of each song, as wav
+            audio, sr = sf.read(song, dtype="float32", frames=int(seconds * sf.info(song).samplerate))
+            clips.append(Path(tmp) / f"song{i}.wav")
+            sf.write(clips[-1], audio, sr)
+        features = [chor.features(clip) for clip in clips]
+        rows = []
+        for start in candidates:
+            options = GenerateOptions(start_codes=start, rotations=False)
+            dances = [chor.generate(clip, options, features=f).joints for clip, f in zip(clips, features)]
+            rows.append({"start": [int(c) for c in start],
+                         "speed": float(np.mean([mean_joint_speed(j, 60.0) for j in dances])),
+                         "skating": float(np.mean([foot_skating_ratio(j, 60.0) for j in dances]))})
+    chosen = pick_start(rows, speed_target, skating_limit)
+    result = {"chosen": chosen["start"], "previous": list(chor.model.config.default_start),
+              "training_speed": speed_target, "training_skating": skating_limit, "candidates": rows,
+              "songs": [str(s) for s in songs], "seconds": seconds}
+    if write:
+        config = replace(chor.model.config, default_start=tuple(chosen["start"]))
+        target = Path(model_dir) / CONFIG_FILE
+        with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=".config.", suffix=".tmp",
+                                         delete=False) as out:
+            out.write(json.dumps(config.to_dict(), indent=2) + "\n")
+        os.replace(out.name, target)
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, required=True, help="model folder whose default_start to set")
+    parser.add_argument("--config", type=Path, required=True,
+                        help="the GPT stage config the model came from (its run's window codes and data)")
+    parser.add_argument("--song", type=Path, action="append", default=[],
+                        help="a training song to dance to (repeatable)")
+    parser.add_argument("--top", type=int, default=12, help="candidates: the most common first pairs (default 12)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="seconds of each song to dance (default 30)")
+    parser.add_argument("--dry-run", action="store_true", help="measure and print, change nothing")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.top < 1 or not args.seconds > 0:
+        raise DanceError("--top must be at least 1 and --seconds positive")
+    result = choose_start(args.model, args.config, args.song, args.top, args.seconds, write=not args.dry_run)
+    print(f"training takes: mean joint speed {result['training_speed']:.3f} m/s, "
+          f"foot skating {result['training_skating']:.3f}")
+    for row in result["candidates"]:
+        mark = "  <- chosen" if row["start"] == result["chosen"] else ""
+        print(f"  start {tuple(row['start'])}: speed {row['speed']:.3f} m/s, skating {row['skating']:.3f}{mark}")
+    verb = "would set" if args.dry_run else "set"
+    print(f"{verb} default_start {tuple(result['previous'])} -> {tuple(result['chosen'])} in {args.model}")
+    return 0
