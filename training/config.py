@@ -86,6 +86,8 @@ class ActorCriticConfig:
     rollout_every: int | None = None  # steps between fresh on-policy rollouts (None: one epoch of windows)
     rollouts_per_song: int = 1  # dances per song and rollout
     rollout_temperature: float | None = None  # None: greedy rollouts (official); else sample at this temperature
+    # rollouts hold one code pair at most this many tokens, as the engine decodes (None: no limit, official)
+    rollout_max_repeat: int | None = None
     max_tokens: int | None = None  # cut songs to this many tokens (None: whole songs)
     exact_rollout: bool = False  # official sliding window instead of the cached fast sampler
 
@@ -253,6 +255,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"actor_critic.reward must be one of {list(REWARD_FORMS)}, got {ac.reward!r}")
     if ac.rollouts_per_song < 1 or (ac.rollout_temperature is not None and not ac.rollout_temperature > 0):
         raise ConfigError("actor_critic.rollouts_per_song must be at least 1 and rollout_temperature positive (or null)")
+    if ac.rollout_max_repeat is not None and ac.rollout_max_repeat < 1:
+        raise ConfigError("actor_critic.rollout_max_repeat must be at least 1 (or null for no limit)")
     if ac.false_beat_penalty < 0 or ac.kl_weight < 0:
         raise ConfigError("actor_critic.false_beat_penalty and kl_weight must not be negative")
     if ac.actor_iters < 1 or ac.critic_iters < 1 or (ac.rollout_every is not None and ac.rollout_every < 1):

@@ -76,6 +76,8 @@ def test_config_errors_name_the_bad_key(tmp_path):
         config_from_dict({**base, "actor_critic": {"rollouts_per_song": 0}})
     with pytest.raises(ConfigError, match="rollout_temperature positive"):
         config_from_dict({**base, "actor_critic": {"rollout_temperature": 0.0}})
+    with pytest.raises(ConfigError, match="rollout_max_repeat must be at least 1"):
+        config_from_dict({**base, "actor_critic": {"rollout_max_repeat": 0}})
     with pytest.raises(ConfigError, match="kl_weight must not be negative"):
         config_from_dict({**base, "actor_critic": {"kl_weight": -0.1}})
     with pytest.raises(ConfigError, match="key=value"):
@@ -84,6 +86,19 @@ def test_config_errors_name_the_bad_key(tmp_path):
     bad.write_text("stage: vqvae\nrun_dir: x\ngpt: {n_embd: 30, n_head: 4}\n")
     with pytest.raises(ConfigError, match="bad.yaml.*n_embd"):
         load_config(bad)
+
+
+def test_rollouts_decode_with_the_configured_repeat_limit():
+    from types import SimpleNamespace
+
+    from training.stages.actor_critic import ActorCriticStage
+
+    base = {"stage": "actor-critic", "run_dir": "runs/x"}
+    official = config_from_dict(base)
+    assert ActorCriticStage._rollout_options(SimpleNamespace(cfg=official), 0, 0).max_repeat is None
+    limited = config_from_dict({**base, "actor_critic": {"rollout_max_repeat": 15, "rollout_temperature": 1.0}})
+    options = ActorCriticStage._rollout_options(SimpleNamespace(cfg=limited), 2, 1)
+    assert options.max_repeat == 15 and not options.greedy and options.seed == 2001
 
 
 def test_overrides_and_paths_resolve_against_the_repository(tmp_path):

@@ -9,7 +9,9 @@
   ``actor_critic.songs`` from ``start_codes``, greedy as the official code does, or (ours)
   ``rollouts_per_song`` dances sampled at ``rollout_temperature``: a policy gradient needs actions drawn
   from the policy; with greedy rollouts a negative advantage only pushes the argmax token down, in no
-  particular direction. The dances are cut into every 30-token window (stride 1).
+  particular direction. ``rollout_max_repeat`` (ours) decodes them with the engine's repeat limit,
+  so the reward is paid on the dances users get rather than on stuck repeats. The dances are cut into
+  every 30-token window (stride 1).
   The first window of a song counts all its 28 actions, later windows only their last one, so each
   action is counted once.
 * Reward per token (``training.stages.rewards``): beat-align in the released or the paper form, plus
@@ -178,12 +180,12 @@ class ActorCriticStage:
     def _rollout_options(self, epoch: int, k: int) -> SamplingOptions:
         ac = self.cfg.actor_critic
         fast = not ac.exact_rollout
-        # rollouts decode as the official code does (no repeat limit): the policy is trained on its own habits
+        # no repeat limit by default, as the official code decodes; rollout_max_repeat decodes as the engine does
         if ac.rollout_temperature is None:
-            return SamplingOptions(greedy=True, fast=fast, max_repeat=None)
+            return SamplingOptions(greedy=True, fast=fast, max_repeat=ac.rollout_max_repeat)
         # sampled from the policy itself (on-policy), a different seed for every rollout of every epoch
         return SamplingOptions(greedy=False, temperature=ac.rollout_temperature, seed=1000 * epoch + k, fast=fast,
-                               max_repeat=None)
+                               max_repeat=ac.rollout_max_repeat)
 
     def _rollout(self, epoch: int) -> None:
         """Dance to every song with the current policy (or read this epoch's dances back on resume)."""
