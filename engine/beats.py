@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.interpolate import PchipInterpolator
 from scipy.ndimage import gaussian_filter1d
 
 from .errors import InvalidOptionError
@@ -186,7 +187,12 @@ def _time_map(knots_out: np.ndarray, knots_in: np.ndarray, n: int) -> np.ndarray
     step = u**6 - 3 * u**5 + 2.5 * u**4
     hump = 3 * u / 8 - np.sin(2 * np.pi * u) / (4 * np.pi) + np.sin(4 * np.pi * u) / (32 * np.pi)
     covered = r_a[seg] * u + (r_b[seg] - r_a[seg]) * step + bump[seg] * hump
-    return knots_in[seg] + d_out[seg] * covered
+    source_time = knots_in[seg] + d_out[seg] * covered
+    if np.any(np.diff(source_time) <= 0):
+        # Very uneven rates (a bound far above the default) can need a bump that runs time backwards;
+        # a monotone cubic through the knots never does, at the price of rates that slope at the knots.
+        source_time = PchipInterpolator(knots_out, knots_in)(frames)
+    return source_time
 
 
 def sync_to_beats(joints: np.ndarray, music_beats: np.ndarray, fps: float = 60.0,

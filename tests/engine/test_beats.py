@@ -117,3 +117,21 @@ def test_bad_motion_is_refused() -> None:
         sync_to_beats(np.zeros((10, 23, 3)), [3], fps=60)
     with pytest.raises(InvalidOptionError, match="fps"):
         sync_to_beats(pulsing_walk(frames=100), [30], fps=0)
+
+
+def test_time_map_never_runs_backwards():
+    from engine.beats import _time_map
+
+    # flat at the knots where it can be (the default bounds) ...
+    knots_out = np.array([0.0, 30.0, 58.0, 90.0, 119.0])
+    knots_in = np.array([0.0, 27.0, 60.0, 88.0, 119.0])
+    time = _time_map(knots_out, knots_in, 120)
+    np.testing.assert_allclose(time[[0, 30, 58, 90, 119]], knots_in, atol=1e-9)
+    rate = np.diff(time)
+    assert np.all(rate > 0) and abs(rate[29] - rate[30]) < 0.01  # no kink at a knot
+    # ... and still monotone through knots so uneven (rates 0.6-2.7) that the flat-knot bumps would not be
+    knots_out = np.array([0.0, 25.7, 31.5, 40.3, 64.3, 71.2, 104.2, 128.0])
+    knots_in = np.array([0.0, 21.8, 26.3, 36.8, 58.5, 76.9, 102.5, 128.0])
+    time = _time_map(knots_out, knots_in, 129)
+    assert np.all(np.diff(time) > 0)
+    np.testing.assert_allclose(np.interp(knots_out, np.arange(129), time), knots_in, atol=0.2)  # knots between frames
