@@ -25,6 +25,7 @@ import contextlib  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
+from typing import Any  # noqa: E402
 
 ENGINES = ("workbench", "cycles", "eevee")
 EXIT_FAILED = 1
@@ -43,26 +44,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="sample with this seed instead of greedy")
     parser.add_argument("--beat-sync", type=float, default=1.0, metavar="STRENGTH",
                         help="re-time each dance so its moves land on the beats: 1 fully (default), 0 off")
+    parser.add_argument("--max-hold", type=float, default=2.0, metavar="SECONDS",
+                        help="longest time one code pair may repeat (default 2; 0: no limit, as the official sampler)")
     return parser
 
 
-def render_song(choreographer_args: tuple[Path, str], song: Path, args: argparse.Namespace) -> list[Path]:
-    """One song -> its files in ``args.out``. Raises a ``DanceError`` (or a bug) on failure."""
-    import bpy
-
+def generate_options(args: argparse.Namespace) -> Any:
+    """The engine's options for every song of the run; raises ``DanceError`` on a bad value."""
     from . import _engine
-    from .blender import export as bl_export
-    from .blender import render as bl_render
-    from .ui import core
 
     generate = _engine.engine_module("generate")
     sampling = _engine.engine_module("sampling")
     beats = _engine.engine_module("beats")
-    song = core.check_song(song)
-    options = generate.GenerateOptions(
-        sampling=sampling.SamplingOptions(greedy=args.seed is None, seed=args.seed), fps=args.fps,
+    return generate.GenerateOptions(
+        sampling=sampling.SamplingOptions(greedy=args.seed is None, seed=args.seed,
+                                          max_repeat=sampling.max_repeat_for(args.max_hold)),
+        fps=args.fps,
         beat_sync=beats.BeatSyncOptions(strength=args.beat_sync).check(),
     )
+
+
+def render_song(choreographer_args: tuple[Path, str], song: Path, args: argparse.Namespace,
+                options: Any) -> list[Path]:
+    """One song -> its files in ``args.out``. Raises a ``DanceError`` (or a bug) on failure."""
+    import bpy
+
+    from .blender import export as bl_export
+    from .blender import render as bl_render
+    from .ui import core
+
+    song = core.check_song(song)
     model_dir, device = choreographer_args
     (dance,) = core.generate_dances(model_dir, device, song, [options])
 
@@ -88,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors = _engine.errors
     args.out.mkdir(parents=True, exist_ok=True)
     try:
+        options = generate_options(args)  # bad options and a missing model fail before any song
         model_dir = core.resolve_model_dir(args.model)
         core.get_choreographer(model_dir, args.device)  # load once, fail early
     except errors.DanceError as exc:
@@ -99,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             with contextlib.redirect_stdout(sys.stderr):  # exporters' chatter; stdout keeps the summary
-                files = render_song((model_dir, args.device), song, args)
+                files = render_song((model_dir, args.device), song, args, options)
         except errors.DanceError as exc:
             failed += 1
             print(f"{song.name}: FAILED: {exc}", flush=True)

@@ -69,6 +69,14 @@ def test_missing_model_fails_before_any_song(short_song, tmp_path):
     assert not list((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("option, message", [(("--beat-sync", "-1"), "strength"), (("--max-hold", "-2"), "hold")])
+def test_bad_timing_options_fail_before_any_song(short_song, tiny_model_dir, tmp_path, option, message):
+    song = short_song(1.0)
+    done = run_batch(str(song), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), *option, cwd=tmp_path)
+    assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
+    assert not list((tmp_path / "out").iterdir())
+
+
 def test_blender_script_mode_reads_arguments_after_dashes(short_song, tmp_path):
     """``blender -b -P addon/batch.py -- ...``: the file runs as a script and takes argv after ``--``."""
     song = short_song(1.0)
