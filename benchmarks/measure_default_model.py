@@ -109,19 +109,12 @@ def _timing_kept(reconstructions, cfg) -> dict[str, Any]:
     return {kind: {key: float(np.mean([r[key] for r in rs])) for key in rs[0]} for kind, rs in rows.items() if rs}
 
 
-def _longest_hold_s(dance) -> float:
-    """Longest run of one (up, down) code pair, in seconds of the unwarped dance (8 frames at 60 fps a code)."""
-    pairs = np.stack([dance.codes_up, dance.codes_down], axis=1)
-    change = np.flatnonzero(np.any(pairs[1:] != pairs[:-1], axis=1))
-    edges = np.concatenate([[-1], change, [len(pairs) - 1]])
-    return float(np.diff(edges).max() * 8 / 60)
-
-
 def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Path | None,
             n_starts: int = 8, max_gt_clips: int | None = None, temperature: float | None = None) -> dict[str, Any]:
     import torch
 
     from engine.generate import Choreographer, GenerateOptions
+    from engine.sampling import TOKENS_PER_SECOND, longest_repeat
     from training.config import load_config
     from training.data.sources import load_windows
     from training.metrics.beats import beat_align_score, beat_timing, shuffled_in_time
@@ -177,7 +170,8 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
                     names.append(f"{song.stem}_start{start[0]}-{start[1]}")
                 row.setdefault("bas_real", []).append(beat_align_score(dance.music_beats, dance.joints))
                 row.setdefault("timing_real", []).append(beat_timing(dance.music_beats, dance.joints))
-                row.setdefault("longest_hold_s", []).append(_longest_hold_s(dance))
+                hold = longest_repeat(dance.codes_up, dance.codes_down) / TOKENS_PER_SECOND  # s of the unwarped dance
+                row.setdefault("longest_hold_s", []).append(hold)
                 if dance.meta.get("beat_sync"):
                     row.setdefault("sync", []).append({k: dance.meta["beat_sync"][k] for k in
                                                        ("pairs", "motion_beats", "music_beats", "slowest_rate",

@@ -141,6 +141,15 @@ def _pick(logits: torch.Tensor, options: SamplingOptions, generator: torch.Gener
     return torch.multinomial(probs, 1, generator=generator)[0]
 
 
+def longest_repeat(codes_up: np.ndarray, codes_down: np.ndarray) -> int:
+    """The longest run of one (up, down) pair in a dance's codes (N,) (0 for no codes)."""
+    pairs = np.stack([np.asarray(codes_up), np.asarray(codes_down)], axis=1)
+    if len(pairs) == 0:
+        return 0
+    change = np.flatnonzero(np.any(pairs[1:] != pairs[:-1], axis=1))
+    return int(np.diff(np.concatenate([[-1], change, [len(pairs) - 1]])).max())
+
+
 def _repeats_too_long(codes_up: torch.Tensor, codes_down: torch.Tensor, step: int, up: torch.Tensor,
                       down: torch.Tensor, max_repeat: int | None) -> bool:
     """Whether putting (up, down) at step + 1 would make more than ``max_repeat`` equal pairs in a row."""
@@ -154,17 +163,16 @@ def _avoid_repeat(logits_up: torch.Tensor, logits_down: torch.Tensor, up: torch.
                   options: SamplingOptions, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """A pair other than (up, down): the half where giving up the repeated code costs less log-probability
     (its best code minus its second best) picks again without that code; the other half keeps its code."""
+    def without(logits: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        return logits.masked_fill(torch.arange(logits.shape[-1], device=logits.device) == code, float("-inf"))
+
     def cost(logits: torch.Tensor, code: torch.Tensor) -> float:
-        logp = F.log_softmax(logits.float(), dim=-1)
-        others = logp.clone()
-        others[code] = float("-inf")
-        return float(logp[code] - others.max())
+        # log-softmax shifts all of a head's logits by one amount: the log-probability gap is the logit gap
+        return float(logits[code].float() - without(logits, code).max().float())
 
     if cost(logits_up, up) <= cost(logits_down, down):
-        return _pick(logits_up.masked_fill(torch.arange(logits_up.shape[-1], device=logits_up.device) == up,
-                                           float("-inf")), options, generator), down
-    return up, _pick(logits_down.masked_fill(torch.arange(logits_down.shape[-1], device=logits_down.device) == down,
-                                             float("-inf")), options, generator)
+        return _pick(without(logits_up, up), options, generator), down
+    return up, _pick(without(logits_down, down), options, generator)
 
 
 def _as_music(music: torch.Tensor | np.ndarray, gpt: CrossCondGPT, device: torch.device) -> torch.Tensor:

@@ -112,8 +112,9 @@ def test_default_model_dances_to_the_demo_song(tmp_path):
     assert joints.shape[1:] == (24, 3) and np.isfinite(joints).all() and len(joints) >= 11 * 60
     assert mean_joint_speed(joints, 60.0) > 0.2  # alive: m/s averaged over joints
     assert longest_frozen_seconds(joints, 60.0) <= 2.0
-    run = np.diff(np.flatnonzero(np.diff(np.r_[-1, dance.codes_up * 1000 + dance.codes_down, -1]) != 0))
-    assert run.max() <= 15  # no code pair held longer than 2 s (the engine's repeat limit)
+    from engine.sampling import longest_repeat
+
+    assert longest_repeat(dance.codes_up, dance.codes_down) <= 15  # no pair held over 2 s (the repeat limit)
 
 
 def _beat_figures(dance, controls) -> dict[str, float]:

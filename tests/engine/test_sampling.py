@@ -15,6 +15,7 @@ from engine.sampling import (
     SamplingOptions,
     approximate_gpt,
     context_window,
+    longest_repeat,
     sample_codes,
 )
 from tests.engine.golden import load_tiny_official_gpt
@@ -187,15 +188,6 @@ def test_draft_checked_decoding_equals_plain_fast_decoding(gpt, golden_io, draft
     assert (approx[0] != golden_io["sample_shift_20_up"][0]).any()
 
 
-def _longest_run(codes_up: np.ndarray, codes_down: np.ndarray) -> int:
-    same = np.concatenate([[False], (codes_up[1:] == codes_up[:-1]) & (codes_down[1:] == codes_down[:-1])])
-    run = best = 1
-    for s in same[1:]:
-        run = run + 1 if s else 1
-        best = max(best, run)
-    return best
-
-
 @pytest.fixture(scope="module")
 def stuck_gpt(gpt):
     """The tiny GPT with ln_f flattened to a constant: every step has the same logits, so greedy decoding
@@ -211,7 +203,7 @@ def stuck_gpt(gpt):
 def test_repeat_limit_breaks_a_stuck_pair(stuck_gpt, golden_io) -> None:
     music = golden_io["music_cond"][0]
     free_up, free_down = sample_codes(stuck_gpt, 5, 7, music, SamplingOptions(max_repeat=None))
-    assert _longest_run(free_up, free_down) == 80  # stuck from the first generated token on
+    assert longest_repeat(free_up, free_down) == 80  # stuck from the first generated token on
     best_up, best_down = int(free_up[1]), int(free_down[1])
 
     head = stuck_gpt.gpt_head
@@ -233,7 +225,7 @@ def test_repeat_limit_breaks_a_stuck_pair(stuck_gpt, golden_io) -> None:
     }.items():
         up, down = sample_codes(stuck_gpt, 5, 7, music, options)
         results[name] = (up, down)
-        assert _longest_run(up, down) == 4, name
+        assert longest_repeat(up, down) == 4, name
         pairs = list(zip(up.tolist(), down.tolist()))
         # four of the best pair, then the runner-up once, and again: the model's choices, only rationed
         assert pairs[1:11] == [(best_up, best_down)] * 4 + [second] + [(best_up, best_down)] * 4 + [second], name
@@ -242,7 +234,14 @@ def test_repeat_limit_breaks_a_stuck_pair(stuck_gpt, golden_io) -> None:
         np.testing.assert_array_equal(results[name][1], results["exact"][1])
 
 
+def test_longest_repeat_counts_runs_of_whole_pairs() -> None:
+    assert longest_repeat(np.array([1, 1, 1, 2, 2]), np.array([3, 3, 4, 4, 4])) == 2  # (1,3)x2, (2,4)x2
+    assert longest_repeat(np.array([5, 5, 5]), np.array([0, 0, 0])) == 3
+    assert longest_repeat(np.array([7]), np.array([1])) == 1
+    assert longest_repeat(np.zeros(0, int), np.zeros(0, int)) == 0
+
+
 def test_repeat_limit_applies_when_sampling(stuck_gpt, golden_io) -> None:
     options = SamplingOptions(greedy=False, temperature=0.05, seed=3, max_repeat=3)
     up, down = sample_codes(stuck_gpt, 5, 7, golden_io["music_cond"][0], options)
-    assert _longest_run(up, down) <= 3
+    assert longest_repeat(up, down) <= 3
