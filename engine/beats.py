@@ -129,16 +129,15 @@ def _chain(source: np.ndarray, target: np.ndarray, shift_cost: np.ndarray, last:
     back = np.full(n, -1, dtype=np.int64)
     from_start = rate_ok(source.astype(np.float64), target.astype(np.float64))
     score[from_start] = 1.0 - shift_cost[from_start]
-    for i in range(n):
-        if i:
-            prev = np.arange(i)
-            ok = np.isfinite(score[prev]) & rate_ok((source[i] - source[prev]).astype(np.float64),
-                                                     (target[i] - target[prev]).astype(np.float64))
-            if np.any(ok):
-                j = prev[ok][np.argmax(score[prev][ok])]
-                candidate = score[j] + 1.0 - shift_cost[i]
-                if candidate > score[i]:
-                    score[i], back[i] = candidate, j
+    for i in range(1, n):
+        prev = np.arange(i)
+        ok = np.isfinite(score[prev]) & rate_ok((source[i] - source[prev]).astype(np.float64),
+                                                 (target[i] - target[prev]).astype(np.float64))
+        if np.any(ok):
+            j = prev[ok][np.argmax(score[prev][ok])]
+            candidate = score[j] + 1.0 - shift_cost[i]
+            if candidate > score[i]:
+                score[i], back[i] = candidate, j
     to_end = np.isfinite(score) & rate_ok((last - source).astype(np.float64), (last - target).astype(np.float64))
     if not np.any(to_end):
         return np.zeros(0, dtype=np.int64)
@@ -211,8 +210,12 @@ def sync_to_beats(joints: np.ndarray, music_beats: np.ndarray, fps: float = 60.0
     dance = motion_beats(joints) if n > 2 else np.zeros(0, dtype=np.int64)
     music = np.unique(np.asarray(music_beats if music_beats is not None else [], dtype=np.int64).reshape(-1))
     music = music[(music > 0) & (music < last)]
-    if options.strength == 0.0 or dance.size == 0 or music.size == 0:
+
+    def unchanged() -> BeatSync:
         return BeatSync(joints.copy(), identity, np.zeros((0, 2), dtype=np.int64), int(dance.size), int(music.size))
+
+    if options.strength == 0.0 or dance.size == 0 or music.size == 0:
+        return unchanged()
 
     max_shift = options.max_shift_s * fps
     src, tgt = np.meshgrid(dance, music, indexing="xy")  # (K music, M dance)
@@ -222,7 +225,7 @@ def sync_to_beats(joints: np.ndarray, music_beats: np.ndarray, fps: float = 60.0
     # the rate bound forbids equal sources (or targets) in a chain: each motion beat is used once
     chain = _chain(source, target, 0.5 * np.abs(beat - source) / max_shift, last, options.max_rate)
     if chain.size == 0:
-        return BeatSync(joints.copy(), identity, np.zeros((0, 2), dtype=np.int64), int(dance.size), int(music.size))
+        return unchanged()
 
     knots_out = np.concatenate([[0.0], target[chain].astype(np.float64), [float(last)]])
     knots_in = np.concatenate([[0.0], source[chain].astype(np.float64), [float(last)]])

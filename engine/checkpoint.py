@@ -200,6 +200,15 @@ def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
 
 
+def write_config(config: ModelConfig, directory: str | Path) -> Path:
+    """Write ``config.json`` into a model folder, atomically (a reader sees the old or the new file)."""
+    target = Path(directory) / CONFIG_FILE
+    with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=".config.", suffix=".tmp", delete=False) as out:
+        out.write(json.dumps(config.to_dict(), indent=2) + "\n")
+    os.replace(out.name, target)
+    return target
+
+
 def save_model(model: DanceModel, directory: str | Path) -> Path:
     """Write the model folder atomically; an existing model folder at ``directory`` is replaced.
 
@@ -217,7 +226,7 @@ def save_model(model: DanceModel, directory: str | Path) -> Path:
         meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
         save_file(_tensors(model.vqvae), str(staging / VQVAE_FILE), metadata=meta)
         save_file(_tensors(model.gpt), str(staging / GPT_FILE), metadata=meta)
-        (staging / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+        write_config(model.config, staging)
         if target.exists():  # swap: old -> backup, new -> target, then drop the backup
             backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
             backup.rmdir()

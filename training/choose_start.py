@@ -16,9 +16,7 @@ music the model is measured on.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import tempfile
 from collections import Counter
 from dataclasses import replace
@@ -53,7 +51,7 @@ def choose_start(model_dir: str | Path, config: str | Path | Any, songs: list[Pa
     import soundfile as sf
     import torch
 
-    from engine.checkpoint import CONFIG_FILE
+    from engine.checkpoint import write_config
     from engine.generate import Choreographer, GenerateOptions
     from training.config import load_config
     from training.data.sources import load_windows
@@ -97,12 +95,7 @@ def choose_start(model_dir: str | Path, config: str | Path | Any, songs: list[Pa
               "training_speed": speed_target, "training_skating": skating_limit, "candidates": rows,
               "songs": [str(s) for s in songs], "seconds": seconds}
     if write:
-        config = replace(chor.model.config, default_start=tuple(chosen["start"]))
-        target = Path(model_dir) / CONFIG_FILE
-        with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=".config.", suffix=".tmp",
-                                         delete=False) as out:
-            out.write(json.dumps(config.to_dict(), indent=2) + "\n")
-        os.replace(out.name, target)
+        write_config(replace(chor.model.config, default_start=tuple(chosen["start"])), model_dir)
     return result
 
 
