@@ -79,7 +79,7 @@ def render_song(choreographer_args: tuple[Path, str], song: Path, args: argparse
 
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
-    obj, _ = core.apply_dances(scene, [dance], song, with_mesh=True)
+    obj = core.apply_dances(scene, [dance], song, with_mesh=True).armature
     files = []
     mp4 = args.out / f"{song.stem}.mp4"
     bl_render.render_mp4(scene, mp4, args.engine.upper(), tuple(args.resolution), str(song), dancer=obj)

@@ -59,16 +59,49 @@ def has_audio() -> bool:
 
 
 # --- actions -----------------------------------------------------------------------------------------
-def assign_new_action(obj: Any, action: Any) -> None:
+STASH_TRACK_NAME = "[Action Stash]"  # the name Blender's own "Stash" gives its muted NLA tracks
+
+
+def stash_action(obj: Any, action: Any) -> Any:
+    """Keep ``action`` on ``obj`` as a strip of a new muted NLA track (what the Action editor's "Stash"
+    does): it keeps a user, so it is saved with the file, and it does not play. Returns the strip."""
+    anim = obj.animation_data or obj.animation_data_create()
+    track = anim.nla_tracks.new()
+    track.name = STASH_TRACK_NAME
+    start = int(action.frame_range[0])
+    strip = track.strips.new(action.name, start, action)
+    if HAS_SLOTTED_ACTIONS and strip.action_slot is None and len(action.slots):
+        strip.action_slot = action.slots[0]
+    track.mute = True
+    return strip
+
+
+def would_be_orphaned(action: Any) -> bool:
+    """True when ``action``'s only user is the object it is active on (no fake user, no NLA strip, no
+    other object): replacing it there would leave it to be deleted at the next save and reload."""
+    return action.users <= 1 and not action.use_fake_user
+
+
+def assign_new_action(obj: Any, action: Any) -> Any:
     """Make ``action`` the object's active action, with a slot on versions that have slots.
 
     On 4.4/4.5 a legacy ``action.fcurves.new`` on an action without an assigned slot creates a slot
     but does not assign it, and the animation silently does not play; so create and assign it here.
+
+    The action it replaces is never orphaned: when nothing else uses it (no fake user, no NLA strip,
+    no other object), Blender would delete it at the next save and reload, so it is stashed in the NLA
+    first (``stash_action``). Returns that previous action when it was stashed, else None.
     """
     anim = obj.animation_data or obj.animation_data_create()
+    previous = anim.action
+    stashed = None
+    if previous is not None and previous != action and would_be_orphaned(previous):
+        stash_action(obj, previous)
+        stashed = previous
     anim.action = action
     if HAS_SLOTTED_ACTIONS and anim.action_slot is None:
         anim.action_slot = action.slots.new(id_type="OBJECT", name=obj.name)
+    return stashed
 
 
 def new_fcurve(obj: Any, action: Any, data_path: str, index: int, group: str) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import _engine
 from ..blender import armature as bl_armature
+from ..blender import compat
 from ..blender import keyframes as bl_keyframes
 from ..blender import scene as bl_scene
 
@@ -149,6 +150,22 @@ def check_target(target: Any, preset: str) -> None:
     rigmap.resolve_bone_map(target, preset)
 
 
+@dataclass(frozen=True)
+class AppliedDances:
+    """What ``apply_dances`` did: the armature keyed, the new actions (the last one active) and the
+    action the armature carried before, when it was stashed in its NLA to keep it (else None)."""
+
+    armature: Any
+    actions: list[Any]
+    stashed: Any = None
+
+    def message(self) -> str:
+        text = f"New action(s) {', '.join(a.name for a in self.actions)} on {self.armature.name}"
+        if self.stashed is not None:
+            text += f"; its previous action {self.stashed.name!r} is kept in the NLA ({compat.STASH_TRACK_NAME})"
+        return text
+
+
 def apply_dances(
     scene: Any,
     dances: Sequence[Any],
@@ -157,11 +174,12 @@ def apply_dances(
     target: Any = None,
     preset: str = "SMPL",
     with_mesh: bool = True,
-) -> tuple[Any, list[Any]]:
+) -> AppliedDances:
     """Add the song, then key each dance as a NEW action on ``target`` (None: a new SMPL armature).
 
-    Returns (armature object, actions). The last action stays assigned; the others keep a fake user
-    so they are saved with the file and listed in the Action editor.
+    The last action stays assigned; the others keep a fake user so they are saved with the file and
+    listed in the Action editor. An action ``target`` carried that nothing else uses (the user's own
+    animation) is stashed in its NLA, never orphaned.
     """
     if not dances:
         raise errors.DanceError("the engine returned no dance")
@@ -173,24 +191,36 @@ def apply_dances(
     fps = float(dances[0].fps)
     bl_scene.load_song(scene, song, fps=fps)
     names = action_names(song, len(dances))
-    actions = []
+    actions: list[Any] = []
+    stashed = None
+    created = None
     if target is None:
-        target = bl_armature.create_smpl_armature(
+        target = created = bl_armature.create_smpl_armature(
             Path(str(song)).stem, dances[0].rest_joints, with_mesh=with_mesh, collection=scene.collection
         )
-        for dance, name in zip(dances, names):
-            actions.append(bl_keyframes.apply_dance(target, dance.rotations, dance.translation,
-                                                    dance.rest_joints, dance.fps, name, scene=scene))
     else:
-        from ..blender import rigmap
-
-        for dance, name in zip(dances, names):
-            actions.append(rigmap.retarget_to_rig(target, dance.rotations, dance.translation,
-                                                  dance.rest_joints, dance.fps, name, preset))
-    for action in actions[:-1]:
-        action.use_fake_user = True
+        anim = target.animation_data
+        previous = anim.action if anim is not None else None
+        if previous is not None and compat.would_be_orphaned(previous):
+            stashed = previous  # assign_new_action stashes it when the first new action replaces it
+    for dance, name in zip(dances, names):
+        if actions:
+            actions[-1].use_fake_user = True  # a variation replaced by the next one is kept, not stashed
+        actions.append(_key_dance(target, dance, name, preset if created is None else None, scene))
     scene.frame_current = scene.frame_start
-    return target, actions
+    return AppliedDances(target, actions, stashed)
+
+
+def _key_dance(target: Any, dance: Any, name: str, preset: str | None, scene: Any) -> Any:
+    """One dance as a new action on ``target``: directly on an SMPL armature the add-on made
+    (``preset`` None), else through the rig map ``preset``."""
+    if preset is None:
+        return bl_keyframes.apply_dance(target, dance.rotations, dance.translation, dance.rest_joints,
+                                        dance.fps, name, scene=scene)
+    from ..blender import rigmap
+
+    return rigmap.retarget_to_rig(target, dance.rotations, dance.translation, dance.rest_joints, dance.fps,
+                                  name, preset)
 
 
 # --- start-pose preview (main thread) --------------------------------------------------------------

@@ -157,19 +157,19 @@ class DANCE_OT_generate(Operator):
             job_props.status = "Cancelled" if isinstance(job.error, errors.Cancelled) else f"Failed: {job.error}"
             return {"CANCELLED"}
         try:
-            obj, actions = core.apply_dances(context.scene, job.result, request["song"], target=request["target"],
-                                             preset=request["preset"], with_mesh=request["with_mesh"])
+            applied = core.apply_dances(context.scene, job.result, request["song"], target=request["target"],
+                                        preset=request["preset"], with_mesh=request["with_mesh"])
         except Exception as exc:
             _report_error(self, exc, "Applying the dance")
             job_props.status = f"Failed: {exc}"
             return {"CANCELLED"}
+        obj = applied.armature
         context.scene.dance.armature = obj
         obj.dance.song_path = str(request["song"])
         if context.view_layer.objects.get(obj.name) is not None:
             context.view_layer.objects.active = obj
-        names = ", ".join(a.name for a in actions)
-        job_props.progress, job_props.status = 1.0, f"Done: {names} on {obj.name}"
-        self.report({"INFO"}, f"New action(s) {names} on {obj.name}")
+        job_props.progress, job_props.status = 1.0, f"Done: {applied.message()}"
+        self.report({"WARNING"} if applied.stashed is not None else {"INFO"}, applied.message())
         return {"FINISHED"}
 
     # --- blocking (scripts, headless) ---------------------------------------------------------------

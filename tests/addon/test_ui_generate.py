@@ -125,6 +125,43 @@ def test_generate_twice_never_overwrites(scene, short_song):
     assert first.animation_data.action.name == "clip.001"
 
 
+def test_the_users_own_action_survives_save_and_reload(scene, short_song, tmp_path):
+    """Generating onto the user's rig replaces its active action; the user's hand-keyed action is stashed
+    in the NLA (muted), so it is still in the file, with every key, after saving and reopening."""
+    from tests.addon.test_blender_rigmap import make_mixamo_rig
+
+    rig, _ = make_mixamo_rig()
+    bone = rig.pose.bones["mixamorig:LeftForeArm"]
+    bone.rotation_mode = "QUATERNION"
+    for frame, angle in ((1, 0.0), (12, 0.8), (24, 0.0)):
+        bone.rotation_quaternion = (np.cos(angle / 2), np.sin(angle / 2), 0.0, 0.0)
+        bone.keyframe_insert("rotation_quaternion", frame=frame)
+    mine = rig.animation_data.action
+    mine.name = "my hand-keyed"
+    keys_before = sorted((fc.array_index, tuple(k.co)) for fc in fcurves_of(rig) for k in fc.keyframe_points)
+    assert len(keys_before) == 12 and mine.users == 1 and not mine.use_fake_user
+
+    scene.dance.song_path = str(short_song(2.0, name="clip"))
+    scene.dance.target = "SELECTED"
+    scene.dance.preset = "Mixamo"
+    bpy.context.view_layer.objects.active = rig
+    assert bpy.ops.dance.generate() == {"FINISHED"}
+    assert rig.animation_data.action.name == "clip"
+    stash = [t for t in rig.animation_data.nla_tracks if t.name == "[Action Stash]"]
+    assert len(stash) == 1 and stash[0].mute and stash[0].strips[0].action == mine
+
+    path, rig_name = tmp_path / "scene.blend", rig.name
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    kept = bpy.data.actions["my hand-keyed"]
+    strip = bpy.data.objects[rig_name].animation_data.nla_tracks["[Action Stash]"].strips[0]
+    assert strip.action == kept
+    from bpy_extras.anim_utils import action_get_channelbag_for_slot
+
+    curves = action_get_channelbag_for_slot(kept, strip.action_slot).fcurves
+    assert sorted((fc.array_index, tuple(k.co)) for fc in curves for k in fc.keyframe_points) == keys_before
+
+
 def test_variations_make_one_action_per_seed(scene, short_song):
     scene.dance.song_path = str(short_song(2.0, name="clip"))
     assert bpy.ops.dance.generate(variations=2) == {"FINISHED"}

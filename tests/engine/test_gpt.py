@@ -11,7 +11,7 @@ import torch
 
 from engine.errors import ModelError
 from engine.models.gpt import CrossCondGPT, GPTConfig, KVCache
-from tests.engine.golden import load_tiny_official_gpt
+from tests.engine.golden import assert_float32_parity, assert_same_argmax, load_tiny_official_gpt
 
 # The same window computed in pieces of another size rounds differently in float32; with the random
 # tiny weights (logits up to 8.5) that reaches 4e-5, as large as float32 vs float64 of one window (6e-5).
@@ -63,7 +63,9 @@ def test_window_logits_and_values_match_official(golden_dir: Path, golden_io) ->
         (value_up, "window_value_up"),
         (value_down, "window_value_down"),
     ]:
-        np.testing.assert_allclose(ours.numpy(), golden_io[name], rtol=0, atol=1e-5, err_msg=name)
+        assert_float32_parity(ours, golden_io[name], name)
+    assert_same_argmax(logits_up, golden_io["window_logits_up"], "up")
+    assert_same_argmax(logits_down, golden_io["window_logits_down"], "down")
 
 
 def test_short_window_uses_each_streams_own_positions(golden_dir: Path, golden_io) -> None:

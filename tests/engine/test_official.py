@@ -28,7 +28,13 @@ from engine.official import (
     load_official_checkpoint,
     vqvae_from_official,
 )
-from tests.engine.golden import OUR_EXTRA_BUFFERS, assert_vqvae_parity, load_tiny_official_gpt
+from tests.engine.golden import (
+    OUR_EXTRA_BUFFERS,
+    assert_float32_parity,
+    assert_same_argmax,
+    assert_vqvae_parity,
+    load_tiny_official_gpt,
+)
 
 
 # --- official-like config dicts ----------------------------------------------------------------------------
@@ -326,7 +332,9 @@ def test_imported_official_format_matches_golden(imported_golden, golden_io):
     assert_vqvae_parity(imported_golden.vqvae, golden_io)
     for ours, key in zip(window_outputs(imported_golden.gpt, golden_io),
                          ("window_logits_up", "window_logits_down", "window_value_up", "window_value_down")):
-        np.testing.assert_allclose(ours.numpy(), golden_io[key], atol=1e-5, rtol=0)
+        assert_float32_parity(ours, golden_io[key], key)
+        if "logits" in key:
+            assert_same_argmax(ours, golden_io[key], key)
 
 
 def test_npz_weights_match_golden_and_import_is_lossless(golden_dir, golden_io, imported_golden):
