@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -81,6 +82,15 @@ MAX_DURATION_S = 15 * 60.0
 # max-referenced dB features would blow up into random "music".
 SILENCE_DBFS = -60.0
 
+# Samples beyond this magnitude (24 dB above full scale, far past any float mix's headroom or a lossy
+# decoder's overshoot) are scaled down to full scale before anything is computed.
+MAX_PEAK = 16.0
+# A decoded length this much shorter than the header's (or 1 %) is a truncated file, not codec padding.
+_TRUNCATION_SLACK_S = 0.05
+_UNKNOWN_FRAMES = 2**62  # libsndfile's "unknown length" is SF_COUNT_MAX (2^63 - 1)
+_BLOCK_FRAMES = 1 << 18
+_OGG_TAIL_BYTES = 70_000  # an Ogg page is at most 65,307 bytes
+
 AUDIO_EXTENSIONS = (".wav", ".wave", ".mp3", ".ogg", ".oga", ".flac", ".aif", ".aiff")
 
 # How the first bytes of each container look (for telling "not audio" from "broken audio").
@@ -128,16 +138,41 @@ class MusicFeatures:
 # =====================================================================================================
 # Loading
 # =====================================================================================================
-def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise AudioFileNotFoundError(f"Song not found: '{path}'. Check the path and file name.")
-    if path.is_dir():
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def check_song_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path once it is known to be a song file that can be read to its end: it exists
+    (a symlink counts by what it points to), is a regular file and has an audio extension.
+
+    Checked from the file's metadata before a byte is read, so a named pipe or a link to /dev/zero is
+    refused at once instead of being hashed forever. Raises AudioFileNotFoundError or NotAudioError.
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode  # follows symlinks: a link is what it points to
+    except FileNotFoundError:
+        raise AudioFileNotFoundError(f"Song not found: '{path}'. Check the path and file name.") from None
+    except OSError as exc:
+        raise AudioError(f"Cannot read '{path}': {exc.strerror or exc}.") from exc
+    if stat.S_ISDIR(mode):
         raise NotAudioError(f"'{path}' is a folder, not an audio file.")
+    if not stat.S_ISREG(mode):
+        raise NotAudioError(
+            f"'{path}' is {_file_kind(mode)}, not a regular file: a song must be a .wav, .mp3, .ogg or .flac "
+            "file on disk."
+        )
     if path.suffix.lower() not in AUDIO_EXTENSIONS:
         raise NotAudioError(
             f"'{path.name}' is not a supported audio file ({path.suffix or 'no extension'}); "
             "use a .wav, .mp3, .ogg or .flac file."
         )
+    return path
 
 
 def _has_audio_magic(head: bytes) -> bool:
@@ -216,28 +251,102 @@ def _decode(path: Path, max_duration_s: float) -> tuple[np.ndarray, int]:
             "truncated: re-download it or convert it to .wav/.ogg."
         ) from exc
 
-    if info.samplerate > 0 and info.duration > max_duration_s:
-        raise AudioTooLongError(
-            f"'{path.name}' lasts {info.duration / 60:.1f} min; the limit is {max_duration_s / 60:.0f} min. "
-            "Cut the song (or the part you want danced) to a shorter file first."
-        )
+    # libsndfile reports 0 frames, or SF_COUNT_MAX, when the header does not say how long the audio is (a
+    # streamed FLAC, an Ogg file cut short): such a file is decoded block by block up to the length limit.
+    known_length = 0 < info.frames < _UNKNOWN_FRAMES
+    if known_length and info.samplerate > 0 and info.duration > max_duration_s:
+        raise AudioTooLongError(_too_long_message(path, info.duration, max_duration_s))
     if info.format == "WAV":
         _check_wav_not_truncated(path)
+    if info.format == "OGG":
+        _check_ogg_not_truncated(path)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (n, channels)
+        data = _read_samples(path, info.samplerate, None if known_length else max_duration_s)
+    except AudioError:
+        raise
     except Exception as exc:
         raise AudioDecodeError(
             f"'{path.name}' could not be decoded ({exc}). The file may be corrupt or truncated."
         ) from exc
+    sr = int(info.samplerate)
     if data.shape[0] == 0:
         raise AudioDecodeError(f"'{path.name}' contains no audio samples (an empty or truncated file).")
+    if known_length and data.shape[0] < info.frames - max(_TRUNCATION_SLACK_S * sr, 0.01 * info.frames):
+        raise AudioDecodeError(
+            f"'{path.name}' is truncated: its header declares {info.frames / sr:.1f} s of audio but only "
+            f"{data.shape[0] / sr:.1f} s decode. Re-download or re-export the song."
+        )
     if not np.all(np.isfinite(data)):
         raise AudioDecodeError(f"'{path.name}' contains invalid (NaN/inf) samples; re-export the song.")
+    peak = float(np.abs(data).max())
+    if peak > MAX_PEAK:
+        # Float files may hold any finite value; squared in the spectrograms, 1e30 overflows float32.
+        log.warning("'%s' peaks at %.3g, far above full scale (1.0): scaled down to full scale", path.name, peak)
+        data *= np.float32(1.0 / peak)
     mono = data[:, 0].copy()  # (n,): channels averaged, as essentia's MonoLoader does
     for channel in range(1, data.shape[1]):
         mono += data[:, channel]
     mono *= np.float32(1.0 / data.shape[1])
-    return mono, int(sr)
+    return mono, sr
+
+
+def _too_long_message(path: Path, duration_s: float, max_duration_s: float) -> str:
+    return (f"'{path.name}' lasts {duration_s / 60:.1f} min; the limit is {max_duration_s / 60:.0f} min. "
+            "Cut the song (or the part you want danced) to a shorter file first.")
+
+
+def _read_samples(path: Path, sr: int, max_duration_s: float | None) -> np.ndarray:
+    """All samples (n, channels) float32; with ``max_duration_s`` (length unknown from the header) read
+    block by block, refusing the file as soon as it runs past that length."""
+    import soundfile as sf
+
+    with sf.SoundFile(str(path)) as f:
+        if max_duration_s is None:
+            return f.read(dtype="float32", always_2d=True)
+        limit = int(max_duration_s * sr)
+        blocks, total, at_end = [], 0, False
+        while not at_end:
+            # NaN marks the rows not decoded: soundfile re-seeks to the read position after each read,
+            # and libsndfile cannot seek to the very end of a stream whose header gives no length, so the
+            # last block comes with an error although its samples were decoded.
+            block = np.full((_BLOCK_FRAMES, f.channels), np.nan, dtype=np.float32)
+            try:
+                got = f.read(out=block).shape[0]
+            except sf.LibsndfileError:
+                decoded = ~np.isnan(block).all(axis=1)
+                got, at_end = (int(np.argmin(decoded)) if not decoded.all() else _BLOCK_FRAMES), True
+            if got == 0:
+                break
+            blocks.append(block[:got])
+            total += got
+            at_end = at_end or got < _BLOCK_FRAMES
+            if total > limit:
+                raise AudioTooLongError(_too_long_message(path, total / sr, max_duration_s) +
+                                        " (its header does not say how long it is; it was read up to the limit)")
+        if not blocks:
+            return np.zeros((0, f.channels), dtype=np.float32)
+        return np.concatenate(blocks)
+
+
+def _check_ogg_not_truncated(path: Path) -> None:
+    """An Ogg stream ends with a complete page flagged end-of-stream; a download cut short does not (and
+    libsndfile then decodes the part it has without a word)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - _OGG_TAIL_BYTES))
+        tail = f.read()
+    start = tail.rfind(b"OggS")
+    complete = False
+    if start >= 0 and len(tail) - start >= 27:
+        header_type, n_segments = tail[start + 5], tail[start + 26]
+        table = tail[start + 27 : start + 27 + n_segments]
+        page_end = start + 27 + n_segments + sum(table)
+        complete = len(table) == n_segments and page_end <= len(tail) and bool(header_type & 0x04)
+    if not complete:
+        raise AudioDecodeError(
+            f"'{path.name}' is truncated: its last Ogg page is incomplete or does not end the stream. "
+            "Re-download or re-export the song."
+        )
 
 
 def _check_content(mono: np.ndarray, sr: int, name: str, min_duration_s: float) -> None:
@@ -276,8 +385,7 @@ def load_audio(
     Raises AudioFileNotFoundError, NotAudioError, AudioDecodeError, AudioTooLongError (checked from the
     header, before decoding), AudioTooShortError or SilentAudioError.
     """
-    path = Path(path)
-    _check_path(path)
+    path = check_song_file(path)
     mono, native_sr = _decode(path, max_duration_s)
     _check_content(mono, native_sr, path.name, min_duration_s)
     return _resample(mono, native_sr, int(sr))
@@ -552,23 +660,66 @@ def _cache_path(cache_dir: Path, content_hash: str, kind: str) -> Path:
     return cache_dir / f"{content_hash[:40]}-{kind}-v{FEATURE_VERSION}.npz"
 
 
-def _cache_read(path: Path | None, content_hash: str, columns: int | None) -> dict | None:
-    """The arrays of a cache entry, or None when absent or unusable (a corrupt entry is ignored)."""
+# What each kind of cache entry holds: (sample rate its frames count at, feature columns or None for beats).
+_ENTRY_KINDS = {"tokens": (TOKEN_SR, FEATURE_DIM), "frames60": (BEAT_SR, FEATURE_DIM), "beats": (BEAT_SR, None)}
+# How far an entry's song duration may differ from the header's (decoders differ by a few ms at the ends).
+_DURATION_SLACK_S = 0.1
+
+
+def _header_duration(path: Path) -> float | None:
+    """The song's duration from its header alone (no decoding), or None when the header does not say."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception:
+        return None
+    return info.duration if 0 < info.frames < _UNKNOWN_FRAMES and info.samplerate > 0 else None
+
+
+def _entry_problem(entry: dict, kind: str, header_duration_s: float | None) -> str | None:
+    """Why a cache entry cannot be what this song gives (shape, frame count for its duration, dtype,
+    finite values, beats inside the song), or None when it can."""
+    sr, columns = _ENTRY_KINDS[kind]
+    values, duration = entry["values"], float(entry["duration_s"])
+    if not (np.isfinite(duration) and duration > 0):
+        return f"duration {duration}"
+    if header_duration_s is not None and abs(duration - header_duration_s) > _DURATION_SLACK_S:
+        return f"duration {duration:.3f} s for a song of {header_duration_s:.3f} s"
+    frames = _num_frames(int(round(duration * sr)))  # frames of the song at this rate (+-1: resampling)
+    if columns is not None:
+        if values.dtype != np.float32 or values.ndim != 2 or values.shape[1] != columns:
+            return f"values {values.dtype} {values.shape}, expected float32 (N, {columns})"
+        if abs(values.shape[0] - frames) > 1:
+            return f"{values.shape[0]} frames for a {duration:.2f} s song ({frames} expected)"
+        if not np.all(np.isfinite(values)):
+            return "non-finite values"
+        return None
+    if values.ndim != 1 or values.dtype.kind not in "iu":
+        return f"beats {values.dtype} {values.shape}, expected integer frame indices (K,)"
+    if values.size and (values.min() < 0 or values.max() > frames or np.any(np.diff(values) <= 0)):
+        return f"beat frames outside 0..{frames} or out of order"
+    return None
+
+
+def _cache_read(path: Path | None, content_hash: str, kind: str, header_duration_s: float | None) -> dict | None:
+    """The arrays of a cache entry, or None when absent or unusable: an entry that is unreadable, misses a
+    key, or cannot be what this song gives (``_entry_problem``) is ignored, so it is recomputed and
+    overwritten (healed)."""
     if path is None or not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
-            entry = {name: npz[name] for name in npz.files}
+            entry = {name: npz[name] for name in ("content_hash", "version", "values", "duration_s")}
         if str(entry["content_hash"]) != content_hash or int(entry["version"]) != FEATURE_VERSION:
             return None
-        if columns is not None:
-            values = entry["values"]
-            if values.ndim != 2 or values.shape[1] != columns or not np.all(np.isfinite(values)):
-                return None
-        return entry
+        problem = _entry_problem(entry, kind, header_duration_s)
     except Exception as exc:  # any unreadable entry is recomputed and rewritten
-        log.warning("ignoring unreadable feature cache entry %s (%s)", path, exc)
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem is not None:
+        log.warning("ignoring feature cache entry %s (%s); recomputing it", path, problem)
         return None
+    return entry
 
 
 def _cache_write(path: Path | None, content_hash: str, **arrays: np.ndarray) -> None:
@@ -623,8 +774,7 @@ def _start_request(
     """Check the mode and the song file, then identify the song for the cache:
     (path, content hash, cache folder or None for no cache)."""
     _check_mode(mode)
-    path = Path(path)
-    _check_path(path)
+    path = check_song_file(path)
     _report(progress, 0.0, "reading the song")
     return path, file_hash(path), _resolve_cache_dir(cache_dir)
 
@@ -648,8 +798,9 @@ def extract_features(
     token_entry_path = _cache_path(folder, content_hash, f"tokens-{mode}") if folder else None
     beats_entry_path = _cache_path(folder, content_hash, "beats") if folder else None
 
-    token_entry = _cache_read(token_entry_path, content_hash, FEATURE_DIM)
-    beats_entry = _cache_read(beats_entry_path, content_hash, None) if with_beats else None
+    header_duration = _header_duration(path) if folder else None
+    token_entry = _cache_read(token_entry_path, content_hash, "tokens", header_duration)
+    beats_entry = _cache_read(beats_entry_path, content_hash, "beats", header_duration) if with_beats else None
     if token_entry is not None and float(token_entry["duration_s"]) > max_duration_s:
         token_entry = None  # let the decoder report the limit
     song = None
@@ -706,7 +857,7 @@ def features_60fps(
     """
     path, content_hash, folder = _start_request(path, mode, cache_dir, progress)
     entry_path = _cache_path(folder, content_hash, "frames60") if folder else None
-    entry = _cache_read(entry_path, content_hash, FEATURE_DIM)
+    entry = _cache_read(entry_path, content_hash, "frames60", _header_duration(path) if folder else None)
     if entry is not None and float(entry["duration_s"]) <= max_duration_s:
         _report(progress, 1.0, "music features ready")
         return entry["values"].astype(np.float32)
@@ -716,7 +867,7 @@ def features_60fps(
     _cache_write(entry_path, content_hash, values=features, duration_s=np.array(song.duration_s))
     if folder is not None:  # the beats come for free here: save them for extract_features
         beats_path = _cache_path(folder, content_hash, "beats")
-        if not beats_path.exists():
+        if _cache_read(beats_path, content_hash, "beats", song.duration_s) is None:
             _cache_write(beats_path, content_hash, values=beats, duration_s=np.array(song.duration_s))
     _report(progress, 1.0, "music features ready")
     return features

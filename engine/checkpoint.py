@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, InvalidOptionError
 from .models.gpt import CrossCondGPT, GPTConfig
 from .models.vqvae import SepVQVAE, VQVAEConfig
 
@@ -58,6 +58,10 @@ class UnsupportedFormatError(CheckpointError):
 
 class WeightsMismatchError(CheckpointError):
     """The weights do not fit the config (missing / unexpected names or wrong shapes)."""
+
+
+class NonFiniteWeightsError(CheckpointError):
+    """Some weights are NaN or infinite."""
 
 
 @dataclass
@@ -287,6 +291,16 @@ def _read_weights(file: Path) -> dict[str, torch.Tensor]:
                               f"truncated or corrupt") from exc
 
 
+def check_finite(state: dict[str, torch.Tensor], what: str) -> None:
+    """Raise ``NonFiniteWeightsError`` naming the first floating-point tensor of ``state`` that holds a
+    NaN or an infinity."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise NonFiniteWeightsError(f"{what}: {name} holds {bad} NaN or infinite value(s); the model is "
+                                        "broken (its training diverged?) and cannot dance")
+
+
 def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
     """Load ``state`` into ``module`` requiring every name and shape to match; the tensors are adopted
     (not copied), so ``module`` may be built with ``empty_modules()`` or on the 'meta' device. Raises WeightsMismatchError naming the keys."""
@@ -336,13 +350,42 @@ def _build_empty(config: ModelConfig) -> DanceModel:
         return build_model(config)
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that this machine has; raises ``InvalidOptionError`` for a name torch
+    does not know or a device that is not there (``cuda`` without CUDA, ``cuda:3`` with two GPUs)."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InvalidOptionError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from None
+    if resolved.type == "cpu":
+        return resolved
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidOptionError(f"device {device!r}: this machine has no CUDA GPU that torch can use; use cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise InvalidOptionError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA "
+                                     f"GPU(s), numbered from 0")
+        return resolved
+    if resolved.type == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise InvalidOptionError(f"device {device!r}: this machine has no Apple GPU (MPS); use cpu")
+        return resolved
+    raise InvalidOptionError(f"device {device!r} is not supported: use cpu, cuda, cuda:N or mps")
+
+
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> DanceModel:
-    """Read a model folder (never executes code from it); the model is returned in eval mode."""
+    """Read a model folder (never executes code from it); the model is returned in eval mode.
+
+    The weights must be finite: a model whose training diverged (NaN or infinite values) is refused,
+    naming the file and the first bad tensor, instead of dancing one code forever."""
+    device = check_device(device)
     path = _check_folder(directory)
     config = _read_config(path)
     model = _build_empty(config)
-    load_state_strict(model.vqvae, _read_weights(path / VQVAE_FILE), str(path / VQVAE_FILE))
-    load_state_strict(model.gpt, _read_weights(path / GPT_FILE), str(path / GPT_FILE))
+    for module, file in ((model.vqvae, path / VQVAE_FILE), (model.gpt, path / GPT_FILE)):
+        state = _read_weights(file)
+        check_finite(state, str(file))
+        load_state_strict(module, state, str(file))
     model.path = path.resolve()
     return model.to(device).eval()
 

@@ -19,7 +19,7 @@ import torch
 
 from .audio import BEAT_FPS, MusicFeatures, extract_features
 from .beats import BeatSyncOptions, sync_to_beats
-from .checkpoint import DanceModel, load_model
+from .checkpoint import DanceModel, check_device, load_model
 from .dance import Dance
 from .errors import Cancelled, InvalidOptionError
 from .models.vqvae import integrate_root
@@ -84,7 +84,7 @@ class Choreographer:
     """A loaded model ready to dance: ``Choreographer(model_dir).generate("song.ogg")``."""
 
     def __init__(self, model: DanceModel | str | Path, device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self.model = load_model(model, device=self.device) if isinstance(model, (str, Path)) else model
         self.model.vqvae.to(self.device).eval()
         self.model.gpt.to(self.device).eval()

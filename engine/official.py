@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import DanceModel, ModelConfig, empty_modules, load_state_strict, save_model
+from .checkpoint import DanceModel, ModelConfig, check_finite, empty_modules, load_state_strict, save_model
 from .errors import CheckpointError, ModelError, UnsafeCheckpointError
 from .models.gpt import CrossCondGPT, GPTConfig
 from .models.vqvae import SepVQVAE, VQVAEConfig
@@ -260,7 +260,9 @@ def vqvae_from_official(ckpt: OfficialCheckpoint, device: str | torch.device = "
     config = vqvae_config_from_official(_config_section(ckpt, "vqvae"))
     with empty_modules():
         model = SepVQVAE(config)
-    load_state_strict(model, _with_codebook_statistics(ckpt.state_dict), _where(ckpt))
+    state = _with_codebook_statistics(ckpt.state_dict)
+    check_finite(state, _where(ckpt))
+    load_state_strict(model, state, _where(ckpt))
     return model.to(device)
 
 
@@ -271,6 +273,7 @@ def gpt_from_official(ckpt: OfficialCheckpoint, device: str | torch.device = "cp
     config = gpt_config_from_official(section, with_critic)
     with empty_modules():
         model = CrossCondGPT(config)
+    check_finite(ckpt.state_dict, _where(ckpt))
     load_state_strict(model, ckpt.state_dict, _where(ckpt))
     return model.to(device)
 

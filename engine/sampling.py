@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import Cancelled, InvalidOptionError
+from .errors import Cancelled, InvalidOptionError, ModelError
 from .models.gpt import CrossCondGPT, KVCache
 
 # Fast mode with shift=None uses this shift. 20 is the shift of the official sampler's golden vectors
@@ -65,6 +65,9 @@ def max_repeat_for(seconds: float) -> int | None:
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
+
+
+SEED_LIMIT = 2**64  # torch.Generator.manual_seed takes 64-bit seeds
 
 
 @dataclass
@@ -103,6 +106,8 @@ class SamplingOptions:
             raise InvalidOptionError(
                 f"shift must be at least 1 (or None for a sliding window), got {self.shift}"
             )
+        if self.seed is not None and not 0 <= self.seed < SEED_LIMIT:
+            raise InvalidOptionError(f"seed must be a whole number from 0 to 2^64 - 1, got {self.seed}")
 
     def effective_shift(self) -> int | None:
         """The shift actually used: fast mode needs one, so None becomes FAST_DEFAULT_SHIFT there."""
@@ -127,6 +132,14 @@ def context_window(step: int, n_context: int, shift: int | None) -> tuple[int, i
         period = n_context - s + 1
         length = s + (step - n_context - 1) % period
     return step - length + 1, length
+
+
+def _check_logits(logits: torch.Tensor) -> None:
+    """Refuse NaN or infinite logits: argmax would silently pick code 0 and sampling would fail deep
+    inside torch. They come from broken weights or music features out of any range the model saw."""
+    if not bool(torch.isfinite(logits).all()):
+        raise ModelError("the GPT produced NaN or infinite scores for the next move: the model's weights "
+                         "are broken, or the music features are far outside what it was trained on")
 
 
 def _pick(logits: torch.Tensor, options: SamplingOptions, generator: torch.Generator | None) -> torch.Tensor:
@@ -264,6 +277,8 @@ def sample_codes(
                 logits_up, logits_down = gpt(
                     codes_up[None, new], codes_down[None, new], music[None, new], cache=cache
                 )
+            _check_logits(logits_up[0, -1])
+            _check_logits(logits_down[0, -1])
             up = _pick(logits_up[0, -1], options, generator)
             down = _pick(logits_down[0, -1], options, generator)
             if _repeats_too_long(codes_up, codes_down, step, up, down, options.max_repeat):
@@ -320,6 +335,8 @@ def _speculative_greedy(
             logits_up, logits_down = gpt(
                 codes_up[None, new], codes_down[None, new], music[None, new], cache=target_cache
             )
+            _check_logits(logits_up[0, step - fed :])
+            _check_logits(logits_down[0, step - fed :])
             best_up = torch.argmax(logits_up[0, step - fed :], dim=-1)  # codes step+1..end
             best_down = torch.argmax(logits_down[0, step - fed :], dim=-1)
             agree = (best_up == codes_up[step + 1 : end + 1]) & (best_down == codes_down[step + 1 : end + 1])

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .._engine import errors
+from .._engine import engine_module, errors
 
 if TYPE_CHECKING:  # the shim imports the engine dynamically; give the type checker the real class
     from engine.errors import DanceError
@@ -30,3 +30,12 @@ class RenderError(BlenderLayerError):
 
 class AudioUnsupportedError(BlenderLayerError):
     """This Blender build has no audio support (e.g. the PyPI bpy 4.2 wheel), so no sound strip."""
+
+
+def check_song_file(path: Any, error: type[BlenderLayerError] = BlenderLayerError) -> None:
+    """The engine's song-file check (exists, regular file, audio extension: never a FIFO or a device),
+    its error re-raised as ``error`` with the same message."""
+    try:
+        engine_module("audio").check_song_file(path)
+    except errors.DanceError as exc:
+        raise error(str(exc)) from exc

@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 
 import bpy
 
-from .errors import ExportError
+from .errors import ExportError, check_song_file
 from .scene import context_view_layer
 
 # Rotation orders Blender's BVH exporter accepts (NATIVE: each bone's own rotation mode).
@@ -31,8 +31,7 @@ def temp_beside(path: Path) -> Path:
 def copy_song_beside(song_path: str | os.PathLike[str], output_path: str | os.PathLike[str]) -> Path:
     """Copy the song next to ``output_path`` as ``<output stem><song suffix>``; returns the copy."""
     song = Path(song_path).resolve()
-    if not song.is_file():
-        raise ExportError(f"song file not found: {song}")
+    _check_song(song)
     target = Path(output_path).resolve().with_suffix(song.suffix.lower())
     if target == song:
         return target
@@ -47,8 +46,8 @@ def copy_song_beside(song_path: str | os.PathLike[str], output_path: str | os.Pa
 
 
 def _check_song(song_path: str | os.PathLike[str] | None) -> None:
-    if song_path is not None and not Path(song_path).is_file():
-        raise ExportError(f"song file not found: {Path(song_path).resolve()}")
+    if song_path is not None:
+        check_song_file(song_path, ExportError)
 
 
 def _check_destination(path: str | os.PathLike[str], suffix: str) -> Path:

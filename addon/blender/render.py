@@ -21,7 +21,7 @@ from typing import Any
 import bpy
 
 from . import render_setup
-from .errors import RenderError
+from .errors import RenderError, check_song_file
 from .export import temp_beside
 
 ENGINES = ("WORKBENCH", "EEVEE", "CYCLES")
@@ -40,8 +40,8 @@ def _check_request(path: str | os.PathLike[str], engine: str, resolution: tuple[
         out = out.with_name(out.name + ".mp4")
     if not out.parent.is_dir():
         raise RenderError(f"folder does not exist: {out.parent}")
-    if song_path is not None and not Path(song_path).is_file():
-        raise RenderError(f"song file not found: {Path(song_path).resolve()}")
+    if song_path is not None:
+        check_song_file(song_path, RenderError)
     return out, engine
 
 

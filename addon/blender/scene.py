@@ -10,7 +10,7 @@ from typing import Any
 import bpy
 
 from . import compat
-from .errors import AudioUnsupportedError, BlenderLayerError
+from .errors import AudioUnsupportedError, BlenderLayerError, check_song_file
 
 SONG_STRIP_NAME = "song"
 
@@ -60,8 +60,7 @@ def load_song(
     Strips of earlier songs added by this function (named "song*") are replaced.
     """
     song = os.path.abspath(os.fspath(path))
-    if not os.path.isfile(song):
-        raise BlenderLayerError(f"song file not found: {song}")
+    check_song_file(song)
     if not compat.has_audio():
         raise AudioUnsupportedError(
             "this Blender build has no audio support (Audaspace), so the song cannot be added"

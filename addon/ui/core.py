@@ -89,11 +89,9 @@ def clear_cache() -> None:
 
 # --- generation (worker thread: no Blender data) ---------------------------------------------------
 def check_song(path: str | Path) -> Path:
-    song = Path(str(path)).expanduser()
     if not str(path).strip():
         raise errors.InvalidOptionError("choose a song first (wav, mp3, ogg or flac)")
-    if not song.is_file():
-        raise errors.InvalidOptionError(f"song not found: {song}")
+    song = _engine.engine_module("audio").check_song_file(Path(str(path)).expanduser())
     return song.resolve()
 
 

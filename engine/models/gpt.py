@@ -31,6 +31,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
+from .config_fields import check_config_fields, check_parameter_count
+
+# What a config may hold (inclusive); the official size is well inside every range.
+_GPT_RANGES: dict[str, tuple[float, float]] = {
+    "vocab_size_up": (1, 65536), "vocab_size_down": (1, 65536), "block_size": (2, 4096), "n_music": (1, 8192),
+    "n_embd": (1, 16384), "n_head": (1, 1024), "n_layer_base": (1, 512), "n_layer_head": (1, 512),
+    "n_layer_critic": (0, 512), "embd_pdrop": (0, 1), "resid_pdrop": (0, 1), "attn_pdrop": (0, 1),
+}
 
 
 @dataclass
@@ -49,14 +57,22 @@ class GPTConfig:
     attn_pdrop: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.n_head < 1:
-            raise ModelError(f"GPT config: n_head must be at least 1, got {self.n_head}")
+        check_config_fields(self, "GPT", _GPT_RANGES)
         if self.n_embd % self.n_head != 0:
             raise ModelError(
                 f"GPT config: n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})"
             )
-        if self.block_size < 2:
-            raise ModelError(f"GPT config: block_size must be at least 2, got {self.block_size}")
+        check_parameter_count(self.parameter_count(), "GPT")
+
+    def parameter_count(self) -> int:
+        """The number of parameters this config describes (weights and biases, critic included)."""
+        e = self.n_embd
+        block = 12 * e * e + 13 * e  # attention (4 e x e + biases), MLP (e x 4e x 2 + biases), 2 layer norms
+        embeddings = (self.vocab_size_up + self.vocab_size_down) * e + self.n_music * e + e
+        positions = 3 * self.block_size * e
+        heads = (self.vocab_size_up + self.vocab_size_down) * e + 2 * e
+        critic = self.n_layer_critic * block + (2 * e + 2 * e if self.n_layer_critic else 0)
+        return (self.n_layer_base + self.n_layer_head) * block + embeddings + positions + heads + critic
 
     @classmethod
     def official(cls, critic: bool = False) -> GPTConfig:

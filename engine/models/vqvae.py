@@ -22,10 +22,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..skeleton import LOWER_JOINTS, UPPER_JOINTS
+from .config_fields import check_config_fields, check_parameter_count
 
 UP_CHANNELS = 3 * len(UPPER_JOINTS)  # 45
 DOWN_CHANNELS = 3 * len(LOWER_JOINTS)  # 27
 ROOT_CHANNELS = 3  # root velocity (x, y, z) per frame
+
+
+# What a config may hold (inclusive); the official size is well inside every range.
+_VQVAE_RANGES: dict[str, tuple[float, float]] = {
+    "emb_width": (1, 16384), "l_bins": (1, 65536), "width": (1, 16384), "depth": (1, 64), "downs_t": (1, 8),
+    "stride_t": (1, 8), "dilation_growth_rate": (1, 64), "dilation_cycle": (1, 64), "m_conv": (0.01, 64),
+    "l_mu": (0, 1), "commit": (0, 1e6), "dead_code_threshold": (0, 1e12), "vel": (0, 1e6), "acc": (0, 1e6),
+    "root_acc": (0, 1e6), "sample_length": (1, 10_000_000),
+}
 
 
 @dataclass
@@ -48,6 +58,21 @@ class VQVAEConfig:
     root_acc: float = 1.0  # weight of the root-velocity acceleration term (root stage)
     with_root_decoder: bool = True  # the lower half's root-velocity decoder (official SepVQVAER)
     sample_length: int = 240  # training clip length (frames), kept for the training package
+
+    def __post_init__(self) -> None:
+        check_config_fields(self, "VQ-VAE", _VQVAE_RANGES)
+        check_parameter_count(self.parameter_count(), "VQ-VAE")
+
+    def parameter_count(self) -> int:
+        """An upper bound of the number of parameters (25-45 % above the real count at the official and
+        the tiny sizes), enough to refuse an absurd config before anything is allocated."""
+        w, e = self.width, self.emb_width
+        state = max(1, int(self.m_conv * w))
+        res_block = 3 * w * state + state * w + w + state
+        step = 4 * w * w + w + self.depth * res_block  # one down- or up-sampling step with its res blocks
+        coder = 3 * 72 * w + self.downs_t * step + 3 * w * max(e, 72)  # in/out convs + the steps
+        coders = 2 + 1 + int(self.with_root_decoder)
+        return 2 * coder + coders * coder + 2 * self.l_bins * e
 
     @property
     def downsample(self) -> int:

@@ -61,7 +61,7 @@ def test_bvh_has_every_frame_and_the_song(keyed_armature, song_wav, tmp_path):
 def test_failed_export_writes_nothing(keyed_armature, tmp_path):
     with pytest.raises(ExportError, match="folder does not exist"):
         export.export_fbx(keyed_armature, tmp_path / "nope" / "dance.fbx")
-    with pytest.raises(ExportError, match="song file not found"):
+    with pytest.raises(ExportError, match="Song not found"):
         export.export_fbx(keyed_armature, tmp_path / "dance.fbx", song_path=tmp_path / "missing.wav")
     mesh = keyed_armature.children[0]
     with pytest.raises(ExportError, match="not an armature"):

@@ -64,7 +64,7 @@ def test_bad_requests_fail_before_rendering(keyed_scene, song_wav, tmp_path):
     sc, obj = keyed_scene
     with pytest.raises(RenderError, match="unknown render engine"):
         render.render_mp4(sc, tmp_path / "x.mp4", "POVRAY", (64, 48))
-    with pytest.raises(RenderError, match="song file not found"):
+    with pytest.raises(RenderError, match="Song not found"):
         render.render_mp4(sc, tmp_path / "x.mp4", "CYCLES", (64, 48), tmp_path / "none.wav")
     with pytest.raises(RenderError, match="folder does not exist"):
         render.render_mp4(sc, tmp_path / "no" / "x.mp4", "CYCLES", (64, 48))

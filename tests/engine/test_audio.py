@@ -202,6 +202,61 @@ def test_corrupt_and_truncated_files_are_decode_errors(tmp_path: Path, music_dir
         assert_refused(tmp_path / name, AudioDecodeError, tmp_path / "cache")
 
 
+def _truncated(path: Path, fraction: float = 0.5) -> Path:
+    data = path.read_bytes()
+    cut = path.with_name("cut_" + path.name)
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    return cut
+
+
+@pytest.mark.parametrize("fmt", ["ogg", "mp3"])
+def test_truncated_ogg_and_mp3_are_refused_not_danced_in_part(tmp_path: Path, fmt: str) -> None:
+    """libsndfile decodes the first part of a download cut short without a word; we compare with the header
+    (MP3) or look for the stream's last page (Ogg)."""
+    y, _ = click_track(bpm=100, seconds=6.0, sr=22050, first_s=0.3)
+    whole = tmp_path / f"song.{fmt}"
+    sf.write(str(whole), y + noise(6.0) * 0.05, 22050)
+    assert audio.load_audio(whole, audio.TOKEN_SR).shape[0] == 6 * audio.TOKEN_SR
+    with pytest.raises(AudioDecodeError, match="truncated"):
+        audio.load_audio(_truncated(whole), audio.TOKEN_SR)
+
+
+def _streamed_flac(tmp_path: Path, seconds: float) -> tuple[Path, Path]:
+    """A FLAC and the same FLAC as a streaming encoder writes it: total samples 0 ("unknown") in STREAMINFO."""
+    y, _ = click_track(bpm=100, seconds=seconds, sr=22050, first_s=0.3)
+    whole = tmp_path / "song.flac"
+    sf.write(str(whole), y + noise(seconds) * 0.05, 22050)
+    data = bytearray(whole.read_bytes())
+    at = 8 + 10  # "fLaC", the block header, then 10 bytes of STREAMINFO before rate|channels|bits|total
+    field = int.from_bytes(data[at : at + 8], "big") & ~((1 << 36) - 1)  # the 36-bit total samples -> 0
+    data[at : at + 8] = field.to_bytes(8, "big")
+    streamed = tmp_path / "streamed.flac"
+    streamed.write_bytes(bytes(data))
+    return whole, streamed
+
+
+def test_streamed_flac_without_a_length_decodes_whole_and_keeps_the_limit(tmp_path: Path) -> None:
+    whole, streamed = _streamed_flac(tmp_path, 5.0)
+    assert sf.info(str(streamed)).frames != sf.info(str(whole)).frames  # the header really lost its length
+    np.testing.assert_array_equal(audio.load_audio(streamed, 22050), audio.load_audio(whole, 22050))
+    features = audio.extract_features(streamed, "full", cache_dir=False)
+    assert features.duration_s == pytest.approx(5.0) and features.num_frames == 38
+    with pytest.raises(AudioTooLongError, match="header does not say"):
+        audio.load_audio(streamed, audio.TOKEN_SR, max_duration_s=3.0)
+
+
+def test_huge_float_samples_are_scaled_to_full_scale(tmp_path: Path) -> None:
+    y, _ = click_track(bpm=100, seconds=4.0, sr=22050, first_s=0.3)
+    y = y + noise(4.0) * 0.05
+    huge = write_wav(tmp_path / "huge.wav", y * np.float32(1e30), 22050, subtype="FLOAT")
+    normal = write_wav(tmp_path / "normal.wav", y / np.abs(y).max(), 22050, subtype="FLOAT")
+    got = audio.extract_features(huge, "full", cache_dir=False)
+    expected = audio.extract_features(normal, "full", cache_dir=False)
+    assert np.all(np.isfinite(got.features))
+    np.testing.assert_allclose(got.features, expected.features, rtol=1e-3, atol=1e-3)
+    np.testing.assert_array_equal(got.beats, expected.beats)
+
+
 def test_silence_is_refused(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "silence.wav", np.zeros(22050 * 5, dtype=np.float32), 22050)
     assert_refused(path, SilentAudioError, tmp_path / "cache")
@@ -223,7 +278,7 @@ def test_over_long_song_is_refused_from_its_header(tmp_path: Path, monkeypatch: 
     def no_decoding(*args, **kwargs):
         raise AssertionError("the song was decoded before its length was checked")
 
-    monkeypatch.setattr(sf, "read", no_decoding)
+    monkeypatch.setattr(audio, "_read_samples", no_decoding)
     assert_refused(path, AudioTooLongError, tmp_path / "cache")
     short = write_wav(tmp_path / "three_seconds.wav", noise(3.0), 22050)
     with pytest.raises(AudioTooLongError, match="limit is"):
@@ -289,6 +344,39 @@ def test_corrupt_cache_entry_is_ignored_and_rewritten(small_song: Path, tmp_path
     np.testing.assert_array_equal(second.features, first.features)
     with np.load(entry) as npz:  # rewritten whole
         np.testing.assert_array_equal(npz["values"], first.features)
+
+
+def _bad_entries(good: dict) -> dict[str, dict]:
+    """Valid .npz entries that cannot be what the song gives."""
+    tokens, beats = good["tokens"], good["beats"]
+    return {
+        "tokens: too few rows": {**tokens, "values": tokens["values"][:3]},
+        "tokens: far too many rows": {**tokens, "values": np.zeros((9000, 438), np.float32)},
+        "tokens: NaN": {**tokens, "values": np.where(tokens["values"] > 1, np.nan, tokens["values"])},
+        "tokens: float64": {**tokens, "values": tokens["values"].astype(np.float64)},
+        "tokens: wrong duration": {**tokens, "duration_s": np.array(1227.0)},
+        "tokens: no values": {k: v for k, v in tokens.items() if k != "values"},
+        "beats: negative": {**beats, "values": np.array([-5, 10, 20])},
+        "beats: past the end": {**beats, "values": np.array([10, 20, 10**12])},
+        "beats: NaN (float)": {**beats, "values": np.array([10.0, np.nan])},
+        "beats: no values": {k: v for k, v in beats.items() if k != "values"},
+    }
+
+
+def test_cache_entries_that_cannot_be_this_song_are_recomputed_and_healed(small_song: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = audio.extract_features(small_song, "full", cache_dir=cache)
+    paths = {kind: next(cache.glob(f"*-{kind}*.npz")) for kind in ("tokens", "beats")}
+    good = {kind: dict(np.load(path)) for kind, path in paths.items()}
+    for case, entry in _bad_entries(good).items():
+        kind = case.split(":")[0]
+        np.savez(paths[kind], **entry)
+        again = audio.extract_features(small_song, "full", cache_dir=cache)
+        np.testing.assert_array_equal(again.features, first.features, err_msg=case)
+        np.testing.assert_array_equal(again.beats, first.beats, err_msg=case)
+        assert again.duration_s == first.duration_s, case
+        with np.load(paths[kind]) as healed:  # rewritten with the right values
+            np.testing.assert_array_equal(healed["values"], good[kind]["values"], err_msg=case)
 
 
 def test_default_cache_dir_follows_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

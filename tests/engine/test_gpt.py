@@ -149,5 +149,25 @@ def test_values_need_a_critic() -> None:
 def test_bad_config_is_a_model_error() -> None:
     with pytest.raises(ModelError, match="n_head"):
         GPTConfig(n_embd=32, n_head=3)
-    with pytest.raises(ModelError, match="n_head must be at least 1"):
+    with pytest.raises(ModelError, match="n_head must be between 1 and"):
         GPTConfig(n_embd=32, n_head=0)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("n_embd", "64", "n_embd must be an integer, got '64'"),
+    ("n_layer_base", 4.5, "n_layer_base must be an integer, got 4.5"),
+    ("n_head", True, "n_head must be an integer"),
+    ("attn_pdrop", float("nan"), "attn_pdrop must be a finite number"),
+    ("vocab_size_up", 10**12, "vocab_size_up must be between"),
+    ("n_layer_head", 512, "billion parameters"),  # each field in range, the whole far too large
+])
+def test_config_of_wrong_type_or_absurd_size_is_refused_before_allocating(field, value, message) -> None:
+    with pytest.raises(ModelError, match=re.escape(message)):
+        GPTConfig.tiny(**{field: value, **({"n_embd": 8192, "n_head": 8} if field == "n_layer_head" else {})})
+
+
+def test_parameter_count_is_exact() -> None:
+    for config in (GPTConfig.tiny(), GPTConfig.tiny(critic=True), GPTConfig.official(critic=True)):
+        with torch.device("meta"):
+            model = CrossCondGPT(config)
+        assert config.parameter_count() == sum(p.numel() for p in model.parameters())
