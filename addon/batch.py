@@ -94,18 +94,43 @@ def render_song(choreographer_args: tuple[Path, str], song: Path, args: argparse
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from . import _engine
+
+    cli = _engine.engine_module("cli")
+    try:
+        with cli.terminate_as_interrupt():  # SIGTERM unwinds like Ctrl-C: no partial file stays
+            return _checked_run(args)
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, cli.Terminated)
+        print(f"{'terminated' if terminated else 'interrupted'}: nothing was written for the song in progress",
+              file=sys.stderr)
+        return cli.EXIT_TERMINATED if terminated else cli.EXIT_INTERRUPTED
+
+
+def _checked_run(args: argparse.Namespace) -> int:
+    """Check everything that does not depend on a song (output folder, options, model) before any work
+    and before the output folder is made; then render every song."""
+    from . import _engine
     from .ui import core
 
-    errors = _engine.errors
-    args.out.mkdir(parents=True, exist_ok=True)
     try:
-        options = generate_options(args)  # bad options and a missing model fail before any song
+        args.out = _engine.engine_module("files").check_output_folder(args.out)
+        options = generate_options(args)
         model_dir = core.resolve_model_dir(args.model)
-        core.get_choreographer(model_dir, args.device)  # load once, fail early
-    except errors.DanceError as exc:
+        core.get_choreographer(model_dir, args.device).check_options(options)  # load once, fail early
+        args.out.mkdir(parents=True, exist_ok=True)
+    except _engine.errors.DanceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as exc:
+        print(f"error: cannot create {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return _render_all(args, model_dir, options)
 
+
+def _render_all(args: argparse.Namespace, model_dir: Path, options: Any) -> int:
+    from . import _engine
+
+    errors = _engine.errors
     failed = 0
     for song in args.songs:
         t0 = time.perf_counter()

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DanceError, InvalidOptionError
+from .files import new_temp_file
 from .rotation import (
     euler_to_matrix,
     make_continuous,
@@ -415,9 +415,9 @@ def write_bvh(
 
     header = _hierarchy_text(rest_joints, tuple(joint_names), order)
     header += f"MOTION\nFrames: {len(data)}\nFrame Time: {1.0 / float(fps):.8f}\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = new_temp_file(path.parent, suffix=".tmp", prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(header)
             np.savetxt(f, data, fmt="%.6f", delimiter=" ")
         os.replace(tmp, path)

@@ -3,21 +3,29 @@
 Contract other tools rely on: ``python -m engine generate SONG -o OUTDIR [--model MODEL_DIR]`` writes
 ``OUTDIR/<song stem>.npz`` (``joints`` (T, 24, 3) world positions in metres, y-up, ``fps``,
 ``codes_up``, ``codes_down``, ...) and ``OUTDIR/<song stem>.bvh``. Errors are one clear line on
-stderr (never a traceback) and nothing is written.
+stderr (never a traceback) and nothing is written for that song; what does not depend on the song
+(options, output folder, formats, model) is checked before any work. With several songs a failed one
+does not stop the others; the exit status is 1 when any failed. Ctrl-C exits 130, SIGTERM 143,
+leaving no partial file.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import DanceError
+from .errors import DanceError, InvalidOptionError
 
 EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 def default_model_dir() -> Path:
@@ -91,18 +99,24 @@ def _sampling_options(args: argparse.Namespace):
 
 
 def _generate(args: argparse.Namespace) -> int:
+    """Every song in turn; a song that fails gets its error line and the others go on. Everything that
+    does not depend on the song (formats, output folder, options, device, model) is checked first."""
     from tqdm import tqdm
 
+    from .audio import check_song_file
     from .beats import BeatSyncOptions
-    from .export import write_dance
+    from .export import check_formats, write_dance
+    from .files import check_output_folder
     from .generate import Choreographer, GenerateOptions
 
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    model_dir = args.model or default_model_dir()
+    formats = check_formats(args.formats)
+    out_dir = check_output_folder(args.out)
+    stems: dict[str, Path] = {}
     for song in args.songs:
-        if not song.exists():
-            raise DanceError(f"song not found: {song}")
-    choreographer = Choreographer(model_dir, device=args.device)
+        if song.stem in stems and stems[song.stem] != song:
+            raise InvalidOptionError(f"{stems[song.stem]} and {song} would both be written as "
+                                     f"{out_dir / song.stem}.*; rename one or run them separately")
+        stems[song.stem] = song
     options = GenerateOptions(
         start_codes=tuple(args.start) if args.start else None,
         sampling=_sampling_options(args),
@@ -112,21 +126,35 @@ def _generate(args: argparse.Namespace) -> int:
         precision=args.approximate or "float32",
         rotations="bvh" in formats or "npz" in formats,
     )
+    choreographer = Choreographer(args.model or default_model_dir(), device=args.device)
+    choreographer.check_options(options)
+
+    failed = 0
     for song in args.songs:
         t0 = time.perf_counter()
-        with tqdm(total=1000, desc=song.name, unit="‰", disable=args.quiet, leave=False,
-                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}") as bar:
-            def progress(fraction: float, message: str, bar=bar) -> None:
-                bar.n = int(fraction * 1000)
-                bar.set_postfix_str(message, refresh=False)
-                bar.refresh()
+        try:
+            check_song_file(song)
+            with tqdm(total=1000, desc=song.name, unit="‰", disable=args.quiet, leave=False,
+                      bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}") as bar:
+                def progress(fraction: float, message: str, bar=bar) -> None:
+                    bar.n = int(fraction * 1000)
+                    bar.set_postfix_str(message, refresh=False)
+                    bar.refresh()
 
-            dance = choreographer.generate(song, options, progress=progress)
-        files = write_dance(dance, args.out, song.stem, formats)
+                dance = choreographer.generate(song, options, progress=progress)
+            files = write_dance(dance, out_dir, song.stem, formats)
+        except DanceError as exc:
+            failed += 1
+            print(f"error: {song.name}: {exc}" if len(args.songs) > 1 else f"error: {exc}", file=sys.stderr,
+                  flush=True)
+            continue
         elapsed = time.perf_counter() - t0
         print(f"{song.name}: {dance.duration:.1f} s of dance, {len(dance.codes_up)} tokens, "
-              f"{elapsed:.1f} s -> {', '.join(str(p) for p in files.values())}")
-    return 0
+              f"{elapsed:.1f} s -> {', '.join(str(p) for p in files.values())}", flush=True)
+    if len(args.songs) > 1:
+        print(f"{len(args.songs) - failed}/{len(args.songs)} songs done" + (f", {failed} failed" if failed else ""),
+              file=sys.stderr if failed else sys.stdout)
+    return EXIT_ERROR if failed else 0
 
 
 def _import_official(args: argparse.Namespace) -> int:
@@ -147,14 +175,42 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a closing terminal, a batch scheduler) unwinds like Ctrl-C: every ``finally``
+    runs, so no hidden partial file stays behind. Only in the main thread (where signals are handled)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so it unwinds as Ctrl-C does."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     handlers = {"generate": _generate, "import-official": _import_official, "info": _info}
     try:
-        return handlers[args.command](args)
+        with terminate_as_interrupt():
+            return handlers[args.command](args)
     except DanceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written for the song in progress", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except OSError as exc:  # a file system refusal no check foresaw (a disk filling up, a folder vanishing)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot read or write{where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt as exc:
+        print("terminated" if isinstance(exc, Terminated) else "interrupted",
+              ": nothing was written for the song in progress", sep="", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED

@@ -7,17 +7,18 @@ Ctrl-C leaves no partial output.
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
-from .bvh import write_bvh
+from .bvh import BvhError, write_bvh
 from .dance import Dance
 from .errors import InvalidOptionError
+from .files import OutputError, check_output_folder, new_temp_file
 from .rotation import quaternion_to_axis_angle
 from .skeleton import REST_JOINTS
 
@@ -61,10 +62,18 @@ def dance_summary(dance: Dance, files: dict[str, str] | None = None) -> dict:
     }
 
 
-def _temp_path(directory: Path, suffix: str) -> Path:
-    fd, name = tempfile.mkstemp(prefix=".partial-", suffix=suffix, dir=directory)
-    os.close(fd)
-    return Path(name)
+def check_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
+    """The output formats asked for ("npz,bvh" or a list), without repeats; raises ``InvalidOptionError``
+    for an unknown one or none at all."""
+    if isinstance(formats, str):
+        formats = formats.split(",")
+    chosen = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown:
+        raise InvalidOptionError(f"unknown output format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    if not chosen:
+        raise InvalidOptionError(f"no output format given; choose one or more of {', '.join(FORMATS)}")
+    return chosen
 
 
 def write_dance(
@@ -74,24 +83,29 @@ def write_dance(
     formats: Iterable[str] = FORMATS,
     on_file: Callable[[Path], None] | None = None,
 ) -> dict[str, Path]:
-    """Write ``OUTDIR/<stem>.<ext>`` for each format; all appear together or none does."""
-    formats = tuple(dict.fromkeys(formats))
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise InvalidOptionError(f"unknown output format(s) {unknown}; choose from {list(FORMATS)}")
+    """Write ``OUTDIR/<stem>.<ext>`` for each format; all appear together or none does, with the
+    permissions of the user's umask. Raises ``OutputError`` when the folder cannot be written (a file in
+    the way, read-only, a full disk), leaving nothing behind."""
+    formats = check_formats(formats)
     if "bvh" in formats and dance.rotations is None:
         raise InvalidOptionError("BVH needs joint rotations; generate with rotations enabled")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_output_folder(out_dir)
     final = {fmt: out_dir / f"{stem}.{fmt}" for fmt in formats}
+    for path in final.values():
+        if path.is_dir():
+            raise OutputError(f"cannot write {path}: a folder of that name is in the way")
     temps: dict[str, Path] = {}
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
         for fmt in formats:
-            tmp = _temp_path(out_dir, f".{fmt}")
+            tmp = new_temp_file(out_dir, f".{fmt}")
             temps[fmt] = tmp
             if fmt == "npz":
-                with open(tmp, "wb") as fh:
-                    np.savez_compressed(fh, **dance_arrays(dance))
+                # Zipped in memory first: a zip writer that fails half-way (a full disk) leaves an object
+                # that errors again when it is collected.
+                buffer = io.BytesIO()
+                np.savez_compressed(buffer, **dance_arrays(dance))
+                tmp.write_bytes(buffer.getbuffer())
             elif fmt == "bvh":
                 write_bvh(tmp, dance.rotations, dance.translation, dance.rest_joints, dance.fps)
             elif fmt == "json":
@@ -101,6 +115,10 @@ def write_dance(
             os.replace(temps[fmt], final[fmt])
             if on_file is not None:
                 on_file(final[fmt])
+    except OSError as exc:
+        raise OutputError(f"cannot write the dance to {out_dir}: {exc.strerror or exc}") from None
+    except BvhError as exc:
+        raise OutputError(str(exc)) from None
     finally:
         for tmp in temps.values():
             if tmp.exists():

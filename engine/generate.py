@@ -116,6 +116,19 @@ class Choreographer:
             )
         return int(up), int(down)
 
+    def check_options(self, options: GenerateOptions) -> tuple[int, int]:
+        """Check every option against this model before any work (fps, sampling, beat sync, precision,
+        start codes); returns the start codes. Raises ``InvalidOptionError`` naming the bad one."""
+        if float(options.fps) not in SUPPORTED_FPS:
+            raise InvalidOptionError(f"fps must be one of {', '.join(str(int(f)) for f in SUPPORTED_FPS)}, "
+                                     f"got {options.fps}")
+        options.sampling.validate()
+        if options.beat_sync is not None:
+            options.beat_sync.check()
+        if options.precision != "float32" and options.precision not in APPROXIMATIONS:
+            raise InvalidOptionError(f"precision must be float32 or one of {APPROXIMATIONS}, got {options.precision!r}")
+        return self.check_codes(*(options.start_codes or tuple(self.model.config.default_start)))
+
     def features(self, song: str | Path, progress: ProgressFn | None = None) -> MusicFeatures:
         def audio_progress(fraction: float, message: str) -> None:
             _phase(progress, "features", fraction, message)
@@ -196,13 +209,7 @@ class Choreographer:
         features: MusicFeatures | None = None,
     ) -> Dance:
         options = options or GenerateOptions()
-        if float(options.fps) not in SUPPORTED_FPS:
-            raise InvalidOptionError(f"fps must be one of {', '.join(str(int(f)) for f in SUPPORTED_FPS)}, "
-                                     f"got {options.fps}")
-        if options.beat_sync is not None:
-            options.beat_sync.check()  # before the slow part
-        start = options.start_codes or tuple(self.model.config.default_start)
-        start_up, start_down = self.check_codes(*start)
+        start_up, start_down = self.check_options(options)  # before the slow part
         gpt = self.gpt_for(options.precision)
         timings: dict[str, float] = {}
 

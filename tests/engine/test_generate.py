@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ from engine.checkpoint import build_model, debug_model_config, save_model
 from engine.dance import Dance
 from engine.errors import Cancelled, InvalidOptionError
 from engine.export import write_dance
+from engine.files import OutputError
 from engine.generate import Choreographer, GenerateOptions
 from engine.postprocess import sole_height
 from engine.sampling import SamplingOptions
@@ -121,9 +124,22 @@ def test_export_is_all_or_nothing(choreographer, short_song, tmp_path, monkeypat
         raise OSError("disk full")
 
     monkeypatch.setattr(export, "write_bvh", broken_bvh)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="disk full"):
         write_dance(dance, tmp_path, "song")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_exported_files_have_the_umask_permissions(choreographer, short_song, tmp_path):
+    """Not mkstemp's 0600: the files are the user's ordinary files (0644 under umask 022)."""
+    dance = choreographer.generate(short_song, GenerateOptions(beat_sync=None))
+    old = os.umask(0o027)
+    try:
+        files = write_dance(dance, tmp_path / "a", "song")
+    finally:
+        os.umask(old)
+    assert {fmt: stat.S_IMODE(p.stat().st_mode) for fmt, p in files.items()} == {f: 0o640 for f in files}
+    files = write_dance(dance, tmp_path / "b", "song")
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files.values()} == {0o666 & ~old}
 
 
 def test_beat_sync_only_retimes_and_is_recorded(choreographer, short_song, monkeypatch):
