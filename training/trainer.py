@@ -10,7 +10,11 @@ does the rest the same way for all of them:
 - **Safety**: checkpoints contain only tensors and plain Python values and are read back with
   ``torch.load(weights_only=True)``: loading never executes code.
 - **Divergence**: a non-finite loss stops the run with a clear message; the last good checkpoint
-  stays as it was.
+  stays as it was. Weights and optimizer state are checked finite before every save (an infinite
+  gradient on a step with a finite loss would otherwise save NaN weights as "good").
+- **Changed settings on resume**: ``optim.*`` and the loop's length, logging and device are applied
+  to the resumed run (and said); any other change (model sizes, data, batch size, seed) is refused,
+  since the saved state cannot follow it.
 - **Logs**: ``metrics.csv`` (one row per logged step) and ``loss.png`` a person can read.
 - **Several GPUs**: under ``torchrun`` (RANK/WORLD_SIZE/LOCAL_RANK set) the model is wrapped in
   DistributedDataParallel (gloo on CPU, nccl on GPU); rank 0 alone writes files.
@@ -23,7 +27,9 @@ import csv
 import math
 import os
 import random
+import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +146,70 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py_version, tuple(py_state), py_gauss))
     keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state(("MT19937", np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+
+
+# Settings a resumed run may change: they act from the next step on. ``optim.*`` is applied to the
+# loaded optimizer and schedule (``_apply_optim``); every other setting must equal the checkpoint's.
+RESUMABLE_SETTINGS = ("optim.", "loop.steps", "loop.log_every", "loop.checkpoint_every", "loop.device",
+                      "loop.amp", "epochs", "milestone_epochs", "run_dir", "effective")
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix[:-1]: d}
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        out.update(_flatten(value, f"{prefix}{key}."))
+    return out
+
+
+def changed_settings(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{dotted key: (saved value, value now)} for every setting that differs."""
+    a, b = _flatten(saved), _flatten(now)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def _check_resume_settings(ckpt_path: Path, saved: dict[str, Any], now: dict[str, Any] | None) -> list[str]:
+    """The changed settings a resume applies (as "key: old -> new"); raises ``TrainingError`` naming the
+    ones it cannot."""
+    if not saved or now is None:
+        return []
+    changes = changed_settings(saved, now)
+    fixed = {k: v for k, v in changes.items() if not k.startswith(RESUMABLE_SETTINGS)}
+    if fixed:
+        listed = "; ".join(f"{k}: {old!r} in the checkpoint, {new!r} now" for k, (old, new) in fixed.items())
+        raise TrainingError(f"cannot resume {ckpt_path} with changed settings ({listed}): the saved model and "
+                            "batches follow the old ones. Start a new run folder (--run) or drop the change.")
+    return [f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items() if k != "effective" and
+            not k.startswith("effective.")]
+
+
+def _apply_optim(optimizer: torch.optim.Optimizer, scheduler: Any, optim: OptimConfig, step: int) -> None:
+    """Make a loaded optimizer and schedule follow ``optim`` from ``step`` on (the saved state keeps its
+    own learning rate, betas and milestones otherwise)."""
+    decays = sum(1 for m in optim.milestones if m <= step)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = optim.lr
+        group["lr"] = optim.lr * optim.gamma ** decays
+        group["betas"] = tuple(optim.betas)
+        group["weight_decay"] = optim.weight_decay
+    scheduler.base_lrs = [optim.lr for _ in optimizer.param_groups]
+    scheduler.milestones = Counter(optim.milestones)
+    scheduler.gamma = optim.gamma
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+def non_finite_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> str | None:
+    """The name of the first parameter, buffer or optimizer state tensor holding a NaN or an infinity,
+    or None when all are finite."""
+    for name, tensor in [*model.state_dict().items()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    for index, state in optimizer.state.items():
+        for key, tensor in state.items():
+            if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                return f"optimizer state {key} of parameter {index}"
+    return None
 
 
 def save_checkpoint_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -260,20 +330,41 @@ def train(
         if state.get("stage") != stage.name:
             raise TrainingError(f"{ckpt_path} belongs to stage {state.get('stage')!r}, not {stage.name!r}; "
                                 "use another run folder")
+        applied = _check_resume_settings(ckpt_path, state.get("config") or {}, config_dump)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step = int(state["step"])
+        if any(change.startswith(("optim.", "epochs", "milestone_epochs")) for change in applied):
+            _apply_optim(optimizer, scheduler, optim, step)
         _set_rng_state(state["rng"])
+        if applied and info.is_main:
+            print(f"{stage.name}: resuming at step {step} with changed settings: " + "; ".join(applied),
+                  file=sys.stderr)
     if info.enabled and wrap_ddp is not None:
         model = wrap_ddp(model, info)
 
     log = MetricsLog(run_dir / METRICS_NAME, step) if info.is_main else None
 
+    saved_step = step if ckpt_path.exists() else None
+
+    def kept() -> str:
+        if saved_step is None:
+            return (f"No checkpoint was saved yet (the first comes at step {loop.checkpoint_every}), so "
+                    "nothing is kept")
+        return f"The last good checkpoint ({ckpt_path}, step {saved_step}) is kept"
+
     def save() -> None:
+        nonlocal saved_step
         if not info.is_main:
             return
+        bad = non_finite_state(unwrap(model), optimizer)
+        if bad is not None:
+            raise TrainingDiverged(
+                f"{stage.name}: {bad} became NaN or infinite by step {step} (an infinite gradient?); stopped "
+                f"without saving. {kept()}; lower the learning rate, set optim.grad_clip or check the data.")
+        saved_step = step
         save_checkpoint_atomic(ckpt_path, {
             "stage": stage.name, "step": step, "model": unwrap(model).state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -295,8 +386,8 @@ def train(
                 loss, metrics = stage.loss(model, batch, step)
             if not torch.isfinite(loss.detach()).all():
                 raise TrainingDiverged(
-                    f"{stage.name}: loss became {loss.item()} at step {step + 1}; stopped. The last good "
-                    f"checkpoint ({ckpt_path}) is kept; lower the learning rate or check the data.")
+                    f"{stage.name}: loss became {loss.item()} at step {step + 1}; stopped. {kept()}; lower the "
+                    "learning rate or check the data.")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if optim.grad_clip:

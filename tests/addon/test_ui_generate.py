@@ -6,6 +6,7 @@ as a sound strip, one undo step; cancel and failure leave the scene exactly as i
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -226,6 +227,21 @@ def test_missing_model_fails_cleanly(scene, enabled, short_song, tmp_path):
 def test_missing_song_is_reported(scene):
     with pytest.raises(RuntimeError, match="choose a song first"):
         bpy.ops.dance.generate()
+
+
+def test_a_pipe_or_a_device_as_the_song_is_named_as_such_at_once(scene, tmp_path):
+    """Not "song not found", and no hang: the engine's check of the file's kind."""
+    fifo = tmp_path / "pipe.ogg"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.wav"
+    zero.symlink_to("/dev/zero")
+    for path, kind in ((fifo, r"named pipe \(FIFO\)"), (zero, "character device")):
+        scene.dance.song_path = str(path)
+        with pytest.raises(RuntimeError, match=f"{kind}, not a regular file"):
+            bpy.ops.dance.generate()
+        with pytest.raises(RuntimeError, match=f"{kind}, not a regular file"):
+            bpy.ops.dance.load_song(filepath=str(path))
+    assert scene.sequence_editor is None or len(scene.sequence_editor.strips) == 0
 
 
 def test_load_song_sets_strip_and_range(scene, short_song):

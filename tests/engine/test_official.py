@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from engine.checkpoint import WeightsMismatchError, load_model
-from engine.errors import CheckpointError, UnsafeCheckpointError
+from engine.errors import CheckpointError, ModelError, UnsafeCheckpointError
 from engine.models.gpt import CrossCondGPT, GPTConfig
 from engine.models.vqvae import SepVQVAE, VQVAEConfig
 from engine.official import (
@@ -26,6 +26,7 @@ from engine.official import (
     gpt_from_official,
     import_official,
     load_official_checkpoint,
+    vqvae_config_from_official,
     vqvae_from_official,
 )
 from tests.engine.golden import (
@@ -249,6 +250,17 @@ def test_missing_or_unexpected_official_name_is_named(official_keys):
 
 
 # --- import_official -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("field, value, message", [("l_bins", 10**9, "l_bins must be between"),
+                                                   ("width", 10**5, "width must be between"),
+                                                   ("dilation_cycle", "3", "dilation_cycle must be an integer")])
+def test_absurd_official_vqvae_config_is_refused_before_allocating(field, value, message):
+    structure = official_vqvae_structure()
+    for half in ("up_half", "down_half"):
+        structure[half][field] = value
+    with pytest.raises(ModelError, match=message):
+        vqvae_config_from_official(structure)
+
+
 def test_official_gpt_config_our_model_refuses_is_a_checkpoint_error():
     """Sizes GPTConfig refuses (a ModelError) surface as a CheckpointError saying the model cannot be built."""
     assert gpt_config_from_official(official_gpt_structure(32, 2, 2, 64, 2), with_critic=True).n_head == 2

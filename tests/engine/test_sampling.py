@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import Cancelled, InvalidOptionError
+from engine.errors import Cancelled, InvalidOptionError, ModelError
 from engine.sampling import (
     FAST_DEFAULT_SHIFT,
     SamplingOptions,
@@ -198,6 +198,15 @@ def stuck_gpt(gpt):
         ln_f.weight.zero_()
         ln_f.bias.copy_(torch.linspace(-1.0, 1.0, ln_f.bias.numel()))
     return stuck
+
+
+@pytest.mark.parametrize("fast, draft", [(False, None), (True, None), (True, "int8")])
+def test_non_finite_logits_are_refused_not_decoded_as_code_0(gpt, golden_io, fast, draft) -> None:
+    broken = copy.deepcopy(gpt)
+    with torch.no_grad():
+        broken.gpt_head.head_down.weight[7, 3] = float("nan")
+    with pytest.raises(ModelError, match="NaN or infinite scores"):
+        sample_codes(broken, 5, 7, golden_io["music_cond"][0], SamplingOptions(fast=fast, draft=draft))
 
 
 def test_repeat_limit_breaks_a_stuck_pair(stuck_gpt, golden_io) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from training.trainer import (
     LoopConfig,
     OptimConfig,
     TrainingDiverged,
+    TrainingError,
     load_checkpoint,
     train,
 )
@@ -29,8 +31,9 @@ class RegressionStage:
 
     name = "toy"
 
-    def __init__(self, poison_step: int | None = None):
+    def __init__(self, poison_step: int | None = None, inf_grad_step: int | None = None):
         self.poison_step = poison_step
+        self.inf_grad_step = inf_grad_step
         g = torch.Generator().manual_seed(123)
         self.a = torch.randn(4, 3, generator=g)
 
@@ -47,7 +50,10 @@ class RegressionStage:
 
     def loss(self, model, batch, step):
         x, y = batch
-        loss = torch.mean((model(x) - y) ** 2)
+        out = model(x)
+        if step == self.inf_grad_step:  # a finite loss whose gradient is infinite
+            out.register_hook(lambda grad: grad * float("inf"))
+        loss = torch.mean((out - y) ** 2)
         if self.poison_step is not None and step >= self.poison_step:
             loss = loss * float("nan")
         return loss, {"mse": float(loss.detach())}
@@ -78,6 +84,45 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(TrainingDiverged, match="step 16"):
         train(RegressionStage(poison_step=15), tmp_path, LoopConfig(**LOOP), OPTIM, progress=False)
     assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["step"] == 10
+
+
+def test_nan_loss_before_any_checkpoint_says_nothing_is_kept(tmp_path):
+    with pytest.raises(TrainingDiverged, match="No checkpoint was saved yet .* so nothing is kept"):
+        train(RegressionStage(poison_step=5), tmp_path, LoopConfig(**LOOP), OPTIM, progress=False)
+    assert not (tmp_path / CHECKPOINT_NAME).exists()
+
+
+@pytest.mark.parametrize("inf_step, kept", [(9, None), (19, 10)])
+def test_infinite_gradient_with_finite_loss_is_never_saved(tmp_path, inf_step, kept):
+    """Step inf_step + 1 is a checkpoint step: its loss is finite but its update made the weights NaN."""
+    expected = "nothing is kept" if kept is None else f"step {kept}\\) is kept"
+    with pytest.raises(TrainingDiverged, match=f"NaN or infinite by step {inf_step + 1}.*{expected}"):
+        train(RegressionStage(inf_grad_step=inf_step), tmp_path, LoopConfig(**LOOP), OPTIM, progress=False)
+    if kept is None:
+        assert not (tmp_path / CHECKPOINT_NAME).exists()
+    else:
+        state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+        assert state["step"] == kept
+        assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def _dump(optim: OptimConfig, **extra) -> dict:
+    return {"optim": dataclasses.asdict(optim), "loop": dict(LOOP), "batch_size": 8, **extra}
+
+
+def test_resume_applies_a_changed_learning_rate_and_refuses_other_changes(tmp_path, capsys):
+    train(RegressionStage(), tmp_path, LoopConfig(**LOOP), OPTIM, config_dump=_dump(OPTIM), progress=False,
+          stop_after=12)
+    with pytest.raises(TrainingError, match="batch_size: 8 in the checkpoint, 16 now"):
+        train(RegressionStage(), tmp_path, LoopConfig(**LOOP), OPTIM, config_dump=_dump(OPTIM, batch_size=16),
+              progress=False)
+    slower = dataclasses.replace(OPTIM, lr=1e-3)
+    train(RegressionStage(), tmp_path, LoopConfig(**LOOP), slower, config_dump=_dump(slower), progress=False)
+    assert "optim.lr: 0.01 -> 0.001" in capsys.readouterr().err
+    final = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert final["step"] == 30
+    assert final["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * 0.5)  # past the milestone at 20
+    assert final["config"]["optim"]["lr"] == 1e-3
 
 
 DDP_SCRIPT = r"""
