@@ -32,36 +32,16 @@ EXIT_FAILED = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import _engine
+
     parser = argparse.ArgumentParser(prog="python -m addon.batch", description=__doc__.splitlines()[0])
     parser.add_argument("songs", nargs="+", type=Path, help="audio files (wav, mp3, ogg, flac)")
     parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--model", type=Path, default=None, help="model folder (default: the embedded model)")
+    _engine.engine_module("options").add_generation_arguments(parser, fps=30.0)  # the engine CLI's flags
     parser.add_argument("--engine", choices=ENGINES, default="workbench", help="render engine")
     parser.add_argument("--fbx", action="store_true", help="also write <song stem>.fbx (song copied beside)")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, ...")
-    parser.add_argument("--fps", type=float, default=30.0, choices=(60.0, 30.0, 24.0), help="animation rate")
     parser.add_argument("--resolution", type=int, nargs=2, default=(640, 360), metavar=("W", "H"))
-    parser.add_argument("--seed", type=int, default=None, help="sample with this seed instead of greedy")
-    parser.add_argument("--beat-sync", type=float, default=1.0, metavar="STRENGTH",
-                        help="re-time each dance so its moves land on the beats: 1 fully (default), 0 off")
-    parser.add_argument("--max-hold", type=float, default=2.0, metavar="SECONDS",
-                        help="longest time one code pair may repeat (default 2; 0: no limit, as the official sampler)")
     return parser
-
-
-def generate_options(args: argparse.Namespace) -> Any:
-    """The engine's options for every song of the run; raises ``DanceError`` on a bad value."""
-    from . import _engine
-
-    generate = _engine.engine_module("generate")
-    sampling = _engine.engine_module("sampling")
-    beats = _engine.engine_module("beats")
-    return generate.GenerateOptions(
-        sampling=sampling.SamplingOptions(greedy=args.seed is None, seed=args.seed,
-                                          max_repeat=sampling.max_repeat_for(args.max_hold)),
-        fps=args.fps,
-        beat_sync=beats.BeatSyncOptions(strength=args.beat_sync).check(),
-    )
 
 
 def render_song(choreographer_args: tuple[Path, str], song: Path, args: argparse.Namespace,
@@ -114,7 +94,7 @@ def _checked_run(args: argparse.Namespace) -> int:
 
     try:
         args.out = _engine.engine_module("files").check_output_folder(args.out)
-        options = generate_options(args)
+        options = _engine.engine_module("options").options_from_args(args)
         model_dir = core.resolve_model_dir(args.model)
         core.get_choreographer(model_dir, args.device).check_options(options)  # load once, fail early
         args.out.mkdir(parents=True, exist_ok=True)

@@ -113,8 +113,9 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
             n_starts: int = 8, max_gt_clips: int | None = None, temperature: float | None = None) -> dict[str, Any]:
     import torch
 
+    from engine.clock import TOKEN_FPS
     from engine.generate import Choreographer, GenerateOptions
-    from engine.sampling import TOKENS_PER_SECOND, longest_repeat
+    from engine.sampling import longest_repeat
     from training.config import load_config
     from training.data.sources import load_windows
     from training.metrics.beats import beat_align_score, beat_timing, shuffled_in_time
@@ -170,7 +171,7 @@ def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Pat
                     names.append(f"{song.stem}_start{start[0]}-{start[1]}")
                 row.setdefault("bas_real", []).append(beat_align_score(dance.music_beats, dance.joints))
                 row.setdefault("timing_real", []).append(beat_timing(dance.music_beats, dance.joints))
-                hold = longest_repeat(dance.codes_up, dance.codes_down) / TOKENS_PER_SECOND  # s of the unwarped dance
+                hold = longest_repeat(dance.codes_up, dance.codes_down) / TOKEN_FPS  # s of the unwarped dance
                 row.setdefault("longest_hold_s", []).append(hold)
                 if dance.meta.get("beat_sync"):
                     row.setdefault("sync", []).append({k: dance.meta["beat_sync"][k] for k in

@@ -53,12 +53,10 @@ log = logging.getLogger(__name__)
 # --- the recipe's constants ---------------------------------------------------------------------------
 FEATURE_DIM = 438
 BEAT_COLUMN = 53
-TOKEN_FPS = 7.5
-BEAT_FPS = 60
 HOP_LENGTH = 512
 TOKEN_SR = 3840  # 3840 / 512 = 7.5 frames per second
 BEAT_SR = 30720  # 30720 / 512 = 60 frames per second
-MODES = ("official", "full")
+FEATURE_MODES = ("official", "full")  # see the module docstring
 
 MFCC_COLUMNS = slice(0, 20)
 DELTA_COLUMNS = slice(20, 40)
@@ -746,8 +744,8 @@ def _cache_write(path: Path | None, content_hash: str, **arrays: np.ndarray) -> 
 # Public entry points
 # =====================================================================================================
 def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise InvalidOptionError(f"Unknown feature mode {mode!r}; use one of {', '.join(MODES)}.")
+    if mode not in FEATURE_MODES:
+        raise InvalidOptionError(f"Unknown feature mode {mode!r}; use one of {', '.join(FEATURE_MODES)}.")
 
 
 class _Song:

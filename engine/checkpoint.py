@@ -26,6 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .audio import FEATURE_MODES
 from .errors import CheckpointError, InvalidOptionError
 from .models.gpt import CrossCondGPT, GPTConfig
 from .models.vqvae import SepVQVAE, VQVAEConfig
@@ -36,7 +37,6 @@ CONFIG_FILE = "config.json"
 VQVAE_FILE = "vqvae.safetensors"
 GPT_FILE = "gpt.safetensors"
 MODEL_FILES = (CONFIG_FILE, VQVAE_FILE, GPT_FILE)
-FEATURE_MODES = ("official", "full")
 
 
 # --- finer error types (all are CheckpointError, so callers may catch that alone) ---------------------

@@ -37,35 +37,15 @@ def default_model_dir() -> Path:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from .options import add_generation_arguments
+
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="generate a dance for one or more songs")
     gen.add_argument("songs", nargs="+", type=Path, help="audio files (wav, mp3, ogg, flac)")
     gen.add_argument("-o", "--out", type=Path, required=True, help="output folder")
-    gen.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
-    gen.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
-    gen.add_argument("--fps", type=float, default=60.0, choices=(60.0, 30.0, 24.0), help="output frame rate")
-    gen.add_argument("--start", type=int, nargs=2, metavar=("UP", "DOWN"), default=None,
-                     help="codes of the first token (default: the model's)")
-    gen.add_argument("--temperature", type=float, default=None,
-                     help="sample with this temperature instead of greedy decoding")
-    gen.add_argument("--top-k", type=int, default=None, help="sample among the k most likely codes")
-    gen.add_argument("--seed", type=int, default=None, help="random seed for sampling")
-    gen.add_argument("--exact", action="store_true",
-                     help="recompute the whole window every token, as the official sampler (slower)")
-    gen.add_argument("--shift", type=int, default=None,
-                     help="window re-anchoring of the official sampler (default: exact slides by one, "
-                          "fast uses the sampler's default)")
-    gen.add_argument("--draft", choices=("int8", "bfloat16"), default=None,
-                     help="greedy fast mode checked against an approximate draft: same tokens, fewer passes")
-    gen.add_argument("--approximate", choices=("int8", "bfloat16"), default=None,
-                     help="run an approximate GPT: faster, but tokens may differ from the float32 model")
-    gen.add_argument("--beat-sync", type=float, default=1.0, metavar="STRENGTH",
-                     help="re-time the dance so its moves land on the beats: 1 fully (default), 0 off")
-    gen.add_argument("--max-hold", type=float, default=None, metavar="SECONDS",
-                     help="longest time one code pair may repeat (default 2; 0: no limit, as the official sampler)")
-    gen.add_argument("--no-ground", action="store_true", help="keep the raw height (no feet-on-floor fix)")
+    add_generation_arguments(gen)
     gen.add_argument("--formats", default="npz,bvh,json", help="comma-separated subset of npz,bvh,json")
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -79,35 +59,16 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sampling_options(args: argparse.Namespace):
-    from .sampling import SamplingOptions, max_repeat_for
-
-    greedy = args.temperature is None and args.top_k is None
-    kwargs = {
-        "greedy": greedy,
-        "temperature": 1.0 if args.temperature is None else args.temperature,
-        "top_k": args.top_k,
-        "seed": args.seed,
-        "fast": not args.exact,
-        "draft": args.draft,
-    }
-    if args.max_hold is not None:
-        kwargs["max_repeat"] = max_repeat_for(args.max_hold)
-    if args.shift is not None:
-        kwargs["shift"] = args.shift
-    return SamplingOptions(**kwargs)
-
-
 def _generate(args: argparse.Namespace) -> int:
     """Every song in turn; a song that fails gets its error line and the others go on. Everything that
     does not depend on the song (formats, output folder, options, device, model) is checked first."""
     from tqdm import tqdm
 
     from .audio import check_song_file
-    from .beats import BeatSyncOptions
     from .export import check_formats, write_dance
     from .files import check_output_folder
-    from .generate import Choreographer, GenerateOptions
+    from .generate import Choreographer
+    from .options import options_from_args
 
     formats = check_formats(args.formats)
     out_dir = check_output_folder(args.out)
@@ -117,15 +78,7 @@ def _generate(args: argparse.Namespace) -> int:
             raise InvalidOptionError(f"{stems[song.stem]} and {song} would both be written as "
                                      f"{out_dir / song.stem}.*; rename one or run them separately")
         stems[song.stem] = song
-    options = GenerateOptions(
-        start_codes=tuple(args.start) if args.start else None,
-        sampling=_sampling_options(args),
-        fps=args.fps,
-        beat_sync=BeatSyncOptions(strength=args.beat_sync),
-        ground=not args.no_ground,
-        precision=args.approximate or "float32",
-        rotations="bvh" in formats or "npz" in formats,
-    )
+    options = options_from_args(args, rotations="bvh" in formats or "npz" in formats)
     choreographer = Choreographer(args.model or default_model_dir(), device=args.device)
     choreographer.check_options(options)
 

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import BEAT_FPS, MusicFeatures, extract_features
+from .audio import MusicFeatures, extract_features
 from .beats import BeatSyncOptions, sync_to_beats
 from .checkpoint import DanceModel, check_device, load_model
+from .clock import BEAT_FPS, MOTION_FPS
 from .dance import Dance
 from .errors import Cancelled, InvalidOptionError
 from .models.vqvae import integrate_root
@@ -33,8 +34,6 @@ ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
 
 SUPPORTED_FPS = (60.0, 30.0, 24.0)
-MODEL_FPS = 60.0
-FRAMES_PER_TOKEN = 8  # the VQ-VAE downsamples time by 8 at 60 fps
 
 # Share of the progress bar given to each phase (the GPT dominates on CPU).
 _PHASES = {"features": (0.0, 0.10), "gpt": (0.10, 0.90), "decode": (0.90, 0.95), "rotations": (0.95, 1.0)}
@@ -58,7 +57,7 @@ class GenerateOptions:
 
     start_codes: tuple[int, int] | None = None
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
-    fps: float = MODEL_FPS
+    fps: float = MOTION_FPS
     beat_sync: BeatSyncOptions | None = field(default_factory=BeatSyncOptions)
     ground: bool = True
     rotations: bool = True
@@ -243,12 +242,12 @@ class Choreographer:
         beats = beats[beats < joints.shape[0]]
         sync_summary = None
         if options.beat_sync is not None:
-            synced = sync_to_beats(joints, beats, MODEL_FPS, options.beat_sync)
+            synced = sync_to_beats(joints, beats, MOTION_FPS, options.beat_sync)
             joints, sync_summary = synced.joints, synced.summary
         if options.ground:
-            joints = ground_feet(joints, fps=MODEL_FPS)
-        if float(options.fps) != MODEL_FPS:
-            joints = resample_joints(joints, MODEL_FPS, options.fps)
+            joints = ground_feet(joints, fps=MOTION_FPS)
+        if float(options.fps) != MOTION_FPS:
+            joints = resample_joints(joints, MOTION_FPS, options.fps)
             beats = np.unique(np.round(beats * options.fps / BEAT_FPS).astype(np.int64))
             beats = beats[beats < joints.shape[0]]
         timings["decode_s"] = time.perf_counter() - t0

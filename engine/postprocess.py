@@ -18,10 +18,8 @@ from scipy.ndimage import gaussian_filter1d
 
 from .errors import InvalidOptionError
 from .rotation import make_continuous, quaternion_slerp
-from .skeleton import REST_JOINTS, check_joints
+from .skeleton import ANKLES, REST_JOINTS, TOES, check_joints
 
-ANKLES = np.array([7, 8])
-TOES = np.array([10, 11])
 # The SMPL toe joint sits at the ball of the foot, about 2 cm above the sole.
 TOE_ABOVE_SOLE = 0.02
 # Standing flat in the rest pose, the ankle joint is 6.1 cm above the toe joint: 8.1 cm above the sole.

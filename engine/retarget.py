@@ -23,10 +23,11 @@ import numpy as np
 
 from .rotation import (
     axis_angle_to_matrix,
+    best_rotation,
     make_continuous,
     matrix_to_quaternion,
-    quaternion_slerp,
-    quaternion_to_matrix,
+    rotation_between,
+    slerp_matrices,
 )
 from .skeleton import CHILDREN, NUM_JOINTS, PARENTS, REST_JOINTS, bone_lengths, bone_offsets, check_joints
 
@@ -71,44 +72,6 @@ class RotationSolution:
 # --- small vector helpers ------------------------------------------------------------------------------
 def _normalize(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), _EPS)
-
-
-def _skew(v: np.ndarray) -> np.ndarray:
-    """(..., 3) -> cross-product matrices (..., 3, 3)."""
-    z = np.zeros(v.shape[:-1])
-    x, y, w = v[..., 0], v[..., 1], v[..., 2]
-    return np.stack([z, -w, y, w, z, -x, -y, x, z], axis=-1).reshape(v.shape[:-1] + (3, 3))
-
-
-def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Shortest-arc rotations (..., 3, 3) taking directions a to b (..., 3); any half turn when opposite."""
-    a = _normalize(np.asarray(a, dtype=np.float64))
-    b = _normalize(np.asarray(b, dtype=np.float64))
-    a, b = np.broadcast_arrays(a, b)
-    v = np.cross(a, b)
-    c = np.sum(a * b, axis=-1)
-    k = _skew(v)
-    eye = np.broadcast_to(np.eye(3), k.shape)
-    opposite = c < -1.0 + 1e-9
-    r = eye + k + (k @ k) / np.maximum(1.0 + c, 1e-9)[..., None, None]
-    if np.any(opposite):
-        # Half turn about any axis perpendicular to a: the least-aligned coordinate axis crossed with a.
-        ao = a[opposite]
-        helper = np.eye(3)[np.argmin(np.abs(ao), axis=-1)]
-        u = _normalize(np.cross(ao, helper))
-        r[opposite] = 2.0 * u[..., :, None] * u[..., None, :] - np.eye(3)
-    return r
-
-
-def _kabsch(rest: np.ndarray, posed: np.ndarray) -> np.ndarray:
-    """Rotation R (T, 3, 3) minimising sum_i |R rest_i - posed_i|^2 for rest (K, 3), posed (T, K, 3)."""
-    h = np.einsum("ki,tkj->tij", rest, posed)  # (T, 3, 3) cross-covariance
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.transpose(0, 2, 1) @ u.transpose(0, 2, 1)))
-    d = np.where(d == 0, 1.0, d)
-    fix = np.ones((h.shape[0], 3))
-    fix[:, 2] = d  # no reflections
-    return vt.transpose(0, 2, 1) @ (fix[:, :, None] * u.transpose(0, 2, 1))
 
 
 def _frame(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
@@ -196,7 +159,7 @@ def solve_global_rotations(joints: np.ndarray, rest_joints: np.ndarray) -> np.nd
         elif len(children) > 1:  # pelvis, spine3: three children fix the whole rotation
             rest_dirs = _normalize(offsets[list(children)])  # (K, 3)
             posed_dirs = _normalize(joints[:, list(children)] - joints[:, j : j + 1])  # (T, K, 3)
-            glob[:, j] = _kabsch(rest_dirs, posed_dirs)
+            glob[:, j] = best_rotation(rest_dirs, posed_dirs)
         else:
             c = children[0]
             posed_bone = joints[:, c] - joints[:, j]  # (T, 3)
@@ -226,11 +189,6 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
     edges = np.flatnonzero(np.diff(padded))
     return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
-
-
-def _slerp_matrices(r_from: np.ndarray, r_to: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Slerp between rotation matrices (..., 3, 3) with weights (...,)."""
-    return quaternion_to_matrix(quaternion_slerp(matrix_to_quaternion(r_from), matrix_to_quaternion(r_to), weight))
 
 
 def _hinge_rotation(joints: np.ndarray, offsets: np.ndarray, j: int, parent_rot: np.ndarray,
@@ -288,7 +246,7 @@ def _hinge_rotation(joints: np.ndarray, offsets: np.ndarray, j: int, parent_rot:
             local = np.broadcast_to(after if before is None else before, (len(frames), 3, 3))
         else:
             weight = (frames - gap_start + 1) / (gap_end - gap_start + 1)
-            local = _slerp_matrices(np.broadcast_to(before, local_shape := (len(frames), 3, 3)),
+            local = slerp_matrices(np.broadcast_to(before, local_shape := (len(frames), 3, 3)),
                                    np.broadcast_to(after, local_shape), weight)
         guess = parent_rot[frames] @ local
         out[frames] = rotation_between(guess @ offsets[c], upper[frames]) @ guess

@@ -156,6 +156,57 @@ def quaternion_slerp(q0: np.ndarray, q1: np.ndarray, t: np.ndarray | float) -> n
     return out / np.linalg.norm(out, axis=-1, keepdims=True)
 
 
+def slerp_matrices(r_from: np.ndarray, r_to: np.ndarray, weight: np.ndarray | float) -> np.ndarray:
+    """Slerp between rotation matrices (..., 3, 3) with weights broadcasting over (...)."""
+    return quaternion_to_matrix(quaternion_slerp(matrix_to_quaternion(r_from), matrix_to_quaternion(r_to), weight))
+
+
+# --- rotations from directions and point sets ----------------------------------------------------------
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def _skew(v: np.ndarray) -> np.ndarray:
+    """(..., 3) -> cross-product matrices (..., 3, 3)."""
+    z = np.zeros(v.shape[:-1])
+    x, y, w = v[..., 0], v[..., 1], v[..., 2]
+    return np.stack([z, -w, y, w, z, -x, -y, x, z], axis=-1).reshape(v.shape[:-1] + (3, 3))
+
+
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Shortest-arc rotations (..., 3, 3) turning directions ``a`` onto ``b`` (..., 3; any length); for
+    opposite directions a half turn about an axis perpendicular to ``a``."""
+    a = _unit(np.asarray(a, dtype=np.float64))
+    b = _unit(np.asarray(b, dtype=np.float64))
+    a, b = np.broadcast_arrays(a, b)
+    v = np.cross(a, b)
+    c = np.sum(a * b, axis=-1)
+    k = _skew(v)
+    eye = np.broadcast_to(np.eye(3), k.shape)
+    opposite = c < -1.0 + 1e-9
+    r = eye + k + (k @ k) / np.maximum(1.0 + c, 1e-9)[..., None, None]
+    if np.any(opposite):
+        # Half turn about any axis perpendicular to a: the least-aligned coordinate axis crossed with a.
+        ao = a[opposite]
+        helper = np.eye(3)[np.argmin(np.abs(ao), axis=-1)]
+        u = _unit(np.cross(ao, helper))
+        r[opposite] = 2.0 * u[..., :, None] * u[..., None, :] - np.eye(3)
+    return r
+
+
+def best_rotation(rest: np.ndarray, posed: np.ndarray) -> np.ndarray:
+    """Kabsch: the rotations R (T, 3, 3) minimising sum_i |R rest_i - posed_i|^2 for rest (K, 3) and
+    posed (T, K, 3), never a reflection. The vectors are taken as they are: to fit point sets rather
+    than directions from a common origin, subtract each set's centroid first."""
+    h = np.einsum("ki,tkj->tij", rest, posed)  # (T, 3, 3) cross-covariance
+    u, _, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(vt.transpose(0, 2, 1) @ u.transpose(0, 2, 1)))
+    d = np.where(d == 0, 1.0, d)
+    fix = np.ones((h.shape[0], 3))
+    fix[:, 2] = d  # no reflections
+    return vt.transpose(0, 2, 1) @ (fix[:, :, None] * u.transpose(0, 2, 1))
+
+
 # --- Euler angles (BVH) ------------------------------------------------------------------------------
 # An order string such as "ZXY" means R = Rz(a) @ Rx(b) @ Ry(c): the BVH channel order, each rotation about
 # the axes of the frame produced by the previous one (intrinsic).

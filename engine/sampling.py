@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .clock import TOKEN_FPS
 from .errors import Cancelled, InvalidOptionError, ModelError
 from .models.gpt import CrossCondGPT, KVCache
 
@@ -54,14 +55,13 @@ APPROXIMATIONS = ("bfloat16", "int8")
 # the default model's training takes encoded by its VQ-VAE (99 % of runs are at most 3 tokens). Generated
 # dances without a limit held one pair for up to 22 s (assets/MODEL_CARD.md).
 DEFAULT_MAX_REPEAT = 15
-TOKENS_PER_SECOND = 7.5  # one code pair per 8 frames at 60 fps
 
 
 def max_repeat_for(seconds: float) -> int | None:
     """The repeat limit (tokens) for a longest hold in seconds; 0 means no limit."""
     if not (np.isfinite(seconds) and seconds >= 0):
         raise InvalidOptionError(f"the longest hold must be 0 (no limit) or a positive number of seconds, got {seconds}")
-    return max(1, int(round(seconds * TOKENS_PER_SECOND))) if seconds > 0 else None
+    return max(1, int(round(seconds * TOKEN_FPS))) if seconds > 0 else None
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]

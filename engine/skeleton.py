@@ -65,7 +65,13 @@ CHILDREN: tuple[tuple[int, ...], ...] = tuple(
 # y-up (SMPL/AIST++) -> z-up (Blender): (x, y, z) -> (x, -z, y).
 YUP_TO_ZUP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
+# Named joint groups (indices into JOINT_NAMES), so no module spells them as numbers.
+ANKLES = np.array([7, 8], dtype=np.int64)  # l_ankle, r_ankle
+TOES = np.array([10, 11], dtype=np.int64)  # l_foot, r_foot (the toe joints)
 FOOT_JOINTS = np.array([7, 8, 10, 11], dtype=np.int64)  # ankles and toes: what touches the floor
+LEFT_FOOT = (7, 10)  # l_ankle, l_foot
+RIGHT_FOOT = (8, 11)  # r_ankle, r_foot
+LEGS = ((1, 4, 7), (2, 5, 8))  # (hip, knee, ankle), left then right
 
 
 class InvalidMotionError(DanceError):

@@ -158,20 +158,6 @@ def resolve_bone_map(target_obj: Any, preset: str | BoneMapPreset) -> dict[int, 
 
 
 # --- geometry helpers --------------------------------------------------------------------------------
-def shortest_arc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Rotation matrix (3, 3) turning unit vector ``a`` onto unit vector ``b`` by the smallest angle."""
-    a = a / np.linalg.norm(a)
-    b = b / np.linalg.norm(b)
-    axis = np.cross(a, b)
-    cos = float(np.dot(a, b))
-    if cos < -1.0 + 1e-9:  # opposite: half a turn about any perpendicular axis
-        perp = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
-        perp /= np.linalg.norm(perp)
-        return 2.0 * np.outer(perp, perp) - np.eye(3)
-    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
-    return np.eye(3) + k + k @ k / (1.0 + cos)
-
-
 def _depth(bone: Any) -> int:
     depth = 0
     while bone.parent is not None:
@@ -196,7 +182,7 @@ def _source_direction(j: int, mapping: dict[int, str], tgt_tail: np.ndarray, tgt
 def _leg_length(points: dict[int, np.ndarray]) -> float:
     """Mean thigh + shin length over both legs from joint positions keyed by SMPL index."""
     total = 0.0
-    for hip, knee, ankle in ((1, 4, 7), (2, 5, 8)):
+    for hip, knee, ankle in skeleton.LEGS:
         total += float(np.linalg.norm(points[knee] - points[hip]) + np.linalg.norm(points[ankle] - points[knee]))
     return total / 2.0
 
@@ -252,7 +238,7 @@ def retarget_to_rig(
         _, src_dir = _source_direction(
             j, mapping, to_world(tails[bone_name]), heads_world, src_rest
         )
-        align = shortest_arc(tgt_dir, src_dir)  # (3, 3) world
+        align = rotation.rotation_between(tgt_dir, src_dir)  # (3, 3) world
         world_rest = obj_rot @ rest_orient[bone_name]
         posed_world = world_delta[:, j] @ (align @ world_rest)  # (T, 3, 3)
         posed[bone_name] = obj_rot.T @ posed_world

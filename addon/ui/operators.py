@@ -106,18 +106,12 @@ class DANCE_OT_generate(Operator):
             if target is None or target.type != "ARMATURE":
                 raise errors.InvalidOptionError("select the armature to apply the dance to (or target a new one)")
             core.check_target(target, settings.preset)  # a rig lacking bones fails now, not after the engine
-        generate = _engine.engine_module("generate")
-        sampling = _engine.engine_module("sampling")
-        beats = _engine.engine_module("beats")
-        options = generate.GenerateOptions(
-            start_codes=(settings.start_up, settings.start_down) if settings.use_start_codes else None,
-            sampling=sampling.SamplingOptions(
-                greedy=settings.greedy, temperature=settings.temperature, top_k=settings.top_k or None,
-                seed=settings.seed, max_repeat=sampling.max_repeat_for(settings.max_hold),
-            ),
-            fps=float(settings.fps),
-            beat_sync=beats.BeatSyncOptions(strength=settings.beat_sync).check(),
+        options = _engine.engine_module("options").build_options(
+            start=(settings.start_up, settings.start_down) if settings.use_start_codes else None,
+            greedy=settings.greedy, temperature=settings.temperature, top_k=settings.top_k or None,
+            seed=settings.seed, max_hold=settings.max_hold, beat_sync=settings.beat_sync, fps=float(settings.fps),
         )
+        options.beat_sync.check()  # a bad value fails here; the rest is checked against the model
         return {
             "song": song, "model_dir": model_dir, "device": device, "target": target,
             "preset": settings.preset, "with_mesh": settings.with_mesh,

@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from engine import audio
+from engine.clock import BEAT_FPS
 from engine.errors import (
     AudioDecodeError,
     AudioTooLongError,
@@ -129,7 +130,7 @@ def test_running_median_matches_scipy_with_ties_and_short_rows() -> None:
 
 
 # --- real songs ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("mode", audio.MODES)
+@pytest.mark.parametrize("mode", audio.FEATURE_MODES)
 def test_real_song_shapes_and_frame_counts(music_dir: Path, mode: str) -> None:
     song = music_dir / "trumpet_loop_90bpm.ogg"
     result = audio.extract_features(song, mode, cache_dir=False)
@@ -161,7 +162,7 @@ def test_beats_land_on_a_click_track(tmp_path: Path) -> None:
     y, click_times = click_track(bpm=120, seconds=8.0, sr=sr, first_s=0.5)
     path = write_wav(tmp_path / "clicks.wav", y, sr)
     beats = audio.extract_features(path, "official", cache_dir=False).beats
-    click_frames = click_times * audio.BEAT_FPS
+    click_frames = click_times * BEAT_FPS
     distance = np.array([np.min(np.abs(click_frames - b)) for b in beats])
     assert len(beats) >= 0.8 * len(click_frames), f"{len(beats)} beats for {len(click_frames)} clicks"
     assert np.all(distance <= 2), f"beats off the clicks by {distance.max():.1f} frames"

@@ -37,13 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from engine.rotation import matrix_to_quaternion, quaternion_to_matrix
-from engine.skeleton import NUM_JOINTS, REST_JOINTS, bone_directions
+from engine.clock import MOTION_FPS
+from engine.rotation import best_rotation, rotation_between, slerp_matrices
+from engine.skeleton import LEGS, NUM_JOINTS, REST_JOINTS, bone_directions
 
 from .bones import REST_BONE_LENGTHS
 from .cache import cached_arrays
 from .clip import (
-    TARGET_FPS,
     DataError,
     DataFormatError,
     MotionClip,
@@ -136,40 +136,10 @@ def detect_rig(names: list[str] | tuple[str, ...]) -> RigMap:
     )
 
 
-def _kabsch(rest: np.ndarray, posed: np.ndarray) -> np.ndarray:
-    """Rotations R (T, 3, 3) minimising sum |R (rest_i - mean) - (posed_i - mean)|^2; rest (K,3), posed (T,K,3)."""
-    a = rest - rest.mean(axis=0)  # (K, 3)
-    b = posed - posed.mean(axis=1, keepdims=True)  # (T, K, 3)
-    h = np.einsum("ki,tkj->tij", a, b)  # (T, 3, 3) cross-covariance
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(np.swapaxes(vt, 1, 2) @ np.swapaxes(u, 1, 2)))  # avoid reflections
-    fix = np.broadcast_to(np.eye(3), h.shape).copy()
-    fix[:, 2, 2] = d
-    return np.swapaxes(vt, 1, 2) @ fix @ np.swapaxes(u, 1, 2)
-
-
-def _slerp_rotations(r0: np.ndarray, r1: np.ndarray, w: float) -> np.ndarray:
-    """Slerp between rotation matrices (T, 3, 3) at weight ``w``."""
-    q0 = matrix_to_quaternion(r0)
-    q1 = matrix_to_quaternion(r1)
-    dot = np.sum(q0 * q1, axis=-1, keepdims=True)
-    q1 = np.where(dot < 0, -q1, q1)  # shortest way round
-    dot = np.abs(dot).clip(max=1.0)
-    angle = np.arccos(dot)
-    sin = np.sin(angle)
-    small = sin < 1e-6
-    safe = np.where(small, 1.0, sin)
-    w0 = np.where(small, 1.0 - w, np.sin((1.0 - w) * angle) / safe)
-    w1 = np.where(small, w, np.sin(w * angle) / safe)
-    return quaternion_to_matrix(w0 * q0 + w1 * q1)
-
-
-def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Smallest rotation (3, 3) turning unit vector a onto unit vector b (not antiparallel)."""
-    v = np.cross(a, b)
-    c = float(np.dot(a, b))
-    vx = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
-    return np.eye(3) + vx + vx @ vx / (1.0 + c)
+def _fit_landmarks(rest: np.ndarray, posed: np.ndarray) -> np.ndarray:
+    """Rotations (T, 3, 3) best turning the rest landmarks (K, 3) onto the posed ones (T, K, 3), each
+    set about its own centroid."""
+    return best_rotation(rest - rest.mean(axis=0), posed - posed.mean(axis=1, keepdims=True))
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -178,7 +148,8 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def smpl_leg_length() -> float:
     """Hip -> knee -> ankle length of the SMPL male rest skeleton, averaged over both legs (m)."""
-    return float((REST_BONE_LENGTHS[4] + REST_BONE_LENGTHS[7] + REST_BONE_LENGTHS[5] + REST_BONE_LENGTHS[8]) / 2)
+    # A bone is indexed by its child joint: thigh = knee's bone, shin = ankle's bone.
+    return float(sum(REST_BONE_LENGTHS[knee] + REST_BONE_LENGTHS[ankle] for _, knee, ankle in LEGS) / 2)
 
 
 def retarget_to_smpl(
@@ -202,10 +173,10 @@ def retarget_to_smpl(
     def stack(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         return np.stack([rest[k] for k in names]), np.stack([points[k] for k in names], axis=1)
 
-    g_pelvis = _kabsch(*stack(rig.pelvis_landmarks))  # (T, 3, 3)
-    g_thorax = _kabsch(*stack(rig.thorax_landmarks))
-    g_spine1 = _slerp_rotations(g_pelvis, g_thorax, 1.0 / 3.0)
-    g_spine2 = _slerp_rotations(g_pelvis, g_thorax, 2.0 / 3.0)
+    g_pelvis = _fit_landmarks(*stack(rig.pelvis_landmarks))  # (T, 3, 3)
+    g_thorax = _fit_landmarks(*stack(rig.thorax_landmarks))
+    g_spine1 = slerp_matrices(g_pelvis, g_thorax, 1.0 / 3.0)
+    g_spine2 = slerp_matrices(g_pelvis, g_thorax, 2.0 / 3.0)
 
     joints = np.empty((n, NUM_JOINTS, 3))
     hip_mid = (points[rig.hips[0]] + points[rig.hips[1]]) / 2 * scale  # (T, 3)
@@ -225,7 +196,7 @@ def retarget_to_smpl(
         if j in rig.calibrated:
             smpl_rest_dir = _unit(J[j] - J[parents[j]])
             cap_rest_dir = _unit(rest[b] - rest[a])
-            fix = _rotation_between(cap_rest_dir, smpl_rest_dir)
+            fix = rotation_between(cap_rest_dir, smpl_rest_dir)
             local = np.einsum("tji,tj->ti", g_thorax, d)  # into the thorax frame
             d = np.einsum("tij,tj->ti", g_thorax, local @ fix.T)
         joints[:, j] = joints[:, parents[j]] + REST_BONE_LENGTHS[j] * d
@@ -377,8 +348,8 @@ def load_bvh_clip(
         motion = read_bvh(path)
         points, rest, fps = capture_points(motion)
         rig = detect_rig(list(points))
-        if fps != TARGET_FPS:
-            points = {k: resample_positions(v, fps, TARGET_FPS) for k, v in points.items()}
+        if fps != MOTION_FPS:
+            points = {k: resample_positions(v, fps, MOTION_FPS) for k, v in points.items()}
         joints, scale = retarget_to_smpl(points, rest, rig)
         start, stop = trim_settling_frames(joints)
         joints, repaired = repair_glitches(joints[start:stop])

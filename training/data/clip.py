@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from engine.clock import MOTION_FPS
 from engine.errors import DanceError
 from engine.postprocess import resample_joints
 from engine.skeleton import FOOT_JOINTS, NUM_JOINTS
-
-TARGET_FPS = 60.0
 
 # Bump when any loader's output changes for the same input: it is part of every cache key.
 PREPROCESS_VERSION = 1
@@ -58,11 +57,11 @@ class MotionClip:
     name: str
     take_id: str
     source: str
-    fps: float = TARGET_FPS
+    fps: float = MOTION_FPS
     music_path: Path | None = None
     music_offset_s: float = 0.0
     music_features: np.ndarray | None = None
-    music_fps: float = TARGET_FPS
+    music_fps: float = MOTION_FPS
     split: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 

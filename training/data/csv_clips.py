@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.clock import MOTION_FPS
 from engine.skeleton import REST_JOINTS
 
 from .bones import resample_skeleton
 from .cache import cached_arrays
-from .clip import TARGET_FPS, DataError, DataFormatError, MotionClip, files_in, ground_to_floor
+from .clip import DataError, DataFormatError, MotionClip, files_in, ground_to_floor
 
 CSV_FPS = 30.0
 SLICE_STRIDE_S = 0.5  # slice K starts K * 0.5 s into its sequence
@@ -64,7 +65,7 @@ def load_csv_clip(
         raise DataError(f"AIST++ CSV clip not found: {path}")
 
     def compute() -> dict[str, np.ndarray]:
-        joints = resample_skeleton(csv_to_yup(_read_csv(path)), CSV_FPS, TARGET_FPS)
+        joints = resample_skeleton(csv_to_yup(_read_csv(path)), CSV_FPS, MOTION_FPS)
         if ground:
             joints = ground_to_floor(joints)
         return {"joints": joints.astype(np.float32)}

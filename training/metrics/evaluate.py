@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.clock import MOTION_FPS
 from engine.errors import DanceError
 
 from .beats import beat_align_score
@@ -45,7 +46,6 @@ from .features import extract_features
 from .fid import fid_and_diversity
 from .physical import physical_metrics, resample_linear
 
-FPS = 60.0
 PRED_MAX_FRAMES = 1200  # predictions are scored on their first 20 s
 MIN_FRAMES = 4
 MIN_FILES = 2  # covariance and pairwise diversity need two sequences at least
@@ -85,7 +85,7 @@ class DanceFile:
     name: str
     joints: np.ndarray
     music_beats: np.ndarray | None = None
-    source_fps: float = FPS
+    source_fps: float = MOTION_FPS
 
 
 # --- loading -----------------------------------------------------------------------------------------
@@ -111,13 +111,13 @@ def load_dance_file(path: str | Path, *, resample: bool = False) -> DanceFile:
     fps = float(np.asarray(arrays["fps"]).reshape(-1)[0])
     if not fps > 0:
         raise EvaluationError(f"{path}: fps must be positive, got {fps}")
-    if abs(fps - FPS) > 1e-3:
+    if abs(fps - MOTION_FPS) > 1e-3:
         if not resample:
             raise EvaluationError(
                 f"{path}: {fps:g} fps, but the metrics are defined at 60 fps; resample the dance to 60 fps "
                 "or pass --resample (resample=True) to interpolate it linearly"
             )
-        joints = resample_linear(joints, fps, FPS)
+        joints = resample_linear(joints, fps, MOTION_FPS)
     if joints.shape[0] < MIN_FRAMES:
         raise EvaluationError(f"{path}: {joints.shape[0]} frames; at least {MIN_FRAMES} are needed")
     beats = None
@@ -250,10 +250,10 @@ def compute_metrics(
     def per_file(names, seqs, beat_list):
         rows = []
         for name, s, b in zip(names, seqs, beat_list):
-            row: dict[str, Any] = {"name": name, "frames": int(s.shape[0]), "duration_s": s.shape[0] / FPS}
+            row: dict[str, Any] = {"name": name, "frames": int(s.shape[0]), "duration_s": s.shape[0] / MOTION_FPS}
             row["bas"] = None if b is None else beat_align_score(b, s)
             row["music_beats"] = None if b is None else int(len(b))
-            row.update(physical_metrics(s, FPS))
+            row.update(physical_metrics(s, MOTION_FPS))
             rows.append(row)
         return rows
 
@@ -284,7 +284,7 @@ def compute_metrics(
         "quality_checks": quality_checks(pred_physical, gt_physical, pred_rows),
         "warnings": warnings,
         "protocol": {
-            "fps": FPS,
+            "fps": MOTION_FPS,
             "pred_max_frames": pred_max_frames,
             "zero_start": True,
             "normalisation": "GT mean and std (+1e-10), both sets",

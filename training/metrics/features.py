@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FRAME_TIME = 1.0 / 60.0  # kinetic features
+from engine.clock import MOTION_FPS
+
+FRAME_TIME = 1.0 / MOTION_FPS  # kinetic features
 MANUAL_TIME_PER_FRAME = 1.0 / 120.0  # manual features (inherited constant, not the data's frame time)
 SLIDING_WINDOW = 2
 KINETIC_DIM = 72

@@ -35,14 +35,12 @@ from __future__ import annotations
 import numpy as np
 
 from engine.postprocess import resample_joints
+from engine.skeleton import FOOT_JOINTS, LEFT_FOOT, RIGHT_FOOT
 
 from .features import check_joints
 
 UP_AXIS = 1  # y-up
 HORIZONTAL_AXES = (0, 2)
-FOOT_JOINTS = (7, 8, 10, 11)  # l_ankle, r_ankle, l_foot (toes), r_foot (toes)
-LEFT_FOOT = (7, 10)
-RIGHT_FOOT = (8, 11)
 ROOT = 0
 
 CONTACT_HEIGHT = 0.05  # metres above the joint's own floor level

@@ -42,6 +42,7 @@ from torch import nn
 
 from engine.audio import AUDIO_EXTENSIONS, extract_features
 from engine.checkpoint import normalise_music
+from engine.clock import FRAMES_PER_TOKEN
 from engine.models.gpt import CrossCondGPT
 from engine.models.vqvae import integrate_root
 from engine.sampling import SamplingOptions, sample_codes
@@ -50,7 +51,6 @@ from training.data.cache import save_npz_atomic
 from training.trainer import DistInfo, TrainingError
 
 from .common import (
-    FRAMES_PER_TOKEN,
     add_stage_arguments,
     is_main_process,
     read_run,

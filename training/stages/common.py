@@ -14,14 +14,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from engine.audio import TOKEN_FPS, extract_features
+from engine.audio import extract_features
+from engine.clock import FRAMES_PER_TOKEN, TOKEN_FPS
 from engine.models.vqvae import SepVQVAE, VQVAEConfig
 from training.config import ConfigError, TrainConfig, load_config
 from training.data.clip import MotionClip
 from training.data.windows import MotionWindows
 from training.trainer import CHECKPOINT_NAME, DistInfo, TrainingError, load_checkpoint, train
-
-FRAMES_PER_TOKEN = 8
 
 
 # --- motion windows -------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.checkpoint import normalise_music
+from engine.clock import FRAMES_PER_TOKEN
 from engine.models.gpt import CrossCondGPT
 from training.config import ConfigError, TrainConfig
 from training.data.cache import save_npz_atomic
@@ -32,7 +33,6 @@ from training.data.sources import load_windows
 from training.trainer import CHECKPOINT_NAME, DistInfo
 
 from .common import (
-    FRAMES_PER_TOKEN,
     add_stage_arguments,
     clip_music_tokens,
     file_digest,

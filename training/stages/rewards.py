@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.clock import FRAMES_PER_TOKEN
 from training.metrics.beats import motion_beats
 
-FRAMES_PER_TOKEN = 8
 REWARD_SCALE = 10.0
 
 

@@ -1,0 +1,97 @@
+"""What a user may ask of one generation, gathered the same way by every front end.
+
+``build_options`` turns plain values (command-line flags, Blender properties) into ``GenerateOptions``,
+with one set of defaults and one rule for when to sample; ``add_generation_arguments`` defines the
+flags that the engine's CLI and the batch renderer share, and ``options_from_args`` reads them back.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .beats import BeatSyncOptions
+from .clock import MOTION_FPS
+from .generate import SUPPORTED_FPS, GenerateOptions
+from .sampling import APPROXIMATIONS, SamplingOptions, max_repeat_for
+
+
+def build_options(
+    *,
+    start: tuple[int, int] | None = None,
+    greedy: bool | None = None,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    seed: int | None = None,
+    exact: bool = False,
+    shift: int | None = None,
+    draft: str | None = None,
+    max_hold: float | None = None,
+    beat_sync: float = 1.0,
+    fps: float = MOTION_FPS,
+    ground: bool = True,
+    precision: str = "float32",
+    rotations: bool = True,
+) -> GenerateOptions:
+    """The options of one generation.
+
+    greedy:    None decides from the other values: a temperature, a top-k or a seed asks for sampling
+               (temperature 1 unless given); otherwise greedy decoding, as the official sampler.
+    max_hold:  longest time (s) one code pair may repeat; None the engine's default (2 s), 0 no limit.
+    beat_sync: how far the moves are pulled onto the beats (0 off, 1 fully).
+    Values are checked when the options are used (``Choreographer.check_options``).
+    """
+    if greedy is None:
+        greedy = temperature is None and top_k is None and seed is None
+    sampling = {"greedy": greedy, "temperature": 1.0 if temperature is None else temperature, "top_k": top_k,
+                "seed": seed, "fast": not exact, "draft": draft}
+    if max_hold is not None:
+        sampling["max_repeat"] = max_repeat_for(max_hold)
+    if shift is not None:
+        sampling["shift"] = shift
+    return GenerateOptions(
+        start_codes=tuple(start) if start else None,  # type: ignore[arg-type]
+        sampling=SamplingOptions(**sampling),
+        fps=fps,
+        beat_sync=BeatSyncOptions(strength=beat_sync),
+        ground=ground,
+        precision=precision,
+        rotations=rotations,
+    )
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser, *, fps: float = MOTION_FPS) -> None:
+    """The flags of one generation, as the CLI and the batch renderer take them (``fps``: the default)."""
+    parser.add_argument("--model", type=str, default=None, help="model folder (default: the shipped model)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps")
+    parser.add_argument("--fps", type=float, default=fps, choices=SUPPORTED_FPS, help="output frame rate")
+    parser.add_argument("--start", type=int, nargs=2, metavar=("UP", "DOWN"), default=None,
+                        help="codes of the first token (default: the model's)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sample with this temperature instead of greedy decoding")
+    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely codes")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed; asks for sampling (temperature 1 unless --temperature)")
+    parser.add_argument("--exact", action="store_true",
+                        help="recompute the whole window every token, as the official sampler (slower)")
+    parser.add_argument("--shift", type=int, default=None,
+                        help="window re-anchoring of the official sampler (default: exact slides by one, "
+                             "fast uses the sampler's default)")
+    parser.add_argument("--draft", choices=APPROXIMATIONS, default=None,
+                        help="greedy fast mode checked against an approximate draft: same tokens, fewer passes")
+    parser.add_argument("--approximate", choices=APPROXIMATIONS, default=None,
+                        help="run an approximate GPT: faster, but tokens may differ from the float32 model")
+    parser.add_argument("--beat-sync", type=float, default=1.0, metavar="STRENGTH",
+                        help="re-time the dance so its moves land on the beats: 1 fully (default), 0 off")
+    parser.add_argument("--max-hold", type=float, default=None, metavar="SECONDS",
+                        help="longest time one code pair may repeat (default 2; 0: no limit, as the official sampler)")
+    parser.add_argument("--no-ground", action="store_true", help="keep the raw height (no feet-on-floor fix)")
+
+
+def options_from_args(args: argparse.Namespace, *, rotations: bool = True) -> GenerateOptions:
+    """``GenerateOptions`` from the flags of ``add_generation_arguments``."""
+    return build_options(
+        start=tuple(args.start) if args.start else None, temperature=args.temperature, top_k=args.top_k,
+        seed=args.seed, exact=args.exact, shift=args.shift, draft=args.draft, max_hold=args.max_hold,
+        beat_sync=args.beat_sync, fps=args.fps, ground=not args.no_ground,
+        precision=args.approximate or "float32", rotations=rotations,
+    )
