@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 try:  # the extension zip built by build_addon.py
     importlib.import_module(f"{__package__}.engine")
@@ -22,7 +23,19 @@ def engine_module(name: str) -> ModuleType:
     return importlib.import_module(f"{ENGINE_PACKAGE}.{name}")
 
 
+# Light modules (numpy only) are imported with the add-on; the others on first use (``_engine.audio``),
+# so the add-on registers and offers to install its dependencies when torch or librosa are missing.
 skeleton = engine_module("skeleton")
 rotation = engine_module("rotation")
 errors = engine_module("errors")
 dance = engine_module("dance")
+_ON_FIRST_USE = ("audio", "checkpoint", "cli", "files", "generate", "options", "retarget")
+
+if TYPE_CHECKING:  # the real modules for the type checker (at run time they come from __getattr__)
+    from engine import audio, checkpoint, cli, files, generate, options, retarget  # noqa: F401
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in _ON_FIRST_USE:
+        return engine_module(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m addon.batch", description=__doc__.splitlines()[0])
     parser.add_argument("songs", nargs="+", type=Path, help="audio files (wav, mp3, ogg, flac)")
     parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
-    _engine.engine_module("options").add_generation_arguments(parser, fps=30.0)  # the engine CLI's flags
+    _engine.options.add_generation_arguments(parser, fps=30.0)  # the engine CLI's flags
     parser.add_argument("--engine", choices=ENGINES, default="workbench", help="render engine")
     parser.add_argument("--fbx", action="store_true", help="also write <song stem>.fbx (song copied beside)")
     parser.add_argument("--resolution", type=int, nargs=2, default=(640, 360), metavar=("W", "H"))
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from . import _engine
 
-    cli = _engine.engine_module("cli")
+    cli = _engine.cli
     try:
         with cli.terminate_as_interrupt():  # SIGTERM unwinds like Ctrl-C: no partial file stays
             return _checked_run(args)
@@ -93,8 +93,8 @@ def _checked_run(args: argparse.Namespace) -> int:
     from .ui import core
 
     try:
-        args.out = _engine.engine_module("files").check_output_folder(args.out)
-        options = _engine.engine_module("options").options_from_args(args)
+        args.out = _engine.files.check_output_folder(args.out)
+        options = _engine.options.options_from_args(args)
         model_dir = core.resolve_model_dir(args.model)
         core.get_choreographer(model_dir, args.device).check_options(options)  # load once, fail early
         args.out.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ import bpy  # noqa: E402
 
 from addon.blender import armature, keyframes  # noqa: E402
 from engine import rotation, skeleton  # noqa: E402
+from engine.dance import Dance  # noqa: E402
 
 TARGET_S = 1.0
 
@@ -42,7 +43,8 @@ def bench_bulk(quats, translation, repeats: int) -> float:
         bpy.ops.wm.read_factory_settings(use_empty=True)
         obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS, with_mesh=True)
         start = time.perf_counter()
-        keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, 60, "song")
+        keyframes.apply_dance(obj, Dance(joints=np.zeros((len(quats), 24, 3)), fps=60, rotations=quats,
+                                         translation=translation, rest_joints=skeleton.REST_JOINTS), "song")
         times.append(time.perf_counter() - start)
     return min(times)
 

@@ -27,7 +27,7 @@ def main() -> None:
     from mathutils import Vector
 
     from addon.blender import armature, keyframes, render_setup
-    from engine.cli import default_model_dir
+    from engine.checkpoint import default_model_dir
     from engine.generate import Choreographer, GenerateOptions
 
     dance = Choreographer(default_model_dir()).generate(REPO / "assets" / "demo_song.ogg", GenerateOptions(fps=30.0))
@@ -38,8 +38,7 @@ def main() -> None:
     frames = np.linspace(dance.num_frames * 0.15, dance.num_frames * 0.85, args.poses).astype(int)
     for i, frame in enumerate(frames):
         obj = armature.create_smpl_armature(f"dancer{i}", dance.rest_joints, with_mesh=True)
-        keyframes.apply_dance(obj, dance.rotations, dance.translation, dance.rest_joints, dance.fps,
-                              f"demo_{i}", frame_start=1 - int(frame) + 1)
+        keyframes.apply_dance(obj, dance, f"demo_{i}", frame_start=1 - int(frame) + 1)
         obj.location.x += 0.9 * i - float(dance.joints[frame, 0, 0])  # line them up, pelvis over x = 0.9 i
         obj.location.y -= -float(dance.joints[frame, 0, 2])  # y-up z (forward) is Blender -y
     scene.frame_set(1)

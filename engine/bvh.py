@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .dance import check_motion
 from .errors import DanceError, InvalidOptionError
 from .files import new_temp_file
 from .rotation import (
@@ -30,7 +31,7 @@ from .rotation import (
     matrix_to_quaternion,
     quaternion_to_matrix,
 )
-from .skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, InvalidMotionError, bone_offsets
+from .skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, bone_offsets
 
 # Rotation order written by ``write_bvh``. The middle angle has the +-90 degree gimbal lock; X in the
 # middle puts it at a 90-degree forward bend, which dance poses reach less often than a 90-degree yaw.
@@ -322,22 +323,7 @@ def _motion_data(rows: list[str], first_line: int, frames: int, num_channels: in
 # --- writing -----------------------------------------------------------------------------------------------
 def _check_motion(rotations: np.ndarray, translation: np.ndarray, rest_joints: np.ndarray, fps: float,
                   joint_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rotations = np.asarray(rotations, dtype=np.float64)
-    translation = np.asarray(translation, dtype=np.float64)
-    rest_joints = np.asarray(rest_joints, dtype=np.float64)
-    if rotations.ndim != 3 or rotations.shape[1:] != (NUM_JOINTS, 4) or rotations.shape[0] < 1:
-        raise InvalidMotionError(f"rotations must have shape (frames, {NUM_JOINTS}, 4), got {rotations.shape}")
-    if translation.shape != (rotations.shape[0], 3):
-        raise InvalidMotionError(f"translation must have shape ({rotations.shape[0]}, 3), got {translation.shape}")
-    if rest_joints.shape != (NUM_JOINTS, 3):
-        raise InvalidMotionError(f"rest_joints must have shape ({NUM_JOINTS}, 3), got {rest_joints.shape}")
-    for name, arr in (("rotations", rotations), ("translation", translation), ("rest_joints", rest_joints)):
-        if not np.all(np.isfinite(arr)):
-            raise InvalidMotionError(f"{name} contain NaN or infinite values")
-    if np.any(np.linalg.norm(rotations, axis=-1) < 1e-6):
-        raise InvalidMotionError("rotations contain zero quaternions")
-    if not (np.isfinite(fps) and fps > 0):
-        raise InvalidOptionError(f"fps must be a positive number, got {fps}")
+    rotations, translation, rest_joints = check_motion(rotations, translation, rest_joints, fps)
     if len(joint_names) != NUM_JOINTS or any(not n or re.search(r"[\s{}]", n) for n in joint_names):
         raise InvalidOptionError(f"joint_names must be {NUM_JOINTS} names without spaces or braces")
     return rotations, translation, rest_joints

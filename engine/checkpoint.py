@@ -39,6 +39,15 @@ GPT_FILE = "gpt.safetensors"
 MODEL_FILES = (CONFIG_FILE, VQVAE_FILE, GPT_FILE)
 
 
+def default_model_dir() -> Path:
+    """``$DANCE_MODEL_DIR``, else the model shipped in ``assets/default_model`` (beside the engine package,
+    in the repository and in the built extension alike)."""
+    env = os.environ.get("DANCE_MODEL_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "assets" / "default_model"
+
+
 # --- finer error types (all are CheckpointError, so callers may catch that alone) ---------------------
 class ModelNotFoundError(CheckpointError):
     """The model folder does not exist."""

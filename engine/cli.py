@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import sys
 import threading
@@ -21,19 +20,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from .checkpoint import default_model_dir
 from .errors import DanceError, InvalidOptionError
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 EXIT_TERMINATED = 143  # 128 + SIGTERM
-
-
-def default_model_dir() -> Path:
-    """``$DANCE_MODEL_DIR``, else the model shipped in ``assets/default_model``."""
-    env = os.environ.get("DANCE_MODEL_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "assets" / "default_model"
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._engine import engine_module, errors
+from .. import _engine
+from .._engine import errors
 
 if TYPE_CHECKING:  # the shim imports the engine dynamically; give the type checker the real class
     from engine.errors import DanceError
@@ -36,6 +37,6 @@ def check_song_file(path: Any, error: type[BlenderLayerError] = BlenderLayerErro
     """The engine's song-file check (exists, regular file, audio extension: never a FIFO or a device),
     its error re-raised as ``error`` with the same message."""
     try:
-        engine_module("audio").check_song_file(path)
+        _engine.audio.check_song_file(path)
     except errors.DanceError as exc:
         raise error(str(exc)) from exc

@@ -16,7 +16,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-from .._engine import rotation, skeleton
+from .._engine import errors, rotation, skeleton
 from . import compat
 from .errors import BlenderLayerError
 from .scene import set_scene_fps
@@ -74,31 +74,18 @@ def write_pose_action(
     return action
 
 
-def validate_dance(
-    rotations: np.ndarray, translation: np.ndarray, rest_joints: np.ndarray, fps: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Check shapes (T, 24, 4), (T, 3), (24, 3), finiteness and fps; returns float64 arrays.
+def dance_motion(dance: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The checked (rotations, translation, rest_joints) of an ``engine.dance.Dance``; its error as a
+    ``BlenderLayerError`` (raised before anything in the scene changes)."""
+    try:
+        return dance.checked_motion()
+    except errors.DanceError as exc:
+        raise BlenderLayerError(f"cannot key the dance: {exc}") from exc
 
-    Raises ``BlenderLayerError`` with what is wrong, before anything in the scene changes.
-    """
-    rotations = np.asarray(rotations, dtype=np.float64)
-    translation = np.asarray(translation, dtype=np.float64)
-    rest_joints = np.asarray(rest_joints, dtype=np.float64)
-    n = skeleton.NUM_JOINTS
-    if rotations.ndim != 3 or rotations.shape[1:] != (n, 4) or rotations.shape[0] < 1:
-        raise BlenderLayerError(f"rotations must be (T, 24, 4) quaternions, got shape {rotations.shape}")
-    if translation.shape != (rotations.shape[0], 3):
-        raise BlenderLayerError(
-            f"translation must be (T, 3) with T = {rotations.shape[0]}, got shape {translation.shape}"
-        )
-    if rest_joints.shape != (n, 3):
-        raise BlenderLayerError(f"rest joints must be (24, 3), got shape {rest_joints.shape}")
-    for label, arr in (("rotations", rotations), ("translation", translation), ("rest joints", rest_joints)):
-        if not np.all(np.isfinite(arr)):
-            raise BlenderLayerError(f"the dance's {label} contain NaN or infinite values")
-    if not (np.isfinite(fps) and fps > 0):
-        raise BlenderLayerError(f"fps must be a positive number, got {fps}")
-    return rotations, translation, rest_joints
+
+def action_name_for(dance: Any) -> str:
+    """A dance's action is named after its song file (the stem), else "dance"."""
+    return Path(dance.song_path).stem if dance.song_path else "dance"
 
 
 def smpl_basis(rotations: np.ndarray, rest_orientations: np.ndarray) -> np.ndarray:
@@ -180,24 +167,20 @@ def set_pose(
 
 def apply_dance(
     obj: Any,
-    rotations: np.ndarray,
-    translation: np.ndarray,
-    rest_joints: np.ndarray,
-    fps: float,
-    action_name: str,
+    dance: Any,
+    action_name: str | None = None,
     *,
     bone_names: Sequence[str] = skeleton.JOINT_NAMES,
     frame_start: int = 1,
     scene: Any = None,
 ) -> Any:
-    """Key a dance onto an SMPL-like armature ``obj`` as a new action named ``action_name``.
-
-    rotations (T, 24, 4) local quaternions w-first, translation (T, 3), rest_joints (24, 3): engine
-    y-up metres, the FK convention of ``engine.skeleton.forward_kinematics_matrices``; ``bone_names[j]``
-    is the bone of SMPL joint j. Sets the scene's fps and frame range to the dance. Returns the action.
-    Raises ``BlenderLayerError`` (scene unchanged) on bad shapes or missing bones.
+    """Key an ``engine.dance.Dance`` (its local rotations, root translation and rest joints, engine y-up
+    metres, the FK convention of ``engine.skeleton.forward_kinematics_matrices``) onto an SMPL-like
+    armature ``obj`` as a new action, named ``action_name`` or after the song; ``bone_names[j]`` is the
+    bone of SMPL joint j. Sets the scene's fps and frame range to the dance. Returns the action.
+    Raises ``BlenderLayerError`` (scene unchanged) on a dance that is not a motion or missing bones.
     """
-    rotations, translation, rest_joints = validate_dance(rotations, translation, rest_joints, fps)
+    rotations, translation, rest_joints = dance_motion(dance)
     _check_smpl_bones(obj, bone_names)
     scene = scene or bpy.context.scene
 
@@ -205,27 +188,13 @@ def apply_dance(
     basis = continuous_quaternions(smpl_basis(rotations, rest_orient))  # (T, 24, 4)
     action = write_pose_action(
         obj,
-        action_name,
+        action_name or action_name_for(dance),
         {name: basis[:, j] for j, name in enumerate(bone_names)},
         root_bone=bone_names[0],
         root_locations=_root_locations(obj, bone_names[0], rest_orient[0], rest_joints, translation),
         frame_start=frame_start,
     )
-    set_scene_fps(scene, fps)
+    set_scene_fps(scene, dance.fps)
     scene.frame_start = frame_start
     scene.frame_end = frame_start + rotations.shape[0] - 1
     return action
-
-
-def apply_dance_result(obj: Any, dance: Any, *, action_name: str | None = None, frame_start: int = 1,
-                       scene: Any = None) -> Any:
-    """``apply_dance`` for an ``engine.dance.Dance`` with solved rotations; the action is named
-    after the song file (its stem) unless ``action_name`` is given."""
-    if dance.rotations is None or dance.translation is None or dance.rest_joints is None:
-        raise BlenderLayerError("the dance has no joint rotations yet: solve them before keying it")
-    if action_name is None:
-        action_name = Path(dance.song_path).stem if dance.song_path else "dance"
-    return apply_dance(
-        obj, dance.rotations, dance.translation, dance.rest_joints, dance.fps, action_name,
-        frame_start=frame_start, scene=scene,
-    )

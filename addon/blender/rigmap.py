@@ -24,7 +24,7 @@ import numpy as np
 
 from .._engine import rotation, skeleton
 from .errors import BlenderLayerError, RigMappingError
-from .keyframes import continuous_quaternions, validate_dance, write_pose_action
+from .keyframes import action_name_for, continuous_quaternions, dance_motion, write_pose_action
 from .scene import set_scene_fps
 
 C = skeleton.YUP_TO_ZUP
@@ -190,23 +190,20 @@ def _leg_length(points: dict[int, np.ndarray]) -> float:
 # --- main entry point --------------------------------------------------------------------------------
 def retarget_to_rig(
     target_obj: Any,
-    rotations: np.ndarray,
-    translation: np.ndarray,
-    rest_joints: np.ndarray,
-    fps: float,
-    action_name: str,
+    dance: Any,
+    action_name: str | None,
     preset: str | BoneMapPreset = "mixamo",
     *,
     frame_start: int = 1,
     scene: Any = None,
 ) -> Any:
-    """Key a dance (local rotations (T, 24, 4), translation (T, 3), rest joints (24, 3), engine y-up)
-    onto ``target_obj`` as a new action; returns it. Sets scene fps and frame range.
+    """Key an ``engine.dance.Dance`` onto ``target_obj`` through the bone map ``preset`` as a new action
+    (named ``action_name`` or after the song); returns it. Sets scene fps and frame range.
 
     Raises ``RigMappingError`` naming missing bones, or ``BlenderLayerError`` on bad input; in both
     cases nothing in the scene has changed.
     """
-    rotations, translation, rest_joints = validate_dance(rotations, translation, rest_joints, fps)
+    rotations, translation, rest_joints = dance_motion(dance)
     mapping = resolve_bone_map(target_obj, preset)
     scene = scene or bpy.context.scene
     num_frames = rotations.shape[0]
@@ -300,9 +297,9 @@ def retarget_to_rig(
     for bone_name in basis:
         target_obj.pose.bones[bone_name].scale = (1.0, 1.0, 1.0)
     action = write_pose_action(
-        target_obj, action_name, quats, root_bone=root_name, root_locations=root_loc, frame_start=frame_start
+        target_obj, action_name or action_name_for(dance), quats, root_bone=root_name, root_locations=root_loc, frame_start=frame_start
     )
-    set_scene_fps(scene, fps)
+    set_scene_fps(scene, dance.fps)
     scene.frame_start = frame_start
     scene.frame_end = frame_start + num_frames - 1
     return action

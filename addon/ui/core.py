@@ -39,7 +39,7 @@ def resolve_model_dir(chosen: str | Path | None) -> Path:
     if chosen and str(chosen).strip():
         path = Path(str(chosen)).expanduser()
     else:
-        path = _engine.engine_module("cli").default_model_dir()
+        path = _engine.checkpoint.default_model_dir()
     if not (path / "config.json").is_file():
         where = "the folder chosen in the add-on preferences" if chosen else "the embedded default model"
         raise errors.ModelError(
@@ -76,7 +76,7 @@ def get_choreographer(model_dir: str | Path, device: str = "cpu") -> Any:
     key = (str(model_dir), device, config.stat().st_mtime if config.exists() else 0.0)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            generate = _engine.engine_module("generate")
+            generate = _engine.generate
             _CACHE.clear()  # one model at a time: they are large
             _CACHE[key] = generate.Choreographer(model_dir, device=device)
         return _CACHE[key]
@@ -91,7 +91,7 @@ def clear_cache() -> None:
 def check_song(path: str | Path) -> Path:
     if not str(path).strip():
         raise errors.InvalidOptionError("choose a song first (wav, mp3, ogg or flac)")
-    song = _engine.engine_module("audio").check_song_file(Path(str(path)).expanduser())
+    song = _engine.audio.check_song_file(Path(str(path)).expanduser())
     return song.resolve()
 
 
@@ -182,8 +182,7 @@ def apply_dances(
     if not dances:
         raise errors.DanceError("the engine returned no dance")
     for dance in dances:
-        if dance.rotations is None:
-            raise errors.DanceError("the dance has no joint rotations; generate with rotations enabled")
+        bl_keyframes.dance_motion(dance)  # every dance is a motion before anything changes
     if target is not None:
         check_target(target, preset)  # fail before the song strip is added
     fps = float(dances[0].fps)
@@ -213,12 +212,10 @@ def _key_dance(target: Any, dance: Any, name: str, preset: str | None, scene: An
     """One dance as a new action on ``target``: directly on an SMPL armature the add-on made
     (``preset`` None), else through the rig map ``preset``."""
     if preset is None:
-        return bl_keyframes.apply_dance(target, dance.rotations, dance.translation, dance.rest_joints,
-                                        dance.fps, name, scene=scene)
+        return bl_keyframes.apply_dance(target, dance, name, scene=scene)
     from ..blender import rigmap
 
-    return rigmap.retarget_to_rig(target, dance.rotations, dance.translation, dance.rest_joints, dance.fps,
-                                  name, preset)
+    return rigmap.retarget_to_rig(target, dance, name, preset, scene=scene)
 
 
 # --- start-pose preview (main thread) --------------------------------------------------------------
@@ -280,7 +277,7 @@ def pose_armature(obj: Any, joints: np.ndarray) -> None:
     """
     if not is_smpl_armature(obj):
         raise errors.InvalidOptionError("the preview needs an SMPL armature: generate one or select it")
-    retarget = _engine.engine_module("retarget")
+    retarget = _engine.retarget
     solution = retarget.solve_rotations(np.asarray(joints, dtype=np.float64)[None],
                                         rest_joints=armature_rest_joints(obj))
     bl_keyframes.set_pose(obj, solution.rotations[0])  # (24, 4); no translation: the root stays

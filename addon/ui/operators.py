@@ -62,7 +62,6 @@ class DANCE_OT_load_song(Operator, ImportHelper):  # type: ignore[misc]
         settings = context.scene.dance
         try:
             song = core.check_song(self.filepath)
-            _engine.engine_module("audio")  # fail here, not later, when librosa is missing
             from ..blender import scene as bl_scene
 
             bl_scene.load_song(context.scene, song, fps=float(settings.fps))
@@ -106,12 +105,13 @@ class DANCE_OT_generate(Operator):
             if target is None or target.type != "ARMATURE":
                 raise errors.InvalidOptionError("select the armature to apply the dance to (or target a new one)")
             core.check_target(target, settings.preset)  # a rig lacking bones fails now, not after the engine
-        options = _engine.engine_module("options").build_options(
+        options = _engine.options.build_options(
             start=(settings.start_up, settings.start_down) if settings.use_start_codes else None,
             greedy=settings.greedy, temperature=settings.temperature, top_k=settings.top_k or None,
             seed=settings.seed, max_hold=settings.max_hold, beat_sync=settings.beat_sync, fps=float(settings.fps),
         )
-        options.beat_sync.check()  # a bad value fails here; the rest is checked against the model
+        if options.beat_sync is not None:
+            options.beat_sync.check()  # a bad value fails here; the rest is checked against the model
         return {
             "song": song, "model_dir": model_dir, "device": device, "target": target,
             "preset": settings.preset, "with_mesh": settings.with_mesh,

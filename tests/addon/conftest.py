@@ -61,6 +61,17 @@ def make_dance(num_frames: int, seed: int = 0, amplitude: float = 0.5):
     return quats, translation, joints
 
 
+def as_dance(rotations, translation, fps: float = 60.0, rest_joints=None, song_path=None):
+    """An ``engine.dance.Dance`` holding a rotation motion (what the Blender layer keys)."""
+    from engine import skeleton
+    from engine.dance import Dance
+
+    rest = skeleton.REST_JOINTS if rest_joints is None else rest_joints
+    joints = np.zeros((len(rotations), 24, 3), dtype=np.float32)  # unused by the Blender layer
+    return Dance(joints=joints, fps=fps, rotations=rotations, translation=translation, rest_joints=rest,
+                 song_path=song_path)
+
+
 @pytest.fixture
 def dance_factory():
     """``make_dance`` itself, for tests that need another length or seed."""

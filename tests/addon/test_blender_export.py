@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.addon.conftest import as_dance
+
 bpy = pytest.importorskip("bpy")
 
 from addon.blender import armature, export, keyframes  # noqa: E402
@@ -16,7 +18,7 @@ from engine import skeleton  # noqa: E402
 def keyed_armature(dance):
     quats, translation, _ = dance
     obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS)
-    keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, 60, "song")
+    keyframes.apply_dance(obj, as_dance(quats, translation, 60), "song")
     return obj
 
 

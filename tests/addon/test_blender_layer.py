@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.addon.conftest import as_dance
+
 bpy = pytest.importorskip("bpy")
 
 from addon.blender import armature, compat, keyframes, scene  # noqa: E402
@@ -37,7 +39,7 @@ def test_armature_rest_matches_joints_and_has_a_skinned_body():
 def test_keyed_pose_matches_engine_fk(dance):
     quats, translation, joints = dance
     obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS)
-    action = keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, 60, "my song")
+    action = keyframes.apply_dance(obj, as_dance(quats, translation, 60), "my song")
 
     sc = bpy.context.scene
     assert (sc.frame_start, sc.frame_end) == (1, 120)
@@ -61,7 +63,7 @@ def test_set_pose_matches_engine_fk_and_the_keyed_frame(dance):
     np.testing.assert_allclose(posed, skeleton.yup_to_zup(joints[36]), atol=1e-4)
     assert obj.animation_data is None  # no keys, no action
     # the same pose apply_dance keys at that frame
-    keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, 60, "song")
+    keyframes.apply_dance(obj, as_dance(quats, translation, 60), "song")
     np.testing.assert_allclose(_pose_heads(obj, 37), posed, atol=1e-6)
 
 
@@ -94,7 +96,7 @@ def test_set_pose_without_translation_leaves_the_root_and_bad_input_changes_noth
 def test_one_linear_key_per_frame_for_every_bone(dance):
     quats, translation, _ = dance
     obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS, with_mesh=False)
-    action = keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, 60, "song", frame_start=10)
+    action = keyframes.apply_dance(obj, as_dance(quats, translation, 60), "song", frame_start=10)
     curves = compat.action_fcurves(action, obj)
     paths = {(fc.data_path, fc.array_index) for fc in curves}
     for name in skeleton.JOINT_NAMES:
@@ -115,7 +117,7 @@ def test_quaternion_keys_are_continuous(dance):
     flipped = quats.copy()
     flipped[1::2] *= -1  # same rotations, alternating signs
     obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS, with_mesh=False)
-    action = keyframes.apply_dance(obj, flipped, translation, skeleton.REST_JOINTS, 60, "song")
+    action = keyframes.apply_dance(obj, as_dance(flipped, translation, 60), "song")
     curves = {(fc.data_path, fc.array_index): fc for fc in compat.action_fcurves(action, obj)}
     for name in skeleton.JOINT_NAMES:
         q = np.stack([
@@ -130,8 +132,8 @@ def test_new_action_never_overwrites_an_existing_one(dance):
     existing = bpy.data.actions.new("my song")
     existing.use_fake_user = True
     obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS, with_mesh=False)
-    first = keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, 60, "my song")
-    second = keyframes.apply_dance(obj, quats[:50], translation[:50], skeleton.REST_JOINTS, 30, "my song")
+    first = keyframes.apply_dance(obj, as_dance(quats, translation, 60), "my song")
+    second = keyframes.apply_dance(obj, as_dance(quats[:50], translation[:50], 30), "my song")
     assert len({existing.name, first.name, second.name}) == 3
     assert existing.name == "my song"
     assert compat.action_fcurves(existing) == []  # untouched
@@ -153,14 +155,14 @@ def test_bad_input_changes_nothing(dance):
     obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS, with_mesh=False)
     actions_before = len(bpy.data.actions)
     with pytest.raises(BlenderLayerError, match="translation"):
-        keyframes.apply_dance(obj, quats, translation[:-1], skeleton.REST_JOINTS, 60, "x")
+        keyframes.apply_dance(obj, as_dance(quats, translation[:-1], 60), "x")
     bad = quats.copy()
     bad[3, 5, 0] = np.nan
     with pytest.raises(BlenderLayerError, match="NaN"):
-        keyframes.apply_dance(obj, bad, translation, skeleton.REST_JOINTS, 60, "x")
+        keyframes.apply_dance(obj, as_dance(bad, translation, 60), "x")
     obj.data.bones["l_knee"].name = "knee_left"
     with pytest.raises(BlenderLayerError, match="l_knee"):
-        keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, 60, "x")
+        keyframes.apply_dance(obj, as_dance(quats, translation, 60), "x")
     assert len(bpy.data.actions) == actions_before
     assert obj.animation_data is None
 
@@ -186,8 +188,8 @@ def test_a_dance_result_is_keyed_under_its_song_name(dance):
     result = Dance(joints=joints.astype(np.float32), fps=60, song_path="/music/Bolero (live).wav",
                    rotations=quats, translation=translation, rest_joints=skeleton.REST_JOINTS)
     obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS, with_mesh=False)
-    action = keyframes.apply_dance_result(obj, result)
+    action = keyframes.apply_dance(obj, result)
     assert action.name == "Bolero (live)"
     np.testing.assert_allclose(_pose_heads(obj, 5), skeleton.yup_to_zup(joints[4]), atol=1e-4)
     with pytest.raises(BlenderLayerError, match="no joint rotations"):
-        keyframes.apply_dance_result(obj, result.replace(rotations=None))
+        keyframes.apply_dance(obj, result.replace(rotations=None))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.addon.conftest import as_dance
+
 bpy = pytest.importorskip("bpy")
 
 from addon.blender import armature, keyframes, mp4info, render, scene  # noqa: E402
@@ -22,7 +24,7 @@ FPS = 24
 def keyed_scene(dance_factory):
     quats, translation, _ = dance_factory(FRAMES)
     obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS)
-    keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, FPS, "song")
+    keyframes.apply_dance(obj, as_dance(quats, translation, FPS), "song")
     return bpy.context.scene, obj
 
 
@@ -113,7 +115,7 @@ def test_follow_camera_keeps_a_travelling_dancer_large_and_in_view(dance_factory
     translation = translation.copy()
     translation[:, 0] = np.linspace(-2.5, 2.5, 240)  # crosses 5 m of floor in 4 s
     obj = armature.create_smpl_armature("dancer", skeleton.REST_JOINTS)
-    keyframes.apply_dance(obj, quats, translation, skeleton.REST_JOINTS, 60, "travel")
+    keyframes.apply_dance(obj, as_dance(quats, translation, 60), "travel")
     sc = bpy.context.scene
     sc.render.resolution_x, sc.render.resolution_y = 640, 360
 

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from tests.addon.conftest import as_dance
+
 bpy = pytest.importorskip("bpy")
 
 from addon.blender import armature, rigmap  # noqa: E402
@@ -109,7 +111,7 @@ def _leg(points) -> float:
 def test_mixamo_a_pose_rig_follows_the_bone_directions(dance, prefix):
     quats, translation, joints = dance
     rig, pts = make_mixamo_rig(prefix)
-    action = rigmap.retarget_to_rig(rig, quats, translation, skeleton.REST_JOINTS, 60, "song", "mixamo")
+    action = rigmap.retarget_to_rig(rig, as_dance(quats, translation, 60), "song", "mixamo")
     assert rig.animation_data.action == action
     src = skeleton.yup_to_zup(joints)  # (T, 24, 3)
     worst = 0.0
@@ -127,7 +129,7 @@ def test_mixamo_a_pose_rig_follows_the_bone_directions(dance, prefix):
 def test_root_motion_is_scaled_by_leg_length(dance):
     quats, translation, joints = dance
     rig, pts = make_mixamo_rig()
-    rigmap.retarget_to_rig(rig, quats, translation, skeleton.REST_JOINTS, 60, "song", "mixamo")
+    rigmap.retarget_to_rig(rig, as_dance(quats, translation, 60), "song", "mixamo")
     scale = _leg(pts) / _leg({n: skeleton.REST_JOINTS[i] for n, i in J.items()})
     assert scale > 1.1  # the test rig has longer legs
     hips = []
@@ -141,7 +143,7 @@ def test_root_motion_is_scaled_by_leg_length(dance):
 def test_smpl_preset_onto_another_smpl_armature_reproduces_fk(dance):
     quats, translation, joints = dance
     target = armature.create_smpl_armature("other", skeleton.REST_JOINTS, with_mesh=False)
-    rigmap.retarget_to_rig(target, quats, translation, skeleton.REST_JOINTS, 60, "song", "smpl")
+    rigmap.retarget_to_rig(target, as_dance(quats, translation, 60), "song", "smpl")
     for frame in (1, 60):
         bpy.context.scene.frame_set(frame)
         heads = np.array([target.pose.bones[n].head for n in skeleton.JOINT_NAMES])
@@ -155,12 +157,12 @@ def test_missing_bones_are_named_and_nothing_changes(dance):
     rig, _ = make_mixamo_rig(skip=("LeftForeArm", "RightUpLeg"))
     actions = len(bpy.data.actions)
     with pytest.raises(RigMappingError) as info:
-        rigmap.retarget_to_rig(rig, quats, translation, skeleton.REST_JOINTS, 60, "song", "mixamo")
+        rigmap.retarget_to_rig(rig, as_dance(quats, translation, 60), "song", "mixamo")
     assert isinstance(info.value, DanceError)
     assert "LeftForeArm" in str(info.value) and "RightUpLeg" in str(info.value)
     assert len(bpy.data.actions) == actions and rig.animation_data is None
     with pytest.raises(RigMappingError, match="unknown bone-map preset"):
-        rigmap.retarget_to_rig(rig, quats, translation, skeleton.REST_JOINTS, 60, "song", "daz")
+        rigmap.retarget_to_rig(rig, as_dance(quats, translation, 60), "song", "daz")
 
 
 def test_rigify_preset_resolves_deform_bones():

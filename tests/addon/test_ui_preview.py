@@ -11,7 +11,7 @@ bpy = pytest.importorskip("bpy")
 
 from addon.blender.armature import create_smpl_armature  # noqa: E402
 from addon.ui import core  # noqa: E402
-from engine.cli import default_model_dir  # noqa: E402
+from engine.checkpoint import default_model_dir  # noqa: E402
 from engine.skeleton import PARENTS, REST_JOINTS  # noqa: E402
 
 
