@@ -26,11 +26,9 @@ averaging the channels and resampled with soxr "HQ", as close to essentia's Mono
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +45,7 @@ from .errors import (
     NotAudioError,
     SilentAudioError,
 )
+from .files import atomic_file, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -645,15 +644,6 @@ def _resolve_cache_dir(cache_dir: str | os.PathLike | bool | None) -> Path | Non
     return Path(cache_dir)
 
 
-def file_hash(path: str | os.PathLike) -> str:
-    """sha256 (hex) of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _cache_path(cache_dir: Path, content_hash: str, kind: str) -> Path:
     return cache_dir / f"{content_hash[:40]}-{kind}-v{FEATURE_VERSION}.npz"
 
@@ -725,19 +715,12 @@ def _cache_write(path: Path | None, content_hash: str, **arrays: np.ndarray) -> 
     be written only costs speed, so failures are logged, not raised."""
     if path is None:
         return
-    tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", suffix=".npz", delete=False) as f:
-            tmp_name = f.name
+        with atomic_file(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, content_hash=np.array(content_hash), version=np.array(FEATURE_VERSION), **arrays)
-        os.replace(tmp_name, path)
-        tmp_name = None
     except OSError as exc:
         log.warning("could not write feature cache entry %s (%s)", path, exc)
-    finally:
-        if tmp_name is not None and os.path.exists(tmp_name):
-            os.unlink(tmp_name)
 
 
 # =====================================================================================================
@@ -774,7 +757,7 @@ def _start_request(
     _check_mode(mode)
     path = check_song_file(path)
     _report(progress, 0.0, "reading the song")
-    return path, file_hash(path), _resolve_cache_dir(cache_dir)
+    return path, file_sha256(path), _resolve_cache_dir(cache_dir)
 
 
 def extract_features(

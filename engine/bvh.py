@@ -22,7 +22,7 @@ import numpy as np
 
 from .dance import check_motion
 from .errors import DanceError, InvalidOptionError
-from .files import new_temp_file
+from .files import atomic_file
 from .rotation import (
     euler_to_matrix,
     make_continuous,
@@ -401,18 +401,12 @@ def write_bvh(
 
     header = _hierarchy_text(rest_joints, tuple(joint_names), order)
     header += f"MOTION\nFrames: {len(data)}\nFrame Time: {1.0 / float(fps):.8f}\n"
-    tmp = new_temp_file(path.parent, suffix=".tmp", prefix=f".{path.name}.")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(header)
             np.savetxt(f, data, fmt="%.6f", delimiter=" ")
-        os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise BvhError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from .audio import FEATURE_MODES
 from .errors import CheckpointError, InvalidOptionError
+from .files import atomic_file
 from .models.gpt import CrossCondGPT, GPTConfig
 from .models.vqvae import SepVQVAE, VQVAEConfig
 
@@ -216,9 +217,8 @@ def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
 def write_config(config: ModelConfig, directory: str | Path) -> Path:
     """Write ``config.json`` into a model folder, atomically (a reader sees the old or the new file)."""
     target = Path(directory) / CONFIG_FILE
-    with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=".config.", suffix=".tmp", delete=False) as out:
-        out.write(json.dumps(config.to_dict(), indent=2) + "\n")
-    os.replace(out.name, target)
+    with atomic_file(target) as tmp:
+        tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     return target
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 from .bvh import BvhError, write_bvh
 from .dance import Dance
 from .errors import InvalidOptionError
-from .files import OutputError, check_output_folder, new_temp_file
+from .files import OutputError, atomic_files, check_output_folder
 from .rotation import quaternion_to_axis_angle
 from .skeleton import REST_JOINTS
 
@@ -94,36 +93,34 @@ def write_dance(
     for path in final.values():
         if path.is_dir():
             raise OutputError(f"cannot write {path}: a folder of that name is in the way")
-    temps: dict[str, Path] = {}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for fmt in formats:
-            tmp = new_temp_file(out_dir, f".{fmt}")
-            temps[fmt] = tmp
-            if fmt == "npz":
-                # Zipped in memory first: a zip writer that fails half-way (a full disk) leaves an object
-                # that errors again when it is collected.
-                buffer = io.BytesIO()
-                np.savez_compressed(buffer, **dance_arrays(dance))
-                tmp.write_bytes(buffer.getbuffer())
-            elif fmt == "bvh":
-                write_bvh(tmp, dance.rotations, dance.translation, dance.rest_joints, dance.fps)
-            elif fmt == "json":
-                summary = dance_summary(dance, {f: str(p.name) for f, p in final.items()})
-                tmp.write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
-        for fmt in formats:
-            os.replace(temps[fmt], final[fmt])
-            if on_file is not None:
-                on_file(final[fmt])
+        with atomic_files(list(final.values())) as temps:
+            for fmt, tmp in zip(formats, temps):
+                _write_format(dance, fmt, tmp, final)
+        if on_file is not None:
+            for path in final.values():
+                on_file(path)
     except OSError as exc:
         raise OutputError(f"cannot write the dance to {out_dir}: {exc.strerror or exc}") from None
     except BvhError as exc:
         raise OutputError(str(exc)) from None
-    finally:
-        for tmp in temps.values():
-            if tmp.exists():
-                tmp.unlink()
     return final
+
+
+def _write_format(dance: Dance, fmt: str, tmp: Path, final: dict[str, Path]) -> None:
+    """Write ``dance`` in one format to ``tmp`` (its final name ``final[fmt]``)."""
+    if fmt == "npz":
+        # Zipped in memory first: a zip writer that fails half-way (a full disk) leaves an object
+        # that errors again when it is collected.
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **dance_arrays(dance))
+        tmp.write_bytes(buffer.getbuffer())
+    elif fmt == "bvh":
+        write_bvh(tmp, dance.rotations, dance.translation, dance.rest_joints, dance.fps)
+    elif fmt == "json":
+        summary = dance_summary(dance, {f: str(p.name) for f, p in final.items()})
+        tmp.write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(value):

@@ -9,9 +9,12 @@ like any file the user writes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import DanceError
@@ -39,6 +42,39 @@ def new_temp_file(directory: str | os.PathLike[str], suffix: str = "", prefix: s
     finally:
         os.close(fd)
     return Path(name)
+
+
+@contextmanager
+def atomic_file(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """A hidden temporary file beside ``target`` (umask permissions) to write; renamed onto ``target`` when
+    the block ends normally, removed when it raises (or is interrupted). The folder must exist."""
+    with atomic_files([target]) as (tmp,):
+        yield tmp
+
+
+@contextmanager
+def atomic_files(targets: list[str | os.PathLike[str]]) -> Iterator[tuple[Path, ...]]:
+    """``atomic_file`` for files that belong together: one temporary file per target, all renamed into
+    place once the block ends normally (the renames come last, so they all happen or none is started)."""
+    temps: list[Path] = []
+    try:
+        for target in map(Path, targets):
+            temps.append(new_temp_file(target.parent, suffix=target.suffix or ".tmp", prefix=f".{target.stem}.partial-"))
+        yield tuple(temps)
+        for tmp, target in zip(temps, targets):
+            os.replace(tmp, target)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes (the key of everything cached from a file)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_output_folder(path: str | os.PathLike[str]) -> Path:

@@ -24,13 +24,12 @@ style from music it never heard. Users with AIST++ train on the real pairs inste
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from engine.files import atomic_file
 from training.metrics.beats import motion_beats
 
 SAMPLE_RATE = 22050
@@ -167,14 +166,8 @@ def write_wav_atomic(path: Path, audio: np.ndarray, sr: int) -> Path:
     import soundfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".wav", dir=path.parent)
-    os.close(fd)
-    try:
-        soundfile.write(tmp, audio, sr, subtype="PCM_16")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        soundfile.write(tmp, audio, sr, subtype="PCM_16", format="WAV")
     return path
 
 

@@ -41,6 +41,7 @@ import torch.distributed as dist
 from torch import nn
 
 from engine.errors import DanceError
+from engine.files import atomic_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
@@ -213,9 +214,8 @@ def non_finite_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> str 
 
 
 def save_checkpoint_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -246,12 +246,10 @@ class MetricsLog:
         keys: list[str] = []
         for row in self.rows:
             keys += [k for k in row if k not in keys]
-        tmp = self.path.with_name(f".{self.path.name}.partial")
-        with open(tmp, "w", newline="") as fh:
+        with atomic_file(self.path) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=keys)
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.path)
 
     def append(self, row: dict[str, float]) -> None:
         self.rows.append(row)
@@ -275,10 +273,9 @@ class MetricsLog:
         axes[-1, 0].set_xlabel("step")
         fig.suptitle(title)
         fig.tight_layout()
-        tmp = out.with_name(f".{out.name}.partial.png")
-        fig.savefig(tmp, dpi=100)
+        with atomic_file(out) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
-        os.replace(tmp, out)
 
 
 # --- the loop -----------------------------------------------------------------------------------------

@@ -16,16 +16,12 @@ from typing import Any, Literal, cast
 
 import bpy
 
+from .. import _engine
 from .errors import ExportError, check_song_file
 from .scene import context_view_layer
 
 # Rotation orders Blender's BVH exporter accepts (NATIVE: each bone's own rotation mode).
 BvhRotateMode = Literal["NATIVE", "XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX"]
-
-
-def temp_beside(path: Path) -> Path:
-    """A hidden temporary name in the same folder (same file system, so os.replace is atomic)."""
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
 
 
 def copy_song_beside(song_path: str | os.PathLike[str], output_path: str | os.PathLike[str]) -> Path:
@@ -35,12 +31,10 @@ def copy_song_beside(song_path: str | os.PathLike[str], output_path: str | os.Pa
     target = Path(output_path).resolve().with_suffix(song.suffix.lower())
     if target == song:
         return target
-    temp = temp_beside(target)
     try:
-        shutil.copyfile(song, temp)
-        os.replace(temp, target)
+        with _engine.files.atomic_file(target) as temp:
+            shutil.copyfile(song, temp)
     except OSError as exc:
-        temp.unlink(missing_ok=True)
         raise ExportError(f"cannot copy the song to {target}: {exc}") from exc
     return target
 
@@ -117,16 +111,13 @@ def _export_atomically(
 ) -> Path:
     """Run Blender's exporter ``write(temp)`` into a temporary file beside ``out``, rename it over
     ``out`` only when the exporter finished, then copy the song beside it; returns ``out``."""
-    temp = temp_beside(out)
     try:
-        result = write(temp)
-        if "FINISHED" not in result or not temp.is_file():
-            raise ExportError(f"the {fmt} exporter did not finish ({', '.join(result)})")
-        os.replace(temp, out)
+        with _engine.files.atomic_file(out) as temp:
+            result = write(temp)
+            if "FINISHED" not in result or temp.stat().st_size == 0:
+                raise ExportError(f"the {fmt} exporter did not finish ({', '.join(result)})")
     except (RuntimeError, OSError) as exc:
         raise ExportError(f"{fmt} export to {out} failed: {exc}") from exc
-    finally:
-        temp.unlink(missing_ok=True)
     if song_path is not None:
         copy_song_beside(song_path, out)
     return out

@@ -20,9 +20,9 @@ from typing import Any
 
 import bpy
 
+from .. import _engine
 from . import render_setup
 from .errors import RenderError, check_song_file
-from .export import temp_beside
 
 ENGINES = ("WORKBENCH", "EEVEE", "CYCLES")
 EGL_PACKAGES = "libegl1 libegl-mesa0 libgl1-mesa-dri"
@@ -64,8 +64,7 @@ def render_mp4(
     used when no path is given). Raises ``RenderError`` with the cause; nothing is written on failure.
     """
     out, engine = _check_request(path, engine, resolution, song_path)
-    temp_out = temp_beside(out)
-    with tempfile.TemporaryDirectory(prefix="dance_render_") as work:
+    with _engine.files.atomic_file(out) as temp_out, tempfile.TemporaryDirectory(prefix="dance_render_") as work:
         blend = os.path.join(work, "scene.blend")
         bpy.ops.wm.save_as_mainfile(filepath=blend, copy=True, compress=False)
         job = {
@@ -89,12 +88,9 @@ def render_mp4(
                 env=env, check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            temp_out.unlink(missing_ok=True)
             raise RenderError(f"render of {out.name} took longer than {timeout} s and was stopped") from exc
-    if proc.returncode != 0 or not temp_out.is_file() or temp_out.stat().st_size == 0:
-        temp_out.unlink(missing_ok=True)
-        raise RenderError(_failure_message(engine, proc.returncode, proc.stdout + proc.stderr))
-    os.replace(temp_out, out)
+        if proc.returncode != 0 or not temp_out.is_file() or temp_out.stat().st_size == 0:
+            raise RenderError(_failure_message(engine, proc.returncode, proc.stdout + proc.stderr))
     return out
 
 
@@ -126,21 +122,18 @@ def render_mp4_in_process(
     Only for Cycles, or when EGL is known to work: Workbench/EEVEE abort the process otherwise.
     """
     out, engine = _check_request(path, engine, resolution, song_path)
-    temp_out = temp_beside(out)
     try:
-        render_setup.render_animation(
-            scene, str(temp_out), engine=engine, resolution=resolution,
-            dancer=dancer.name if dancer is not None else None,
-            song_path=str(Path(song_path).resolve()) if song_path is not None else None,
-            frame_range=frame_range, cycles_samples=cycles_samples,
-        )
-        if not temp_out.is_file():
-            raise RenderError(f"Blender wrote no video for {out.name}")
-        os.replace(temp_out, out)
+        with _engine.files.atomic_file(out) as temp_out:
+            render_setup.render_animation(
+                scene, str(temp_out), engine=engine, resolution=resolution,
+                dancer=dancer.name if dancer is not None else None,
+                song_path=str(Path(song_path).resolve()) if song_path is not None else None,
+                frame_range=frame_range, cycles_samples=cycles_samples,
+            )
+            if temp_out.stat().st_size == 0:
+                raise RenderError(f"Blender wrote no video for {out.name}")
     except RuntimeError as exc:
         raise RenderError(f"the {engine} render failed: {exc}") from exc
-    finally:
-        temp_out.unlink(missing_ok=True)
     return out
 
 

@@ -201,7 +201,7 @@ def test_sigterm_while_writing_leaves_no_partial_file(tiny_model_dir, song, tmp_
     while not (out.is_dir() and any(p.suffix == ".bvh" for p in out.iterdir())):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
         time.sleep(0.05)
-    assert all(p.name.startswith(".partial-") for p in out.iterdir())
+    assert all(p.name.startswith(".") and ".partial-" in p.name for p in out.iterdir())
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == cli.EXIT_TERMINATED, stderr

@@ -86,7 +86,7 @@ def test_failed_npz_write_leaves_the_previous_file(tmp_path, monkeypatch):
     def disk_full(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr("training.data.cache.os.replace", disk_full)
+    monkeypatch.setattr("engine.files.os.replace", disk_full)  # the one atomic writer
     with pytest.raises(OSError, match="disk full"):
         save_npz_atomic(path, {"up": np.arange(5)})
     with np.load(path) as z:

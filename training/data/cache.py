@@ -10,14 +10,14 @@ so an interrupted run never leaves a half-written entry; reads use ``allow_pickl
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from .clip import PREPROCESS_VERSION, file_sha256
+from engine.files import atomic_file, file_sha256
+
+from .clip import PREPROCESS_VERSION
 
 
 def cache_key(source: str | Path, tag: str) -> tuple[str, str]:
@@ -35,14 +35,8 @@ def save_npz_atomic(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     into place only when complete: an interrupted write never leaves a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def cached_arrays(

@@ -7,7 +7,6 @@ comes from, so that the train/validation split can keep whole takes on one side.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,15 +79,6 @@ class MotionClip:
     @property
     def duration_s(self) -> float:
         return self.num_frames / float(self.fps)
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes (the cache key of everything derived from it)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def files_in(folder: str | Path, suffix: str, what: str) -> list[Path]:

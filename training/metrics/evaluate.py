@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ import numpy as np
 
 from engine.clock import MOTION_FPS
 from engine.errors import DanceError
+from engine.files import atomic_files
 
 from .beats import beat_align_score
 from .features import extract_features
@@ -362,34 +361,15 @@ def plot_report(report: dict[str, Any], path: str | Path) -> None:
     fig.savefig(path, format="png", dpi=100)
 
 
-def _atomic_temp(final: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=".partial-", suffix=final.suffix, dir=final.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)  # mkstemp makes 0600 files; give the report ordinary permissions
-    return Path(name)
-
-
 def write_report(report: dict[str, Any], json_path: str | Path, png_path: str | Path | None = None) -> None:
     """Write the JSON report (and the PNG plot, if asked): both appear together or not at all."""
-    json_path = Path(json_path)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    targets = [(json_path, _atomic_temp(json_path))]
-    if png_path is not None:
-        png_path = Path(png_path)
-        png_path.parent.mkdir(parents=True, exist_ok=True)
-        targets.append((png_path, _atomic_temp(png_path)))
-    try:
-        targets[0][1].write_text(json.dumps(_clean(report), indent=2, allow_nan=False) + "\n")
+    targets = [Path(json_path)] + ([Path(png_path)] if png_path is not None else [])
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_files(targets) as temps:
+        temps[0].write_text(json.dumps(_clean(report), indent=2, allow_nan=False) + "\n")
         if png_path is not None:
-            plot_report(report, targets[1][1])
-        for final, tmp in targets:
-            os.replace(tmp, final)
-    finally:
-        for _, tmp in targets:
-            if tmp.exists():
-                tmp.unlink()
+            plot_report(report, temps[1])
 
 
 # --- command line ------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from torch import nn
 
 from engine.audio import extract_features
 from engine.clock import FRAMES_PER_TOKEN, TOKEN_FPS
+from engine.files import file_sha256
 from engine.models.vqvae import SepVQVAE, VQVAEConfig
 from training.config import ConfigError, TrainConfig, load_config
 from training.data.clip import MotionClip
@@ -86,11 +86,7 @@ def vqvae_from_run(run_dir: str | Path) -> SepVQVAE:
 
 
 def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:24]
+    return file_sha256(path)[:24]
 
 
 # --- music ----------------------------------------------------------------------------------------------
