@@ -39,6 +39,7 @@ import numpy as np
 from .errors import (
     AudioDecodeError,
     AudioError,
+    AudioFileNotFoundError,
     AudioTooLongError,
     AudioTooShortError,
     InvalidOptionError,
@@ -103,8 +104,6 @@ _OTHER_MAGIC = {
 ProgressFn = Callable[[float, str], None]
 
 
-class AudioFileNotFoundError(AudioError, FileNotFoundError):
-    """The song file does not exist."""
 
 
 @dataclass(frozen=True)

@@ -69,14 +69,13 @@ class BeatSyncOptions:
     max_shift_s: float = 0.3
     max_rate: float = 1.15
 
-    def check(self) -> BeatSyncOptions:
+    def check(self) -> None:
         if not (np.isfinite(self.strength) and 0.0 <= self.strength <= 1.0):
             raise InvalidOptionError(f"beat sync strength must be between 0 and 1, got {self.strength}")
         if not (np.isfinite(self.max_shift_s) and self.max_shift_s > 0):
             raise InvalidOptionError(f"beat sync max_shift_s must be a positive number of seconds, got {self.max_shift_s}")
         if not (np.isfinite(self.max_rate) and self.max_rate > 1.0):
             raise InvalidOptionError(f"beat sync max_rate must be above 1, got {self.max_rate}")
-        return self
 
 
 @dataclass
@@ -200,7 +199,8 @@ def sync_to_beats(joints: np.ndarray, music_beats: np.ndarray, fps: float = 60.0
 
     Returns the dance unchanged (identity time map, no pairs) when there is nothing to pair.
     """
-    options = (options or BeatSyncOptions()).check()
+    options = options or BeatSyncOptions()
+    options.check()
     joints = check_joints(joints)
     if not (np.isfinite(fps) and fps > 0):
         raise InvalidOptionError(f"fps must be a positive frame rate, got {fps}")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .dance import check_motion
-from .errors import DanceError, InvalidOptionError
+from .errors import BvhError, BvhFormatError, InvalidOptionError
 from .files import atomic_file
 from .rotation import (
     euler_to_matrix,
@@ -43,12 +43,8 @@ _POSITION_CHANNELS = {"xposition": 0, "yposition": 1, "zposition": 2}
 _ROTATION_CHANNELS = {"xrotation": "X", "yrotation": "Y", "zrotation": "Z"}
 
 
-class BvhError(DanceError):
-    """A BVH file cannot be read or written."""
 
 
-class BvhFormatError(BvhError):
-    """A BVH file is malformed (bad hierarchy, unknown channel, wrong number of values, ...)."""
 
 
 @dataclass

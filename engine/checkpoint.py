@@ -27,7 +27,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .audio import FEATURE_MODES
-from .errors import CheckpointError, InvalidOptionError
+from .errors import (
+    CheckpointError,
+    InvalidOptionError,
+    MissingModelFileError,
+    ModelNotFoundError,
+    NonFiniteWeightsError,
+    NotAModelFolderError,
+    UnsupportedFormatError,
+    WeightsMismatchError,
+)
 from .files import atomic_file
 from .models.gpt import CrossCondGPT, GPTConfig
 from .models.vqvae import SepVQVAE, VQVAEConfig
@@ -48,30 +57,6 @@ def default_model_dir() -> Path:
         return Path(env)
     return Path(__file__).resolve().parent.parent / "assets" / "default_model"
 
-
-# --- finer error types (all are CheckpointError, so callers may catch that alone) ---------------------
-class ModelNotFoundError(CheckpointError):
-    """The model folder does not exist."""
-
-
-class NotAModelFolderError(CheckpointError):
-    """The folder exists but holds no model of ours."""
-
-
-class MissingModelFileError(CheckpointError):
-    """One of the model files is missing."""
-
-
-class UnsupportedFormatError(CheckpointError):
-    """The model was written by a newer (or unknown) version of the format."""
-
-
-class WeightsMismatchError(CheckpointError):
-    """The weights do not fit the config (missing / unexpected names or wrong shapes)."""
-
-
-class NonFiniteWeightsError(CheckpointError):
-    """Some weights are NaN or infinite."""
 
 
 @dataclass

@@ -17,13 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import DanceError
+from .errors import OutputError
 
 _UMASK_LOCK = threading.Lock()
 
 
-class OutputError(DanceError):
-    """An output folder or file cannot be written (missing, a file, read-only, full disk)."""
 
 
 def current_umask() -> int:

@@ -121,7 +121,7 @@ class Choreographer:
         if float(options.fps) not in SUPPORTED_FPS:
             raise InvalidOptionError(f"fps must be one of {', '.join(str(int(f)) for f in SUPPORTED_FPS)}, "
                                      f"got {options.fps}")
-        options.sampling.validate()
+        options.sampling.check()
         if options.beat_sync is not None:
             options.beat_sync.check()
         if options.precision != "float32" and options.precision not in APPROXIMATIONS:

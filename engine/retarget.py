@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InvalidMotionError
 from .rotation import (
     axis_angle_to_matrix,
     best_rotation,
@@ -265,7 +266,7 @@ def solve_rotations(joints: np.ndarray, rest_joints: np.ndarray | None = None) -
         rest_joints = estimate_rest_skeleton(joints)
     rest_joints = np.asarray(rest_joints, dtype=np.float64)
     if rest_joints.shape != (NUM_JOINTS, 3) or not np.all(np.isfinite(rest_joints)):
-        raise ValueError(f"rest_joints must be a finite ({NUM_JOINTS}, 3) array, got shape {rest_joints.shape}")
+        raise InvalidMotionError(f"rest_joints must be a finite ({NUM_JOINTS}, 3) array, got shape {rest_joints.shape}")
     glob = solve_global_rotations(joints, rest_joints)  # (T, 24, 3, 3)
     local = glob.copy()
     local[:, 1:] = np.swapaxes(glob[:, PARENTS[1:]], -1, -2) @ glob[:, 1:]

@@ -88,7 +88,7 @@ class SamplingOptions:
     # its next choice instead (see ``_avoid_repeat``).
     max_repeat: int | None = DEFAULT_MAX_REPEAT
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if not self.greedy:
             if not (self.temperature > 0 and np.isfinite(self.temperature)):
                 raise InvalidOptionError(f"temperature must be a positive number, got {self.temperature}")
@@ -221,7 +221,7 @@ def sample_codes(
     a true result raises ``Cancelled``. The model is put in eval mode.
     """
     options = options or SamplingOptions()
-    options.validate()
+    options.check()
     config = gpt.config
     for name, code, vocab in (
         ("start_up", start_up, config.vocab_size_up),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DanceError
+from .errors import InvalidMotionError
 from .rotation import axis_angle_to_matrix
 
 NUM_JOINTS = 24
@@ -74,8 +74,6 @@ RIGHT_FOOT = (8, 11)  # r_ankle, r_foot
 LEGS = ((1, 4, 7), (2, 5, 8))  # (hip, knee, ankle), left then right
 
 
-class InvalidMotionError(DanceError):
-    """Joint positions or rotations have the wrong shape or hold NaN/inf values."""
 
 
 def check_joints(joints: np.ndarray, name: str = "joints") -> np.ndarray:

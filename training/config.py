@@ -37,15 +37,14 @@ from engine.errors import DanceError
 from engine.models.gpt import GPTConfig
 from engine.models.vqvae import VQVAEConfig
 from training.data.sources import DataConfig
-from training.trainer import LoopConfig, OptimConfig, TrainingError
+from training.errors import ConfigError
+from training.trainer import LoopConfig, OptimConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("vqvae", "root", "gpt", "actor-critic")
 REWARD_FORMS = ("released", "paper", "balanced")
 
 
-class ConfigError(TrainingError):
-    """A training config file or override is wrong (unknown key, bad value, missing setting)."""
 
 
 @dataclass

@@ -20,7 +20,7 @@ import torch
 
 from engine.checkpoint import DanceModel, ModelConfig, save_model
 from engine.models.gpt import CrossCondGPT, GPTConfig
-from training.trainer import TrainingError
+from training.errors import TrainingError
 
 from .stages.common import read_run, strip_prefix, vqvae_from_run
 

@@ -40,19 +40,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from engine.errors import DanceError
 from engine.files import atomic_file
+from training.errors import TrainingDiverged, TrainingError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
 
 
-class TrainingError(DanceError):
-    """Training cannot go on (bad config, diverged loss, incompatible checkpoint)."""
 
 
-class TrainingDiverged(TrainingError):
-    """The loss became NaN or infinite."""
 
 
 @dataclass

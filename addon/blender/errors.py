@@ -1,4 +1,5 @@
-"""Errors of the Blender layer: finer types under the engine's ``DanceError`` (one clear line each)."""
+"""Errors of the add-on: finer types under the engine's ``DanceError`` (one clear line each; the convention
+is the engine's, see ``engine/errors.py``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ class ExportError(BlenderLayerError):
 
 class RenderError(BlenderLayerError):
     """A render failed (or its child process crashed); nothing was written at the destination."""
+
+
+class JobBusyError(DanceError):
+    """Another generation is still running (one at a time: the engine holds one model and the CPU)."""
 
 
 class AudioUnsupportedError(BlenderLayerError):

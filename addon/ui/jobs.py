@@ -14,6 +14,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Literal
 
+from ..blender.errors import JobBusyError
+
 # What Operator.execute/invoke/modal return (a precise type for the bpy stubs' type check).
 OperatorResult = set[Literal["RUNNING_MODAL", "CANCELLED", "FINISHED", "PASS_THROUGH", "INTERFACE"]]
 ProgressFn = Callable[[float, str], None]
@@ -23,8 +25,6 @@ _ACTIVE: Job | None = None
 _ACTIVE_LOCK = threading.Lock()
 
 
-class JobBusyError(RuntimeError):
-    """Another job is still running."""
 
 
 class Job:

@@ -236,9 +236,10 @@ class DANCE_OT_preview_start(Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context: Any) -> jobs.OperatorResult:
-        error = props.preview_start_codes(context)
-        if error:
-            self.report({"ERROR"}, error)
+        try:
+            props.preview_start_codes(context)
+        except errors.DanceError as exc:
+            self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         return {"FINISHED"}
 

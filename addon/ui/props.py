@@ -27,29 +27,30 @@ def preview_target(context: Any) -> Any | None:
     return obj if core.is_smpl_armature(obj) else None
 
 
-def preview_start_codes(context: Any) -> str | None:
-    """Pose the preview armature at the pose the start codes decode to; returns an error or None."""
+def preview_start_codes(context: Any) -> None:
+    """Pose the preview armature at the pose the start codes decode to. Raises a ``DanceError`` saying
+    why it cannot (no SMPL armature, no model, codes out of range), the armature unchanged."""
     global LAST_PREVIEW_MS
     props = context.scene.dance
     obj = preview_target(context)
     if obj is None:
-        return "No SMPL armature to preview on: generate a dance or select its armature"
+        raise core.errors.InvalidOptionError("No SMPL armature to preview on: generate a dance or select its armature")
     t0 = time.perf_counter()
-    try:
-        choreographer = core.get_choreographer(*prefs.engine_setup(context))
-        joints = core.preview_joints(choreographer, props.start_up, props.start_down)
-        core.pose_armature(obj, joints)
-    except core.errors.DanceError as exc:
-        return str(exc)
+    choreographer = core.get_choreographer(*prefs.engine_setup(context))
+    joints = core.preview_joints(choreographer, props.start_up, props.start_down)
+    core.pose_armature(obj, joints)
     LAST_PREVIEW_MS = (time.perf_counter() - t0) * 1000.0
-    return None
 
 
 def _on_start_code(self: Any, context: Any) -> None:
     if _PREVIEW_SUSPENDED or not self.live_preview:
         return
-    error = preview_start_codes(context)
-    context.window_manager.dance_job.status = error or f"Preview: codes ({self.start_up}, {self.start_down})"
+    try:  # a property update callback must not raise: the panel's status line says what went wrong
+        preview_start_codes(context)
+    except core.errors.DanceError as exc:
+        context.window_manager.dance_job.status = str(exc)
+        return
+    context.window_manager.dance_job.status = f"Preview: codes ({self.start_up}, {self.start_down})"
 
 
 def set_start_codes(context: Any, up: int, down: int) -> None:

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from engine.beats import BeatSyncOptions, motion_beats, sync_to_beats
-from engine.errors import InvalidOptionError
-from engine.skeleton import InvalidMotionError
+from engine.errors import InvalidMotionError, InvalidOptionError
 
 
 def pulsing_walk(frames: int = 900, period: float = 27.0, wobble: float = 3.0) -> np.ndarray:

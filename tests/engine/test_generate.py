@@ -16,9 +16,8 @@ from engine import cli
 from engine.beats import BeatSyncOptions
 from engine.checkpoint import build_model, debug_model_config, save_model
 from engine.dance import Dance
-from engine.errors import Cancelled, InvalidOptionError
+from engine.errors import Cancelled, InvalidOptionError, OutputError
 from engine.export import write_dance
-from engine.files import OutputError
 from engine.generate import Choreographer, GenerateOptions
 from engine.postprocess import sole_height
 from engine.sampling import SamplingOptions

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoint import WeightsMismatchError, load_model
-from engine.errors import CheckpointError, ModelError, UnsafeCheckpointError
+from engine.checkpoint import load_model
+from engine.errors import CheckpointError, ModelError, UnsafeCheckpointError, WeightsMismatchError
 from engine.models.gpt import CrossCondGPT, GPTConfig
 from engine.models.vqvae import SepVQVAE, VQVAEConfig
 from engine.official import (

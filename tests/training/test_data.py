@@ -8,16 +8,10 @@ import numpy as np
 import pytest
 
 from engine.skeleton import FOOT_JOINTS, REST_JOINTS, bone_lengths
-from training.data import (
-    DataError,
-    load_bailando_json_dir,
-    load_bvh_clip,
-    load_bvh_paths,
-    load_csv_clip,
-    load_csv_dir,
-)
+from training.data import load_bailando_json_dir, load_bvh_clip, load_bvh_paths, load_csv_clip, load_csv_dir
 from training.data.bvh_mocap import MAX_ACCEL_M, MAX_STEP_M
 from training.data.csv_clips import csv_to_yup
+from training.errors import DataError
 
 REST_BONES = bone_lengths(REST_JOINTS[None])[0]  # (23,)
 

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 
 from engine.skeleton import REST_JOINTS, bone_lengths
-from training.data import (
-    DataFormatError,
-    UnsafeDataError,
-    load_aistpp,
-    load_bailando_json,
-    load_motion_pickle,
-    paper_splits,
-)
+from training.data import load_aistpp, load_bailando_json, load_motion_pickle, paper_splits
+from training.errors import DataFormatError, UnsafeDataError
 
 TRAIN = ["gBR_sBM_cAll_d04_mBR1_ch01", "gBR_sFM_cAll_d05_mBR5_ch14", "gPO_sBM_cAll_d10_mPO2_ch03"]
 VAL = ["gBR_sBM_cAll_d04_mBR0_ch01"]

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from training.cli import main
+from training.errors import EvaluationError
 from training.metrics import evaluate
-from training.metrics.evaluate import EvaluationError, compute_metrics, evaluate_folders
+from training.metrics.evaluate import compute_metrics, evaluate_folders
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED_KEYS = ("fid_k", "fid_g", "div_k", "div_g", "div_k_gt", "div_g_gt", "bas")

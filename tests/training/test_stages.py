@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.config import REPO_ROOT, ConfigError, TrainConfig, config_from_dict, load_config
+from training.config import REPO_ROOT, TrainConfig, config_from_dict, load_config
+from training.errors import ConfigError
 from training.stages.common import poses_and_root_velocity, train_stage, vqvae_from_run
 from training.stages.gpt import window_music
 from training.stages.root import RootStage

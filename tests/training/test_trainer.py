@@ -12,16 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from training.trainer import (
-    CHECKPOINT_NAME,
-    METRICS_NAME,
-    LoopConfig,
-    OptimConfig,
-    TrainingDiverged,
-    TrainingError,
-    load_checkpoint,
-    train,
-)
+from training.errors import TrainingDiverged, TrainingError
+from training.trainer import CHECKPOINT_NAME, METRICS_NAME, LoopConfig, OptimConfig, load_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,18 +5,13 @@ retargeted onto SMPL (``bvh_mocap``), AIST++ CSV slices (``csv_clips``). ``load_
 gathers them, ``split_by_take`` keeps whole takes on one side, ``MotionWindows`` cuts windows.
 """
 
+from training.errors import DataError, DataFormatError, UnsafeDataError
+
 from .aistpp import load_aistpp, load_motion_pickle, paper_splits
 from .bailando_json import load_bailando_json, load_bailando_json_dir
 from .bvh_mocap import load_bvh_clip, load_bvh_paths, retarget_to_smpl
 from .cache import cached_arrays
-from .clip import (
-    PREPROCESS_VERSION,
-    DataError,
-    DataFormatError,
-    MotionClip,
-    UnsafeDataError,
-    ground_to_floor,
-)
+from .clip import PREPROCESS_VERSION, MotionClip, ground_to_floor
 from .csv_clips import load_csv_clip, load_csv_dir
 from .sources import DataConfig, load_sources, load_windows
 from .windows import MotionWindows, Split, split_by_take

@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from engine.skeleton import forward_kinematics
+from training.errors import DataError, DataFormatError, UnsafeDataError
 
 from .cache import cached_arrays
-from .clip import DataError, DataFormatError, MotionClip, UnsafeDataError, ground_to_floor
+from .clip import MotionClip, ground_to_floor
 
 SPLIT_FILES = {"train": "crossmodal_train.txt", "val": "crossmodal_val.txt", "test": "crossmodal_test.txt"}
 

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from training.errors import DataError, DataFormatError
+
 from .cache import cached_arrays
-from .clip import DataError, DataFormatError, MotionClip, files_in, ground_to_floor
+from .clip import MotionClip, files_in, ground_to_floor
 
 MUSIC_DIM = 438
 

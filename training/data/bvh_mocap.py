@@ -40,17 +40,11 @@ import numpy as np
 from engine.clock import MOTION_FPS
 from engine.rotation import best_rotation, rotation_between, slerp_matrices
 from engine.skeleton import LEGS, NUM_JOINTS, REST_JOINTS, bone_directions
+from training.errors import DataError, DataFormatError
 
 from .bones import REST_BONE_LENGTHS
 from .cache import cached_arrays
-from .clip import (
-    DataError,
-    DataFormatError,
-    MotionClip,
-    files_in,
-    ground_to_floor,
-    resample_positions,
-)
+from .clip import MotionClip, files_in, ground_to_floor, resample_positions
 
 
 @dataclass(frozen=True)

@@ -14,24 +14,18 @@ from typing import Any
 import numpy as np
 
 from engine.clock import MOTION_FPS
-from engine.errors import DanceError
 from engine.postprocess import resample_joints
 from engine.skeleton import FOOT_JOINTS, NUM_JOINTS
+from training.errors import DataError, DataFormatError
 
 # Bump when any loader's output changes for the same input: it is part of every cache key.
 PREPROCESS_VERSION = 1
 
 
-class DataError(DanceError):
-    """A training data source cannot be read (missing folder, wrong layout, malformed file)."""
 
 
-class DataFormatError(DataError):
-    """A data file exists but its content is not what the loader expects."""
 
 
-class UnsafeDataError(DataError):
-    """A pickled data file tried to import or call something outside the allow-list."""
 
 
 @dataclass(eq=False)  # compared by identity: equality of arrays is not a clip's identity

@@ -22,10 +22,11 @@ import numpy as np
 
 from engine.clock import MOTION_FPS
 from engine.skeleton import REST_JOINTS
+from training.errors import DataError, DataFormatError
 
 from .bones import resample_skeleton
 from .cache import cached_arrays
-from .clip import DataError, DataFormatError, MotionClip, files_in, ground_to_floor
+from .clip import MotionClip, files_in, ground_to_floor
 
 CSV_FPS = 30.0
 SLICE_STRIDE_S = 0.5  # slice K starts K * 0.5 s into its sequence

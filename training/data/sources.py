@@ -7,10 +7,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from training.errors import DataError
+
 from .aistpp import load_aistpp
 from .bailando_json import load_bailando_json_dir
 from .bvh_mocap import load_bvh_paths
-from .clip import DataError, MotionClip
+from .clip import MotionClip
 from .csv_clips import load_csv_dir
 from .windows import MotionWindows, Split, split_by_take
 

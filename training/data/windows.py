@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .clip import DataError, MotionClip
+from training.errors import DataError
+
+from .clip import MotionClip
 
 _VALIDATION_SPLITS = {"val", "test", "validation"}
 

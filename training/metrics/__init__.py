@@ -1,8 +1,10 @@
 """Evaluation metrics: the paper's (FID_k, FID_g, Div_k, Div_g, BAS, bit-for-bit with the official
 code) and physical ones (PFC, foot skating, ground contact, jitter, speed, freezing)."""
 
+from training.errors import EvaluationError
+
 from .beats import beat_align_score, motion_beats
-from .evaluate import EvaluationError, compute_metrics, evaluate_folders, write_report
+from .evaluate import compute_metrics, evaluate_folders, write_report
 from .features import extract_features, kinetic_features, manual_features, zero_start
 from .fid import diversity, fid_and_diversity, frechet_distance, normalize_by_gt
 from .physical import physical_metrics

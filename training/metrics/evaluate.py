@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from engine.clock import MOTION_FPS
-from engine.errors import DanceError
 from engine.files import atomic_files
+from training.errors import EvaluationError
 
 from .beats import beat_align_score
 from .features import extract_features
@@ -73,8 +73,6 @@ PHYSICAL_TITLES = {
 }
 
 
-class EvaluationError(DanceError):
-    """The folders cannot be evaluated (empty, unreadable file, wrong shape or frame rate)."""
 
 
 @dataclass

@@ -46,9 +46,10 @@ from engine.clock import FRAMES_PER_TOKEN
 from engine.models.gpt import CrossCondGPT
 from engine.models.vqvae import integrate_root
 from engine.sampling import SamplingOptions, sample_codes
-from training.config import ConfigError, TrainConfig
+from training.config import TrainConfig
 from training.data.cache import save_npz_atomic
-from training.trainer import DistInfo, TrainingError
+from training.errors import ConfigError, TrainingError
+from training.trainer import DistInfo
 
 from .common import (
     add_stage_arguments,

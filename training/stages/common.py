@@ -17,10 +17,11 @@ from engine.audio import extract_features
 from engine.clock import FRAMES_PER_TOKEN, TOKEN_FPS
 from engine.files import file_sha256
 from engine.models.vqvae import SepVQVAE, VQVAEConfig
-from training.config import ConfigError, TrainConfig, load_config
+from training.config import TrainConfig, load_config
 from training.data.clip import MotionClip
 from training.data.windows import MotionWindows
-from training.trainer import CHECKPOINT_NAME, DistInfo, TrainingError, load_checkpoint, train
+from training.errors import ConfigError, TrainingError
+from training.trainer import CHECKPOINT_NAME, DistInfo, load_checkpoint, train
 
 
 # --- motion windows -------------------------------------------------------------------------------------

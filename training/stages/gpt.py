@@ -27,9 +27,10 @@ from torch import nn
 from engine.checkpoint import normalise_music
 from engine.clock import FRAMES_PER_TOKEN
 from engine.models.gpt import CrossCondGPT
-from training.config import ConfigError, TrainConfig
+from training.config import TrainConfig
 from training.data.cache import save_npz_atomic
 from training.data.sources import load_windows
+from training.errors import ConfigError
 from training.trainer import CHECKPOINT_NAME, DistInfo
 
 from .common import (

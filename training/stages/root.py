@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from engine.models.vqvae import SepVQVAE
-from training.config import ConfigError, TrainConfig
+from training.config import TrainConfig
 from training.data.sources import load_windows
-from training.trainer import DistInfo, TrainingError
+from training.errors import ConfigError, TrainingError
+from training.trainer import DistInfo
 
 from .common import (
     add_stage_arguments,
