@@ -29,10 +29,10 @@ skeleton = engine_module("skeleton")
 rotation = engine_module("rotation")
 errors = engine_module("errors")
 dance = engine_module("dance")
-_ON_FIRST_USE = ("audio", "checkpoint", "cli", "files", "generate", "options", "retarget")
+_ON_FIRST_USE = ("audio", "checkpoint", "cli", "files", "generate", "joint_rotations", "options")
 
 if TYPE_CHECKING:  # the real modules for the type checker (at run time they come from __getattr__)
-    from engine import audio, checkpoint, cli, files, generate, options, retarget  # noqa: F401
+    from engine import audio, checkpoint, cli, files, generate, joint_rotations, options  # noqa: F401
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -49,8 +49,8 @@ def render_song(choreographer_args: tuple[Path, str], song: Path, args: argparse
     """One song -> its files in ``args.out``. Raises a ``DanceError`` (or a bug) on failure."""
     import bpy
 
-    from .blender import export as bl_export
     from .blender import render as bl_render
+    from .blender import rig_export
     from .ui import core
 
     song = core.check_song(song)
@@ -66,7 +66,7 @@ def render_song(choreographer_args: tuple[Path, str], song: Path, args: argparse
     files.append(mp4)
     if args.fbx:
         fbx = args.out / f"{song.stem}.fbx"
-        bl_export.export_fbx(obj, fbx, song_path=str(song))
+        rig_export.export_fbx(obj, fbx, song_path=str(song))
         files.append(fbx)
     return files
 

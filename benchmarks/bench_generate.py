@@ -20,9 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.joint_rotations import solve_rotations  # noqa: E402
 from engine.models.vqvae import SepVQVAE, VQVAEConfig, integrate_root  # noqa: E402
 from engine.postprocess import ground_feet  # noqa: E402
-from engine.retarget import solve_rotations  # noqa: E402
 
 DECODE_TARGET_S = 2.5
 OFFICIAL_DECODE_S = 2.3

@@ -379,6 +379,9 @@ def write_bvh(
 ) -> Path:
     """Write an SMPL-24 motion as BVH (metres, y-up; atomic: a failed write leaves ``path`` untouched).
 
+    The engine's BVH is y-up like every motion inside the engine; the add-on's BVH (Blender's exporter,
+    ``addon/blender/rig_export.py``) is z-up like Blender. Both use the .bvh extension.
+
     rotations (T, 24, 4) local quaternions w-first, translation (T, 3) such that the pelvis is at
     ``rest_joints[0] + translation`` (the FK convention of ``engine.skeleton``), rest_joints (24, 3).
     """
@@ -410,7 +413,7 @@ def write_dance_bvh(path: str | os.PathLike, dance) -> Path:
     """Write a ``Dance`` as BVH, solving rotations from its joints first when it has none."""
     rotations, translation, rest = dance.rotations, dance.translation, dance.rest_joints
     if rotations is None or translation is None or rest is None:
-        from .retarget import solve_rotations
+        from .joint_rotations import solve_rotations
 
         solution = solve_rotations(dance.joints)
         rotations, translation, rest = solution.rotations, solution.translation, solution.rest_joints

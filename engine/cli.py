@@ -57,7 +57,7 @@ def _generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .audio import check_song_file
-    from .export import check_formats, write_dance
+    from .dance_files import check_formats, write_dance
     from .files import check_output_folder
     from .generate import Choreographer
     from .options import options_from_args

@@ -81,7 +81,7 @@ class NonFiniteWeightsError(CheckpointError):
 
 
 # --- motion and files --------------------------------------------------------------------------------
-class InvalidMotionError(DanceError):
+class InvalidMotionError(DanceError, ValueError):
     """Joint positions or rotations have the wrong shape or hold NaN/inf values."""
 
 

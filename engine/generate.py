@@ -23,9 +23,9 @@ from .checkpoint import DanceModel, check_device, load_model
 from .clock import BEAT_FPS, MOTION_FPS
 from .dance import Dance
 from .errors import Cancelled, InvalidOptionError
+from .joint_rotations import solve_rotations
 from .models.vqvae import integrate_root
 from .postprocess import ground_feet, resample_joints
-from .retarget import solve_rotations
 from .sampling import APPROXIMATIONS, SamplingOptions, approximate_gpt, sample_codes
 from .skeleton import LOWER_JOINTS, UPPER_JOINTS, bone_directions
 

@@ -76,13 +76,15 @@ LEGS = ((1, 4, 7), (2, 5, 8))  # (hip, knee, ankle), left then right
 
 
 
-def check_joints(joints: np.ndarray, name: str = "joints") -> np.ndarray:
-    """Validate SMPL joint positions (T, 24, 3) and return them as float64."""
+def check_joints(joints: np.ndarray, name: str = "joints", min_frames: int = 1) -> np.ndarray:
+    """Validate SMPL joint positions (T, 24, 3), T >= ``min_frames``, finite; return them as float64."""
     arr = np.asarray(joints, dtype=np.float64)
     if arr.ndim != 3 or arr.shape[1:] != (NUM_JOINTS, 3) or arr.shape[0] < 1:
         raise InvalidMotionError(
             f"{name} must have shape (frames, {NUM_JOINTS}, 3) with at least one frame, got {arr.shape}"
         )
+    if arr.shape[0] < min_frames:
+        raise InvalidMotionError(f"a sequence needs at least {min_frames} frames, got {arr.shape[0]}")
     if not np.all(np.isfinite(arr)):
         bad = int(np.argwhere(~np.isfinite(arr))[0, 0])
         raise InvalidMotionError(f"{name} contain NaN or infinite values (first at frame {bad})")

@@ -277,7 +277,6 @@ def pose_armature(obj: Any, joints: np.ndarray) -> None:
     """
     if not is_smpl_armature(obj):
         raise errors.InvalidOptionError("the preview needs an SMPL armature: generate one or select it")
-    retarget = _engine.retarget
-    solution = retarget.solve_rotations(np.asarray(joints, dtype=np.float64)[None],
+    solution = _engine.joint_rotations.solve_rotations(np.asarray(joints, dtype=np.float64)[None],
                                         rest_joints=armature_rest_joints(obj))
     bl_keyframes.set_pose(obj, solution.rotations[0])  # (24, 4); no translation: the root stays

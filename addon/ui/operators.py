@@ -302,11 +302,11 @@ class _ExportDance(ExportHelper):
         return _dance_armature(context) is not None
 
     def execute(self, context: Any) -> jobs.OperatorResult:
-        from ..blender import export
+        from ..blender import rig_export
 
         obj = _dance_armature(context)
         try:
-            getattr(export, f"export_{self.fmt}")(obj, self.filepath, song_path=_song_of(context, obj))
+            getattr(rig_export, f"export_{self.fmt}")(obj, self.filepath, song_path=_song_of(context, obj))
         except errors.DanceError as exc:
             _report_error(self, exc, self.what)  # type: ignore[arg-type]
             return {"CANCELLED"}

@@ -5,7 +5,7 @@ from engine import skeleton as sk
 from engine.bvh import read_bvh, write_bvh, write_dance_bvh
 from engine.dance import Dance
 from engine.errors import BvhError, BvhFormatError
-from engine.retarget import random_smpl_poses, solve_rotations
+from engine.joint_rotations import random_smpl_poses, solve_rotations
 from engine.rotation import matrix_to_quaternion, quaternion_to_matrix
 
 

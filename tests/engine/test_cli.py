@@ -186,7 +186,7 @@ def test_sigterm_while_writing_leaves_no_partial_file(tiny_model_dir, song, tmp_
     out = tmp_path / "out"
     script = (
         "import sys, time\n"
-        "import engine.export as export\n"
+        "import engine.dance_files as export\n"
         "def stalled(path, *args, **kwargs):\n"
         "    open(path, 'w').write('HIERARCHY half')\n"
         "    time.sleep(120)\n"

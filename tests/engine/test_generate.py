@@ -16,8 +16,8 @@ from engine import cli
 from engine.beats import BeatSyncOptions
 from engine.checkpoint import build_model, debug_model_config, save_model
 from engine.dance import Dance
+from engine.dance_files import write_dance
 from engine.errors import Cancelled, InvalidOptionError, OutputError
-from engine.export import write_dance
 from engine.generate import Choreographer, GenerateOptions
 from engine.postprocess import sole_height
 from engine.sampling import SamplingOptions
@@ -117,7 +117,7 @@ def test_preview_and_encode_pose(choreographer):
 
 def test_export_is_all_or_nothing(choreographer, short_song, tmp_path, monkeypatch):
     dance = choreographer.generate(short_song)
-    import engine.export as export
+    import engine.dance_files as export
 
     def broken_bvh(*args, **kwargs):
         raise OSError("disk full")

@@ -15,7 +15,7 @@ def our_features(golden):
     data, _ = golden
     out = {}
     for name in ("gt", "pred"):
-        feats = [features.extract_features(s) for s in data[f"{name}_sequences"]]
+        feats = [features.extract_motion_features(s) for s in data[f"{name}_sequences"]]
         out[f"{name}_kinetic"] = np.stack([f[0] for f in feats])
         out[f"{name}_manual"] = np.stack([f[1] for f in feats])
     return out
@@ -82,7 +82,7 @@ def test_feature_extraction_is_fast(golden):
     seqs = list(data["gt_sequences"]) + list(data["pred_sequences"])
     start = time.perf_counter()
     for s in seqs:
-        features.extract_features(s)
+        features.extract_motion_features(s)
     assert time.perf_counter() - start < 10.0  # 148 sequences; ~0.5 s on an idle 2-core box
 
 
@@ -90,9 +90,9 @@ def test_prediction_cut_to_max_frames(golden):
     data, _ = golden
     seq = data["gt_sequences"][0]
     long = np.concatenate([seq, seq[::-1]])  # 240 frames
-    cut = features.extract_features(long, max_frames=120)
+    cut = features.extract_motion_features(long, max_frames=120)
     np.testing.assert_allclose(cut[0], data["gt_kinetic"][0], rtol=1e-6)
-    assert not np.allclose(features.extract_features(long)[0], data["gt_kinetic"][0], rtol=1e-3)
+    assert not np.allclose(features.extract_motion_features(long)[0], data["gt_kinetic"][0], rtol=1e-3)
 
 
 # --- FID / diversity / BAS on hand-made inputs -------------------------------------------------------

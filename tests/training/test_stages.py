@@ -247,7 +247,7 @@ def test_gpt_stage_standardises_music_and_export_writes_the_statistics(data_dir,
 
     from engine.audio import extract_features
     from engine.checkpoint import load_model
-    from training.export import export_model
+    from training.model_export import export_model
     from training.stages.actor_critic import ActorCriticStage
     from training.stages.common import read_run
     from training.stages.gpt import CODES_FILE, GPTStage

@@ -41,7 +41,7 @@ from engine.files import atomic_files
 from training.errors import EvaluationError
 
 from .beats import beat_align_score
-from .features import extract_features
+from .features import extract_motion_features
 from .fid import fid_and_diversity
 from .physical import physical_metrics, resample_linear
 
@@ -239,8 +239,8 @@ def compute_metrics(
     pred_names = list(pred_names) if pred_names is not None else [f"pred_{i:04d}" for i in range(len(preds))]
     gt_names = list(gt_names) if gt_names is not None else [f"gt_{i:04d}" for i in range(len(gts))]
 
-    pred_feats = [extract_features(s, max_frames=pred_max_frames) for s in preds]
-    gt_feats = [extract_features(s) for s in gts]
+    pred_feats = [extract_motion_features(s, max_frames=pred_max_frames) for s in preds]
+    gt_feats = [extract_motion_features(s) for s in gts]
     kinetic = fid_and_diversity(np.stack([f[0] for f in gt_feats]), np.stack([f[0] for f in pred_feats]))
     geometric = fid_and_diversity(np.stack([f[1] for f in gt_feats]), np.stack([f[1] for f in pred_feats]))
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.clock import MOTION_FPS
+from engine.skeleton import check_joints as skeleton_check_joints
 
 FRAME_TIME = 1.0 / MOTION_FPS  # kinetic features
 MANUAL_TIME_PER_FRAME = 1.0 / 120.0  # manual features (inherited constant, not the data's frame time)
@@ -47,13 +48,9 @@ def zero_start(joints: np.ndarray) -> np.ndarray:
 
 
 def check_joints(joints: np.ndarray, min_frames: int = MIN_FRAMES) -> np.ndarray:
-    """``joints`` as float64 (T, 24, 3) with T >= ``min_frames``; ValueError otherwise."""
-    joints = np.asarray(joints, dtype=np.float64)
-    if joints.ndim != 3 or joints.shape[1:] != (24, 3):
-        raise ValueError(f"expected joints of shape (T, 24, 3), got {joints.shape}")
-    if joints.shape[0] < min_frames:
-        raise ValueError(f"a sequence needs at least {min_frames} frames, got {joints.shape[0]}")
-    return joints
+    """``joints`` as float64 (T, 24, 3) with T >= ``min_frames`` (``engine.skeleton.check_joints``, which
+    also refuses NaN); an ``InvalidMotionError`` (a ValueError) otherwise."""
+    return skeleton_check_joints(joints, min_frames=min_frames)
 
 
 # --- kinetic -----------------------------------------------------------------------------------------
@@ -227,7 +224,7 @@ def manual_features(joints: np.ndarray) -> np.ndarray:
     return (flags.sum(axis=0).astype(np.float32) / np.float32(flags.shape[0])).astype(np.float32)
 
 
-def extract_features(joints: np.ndarray, *, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def extract_motion_features(joints: np.ndarray, *, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(kinetic (72,), manual (32,)) of one sequence after zero-start, optionally cut to ``max_frames``."""
     joints = check_joints(joints)
     if max_frames is not None:

@@ -183,7 +183,8 @@ def export_bvh(
 ) -> Path:
     """Export the armature's animation to BVH (translation on the root only); returns the path.
 
-    Blender's exporter writes Blender's z-up world coordinates. With ``song_path`` the song is copied
+    Blender's exporter writes Blender's z-up world coordinates (the engine's own BVH, ``engine.bvh``, is
+    y-up; both use the .bvh extension). With ``song_path`` the song is copied
     beside the BVH.
     """
     _check_armature(obj)

@@ -1,6 +1,6 @@
 """Speed of the positions -> rotations solver on a 3-minute dance (10,800 frames at 60 fps).
 
-    .venv/bin/python benchmarks/bench_retarget.py [--frames 10800] [--repeats 3]
+    .venv/bin/python benchmarks/bench_joint_rotations.py [--frames 10800] [--repeats 3]
 
 Uses random SMPL poses with bent knees/elbows (the hinge code path runs on every frame).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.retarget import random_smpl_poses, solve_rotations  # noqa: E402
+from engine.joint_rotations import random_smpl_poses, solve_rotations  # noqa: E402
 from engine.skeleton import forward_kinematics_matrices  # noqa: E402
 
 

@@ -9,7 +9,8 @@ from tests.addon.conftest import as_dance
 
 bpy = pytest.importorskip("bpy")
 
-from addon.blender import armature, export, keyframes  # noqa: E402
+from addon.blender import armature, keyframes  # noqa: E402
+from addon.blender import rig_export as export  # noqa: E402
 from addon.blender.errors import ExportError  # noqa: E402
 from engine import skeleton  # noqa: E402
 
