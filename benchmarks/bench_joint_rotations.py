@@ -14,8 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.joint_rotations import random_smpl_poses, solve_rotations  # noqa: E402
+from engine.joint_rotations import solve_rotations  # noqa: E402
 from engine.skeleton import forward_kinematics_matrices  # noqa: E402
+from tests.engine.poses import random_smpl_poses  # noqa: E402
 
 
 def main() -> None:

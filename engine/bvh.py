@@ -407,14 +407,3 @@ def write_bvh(
     except OSError as exc:
         raise BvhError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path
-
-
-def write_dance_bvh(path: str | os.PathLike, dance) -> Path:
-    """Write a ``Dance`` as BVH, solving rotations from its joints first when it has none."""
-    rotations, translation, rest = dance.rotations, dance.translation, dance.rest_joints
-    if rotations is None or translation is None or rest is None:
-        from .joint_rotations import solve_rotations
-
-        solution = solve_rotations(dance.joints)
-        rotations, translation, rest = solution.rotations, solution.translation, solution.rest_joints
-    return write_bvh(path, rotations, translation, rest, dance.fps)

@@ -116,16 +116,6 @@ def _hinge_rest_normal(rest_upper: np.ndarray, rest_lower: np.ndarray, axis: np.
     return _normalize(np.cross(u, lower))
 
 
-def _hold_indices(valid: np.ndarray) -> np.ndarray:
-    """For each frame, the nearest earlier valid frame (or the first valid one before any); -1 if none."""
-    idx = np.arange(valid.shape[0])
-    last = np.maximum.accumulate(np.where(valid, idx, -1))
-    if np.any(valid):
-        last = np.where(last < 0, int(np.argmax(valid)), last)
-    return last
-
-
-# --- public API ------------------------------------------------------------------------------------------
 def estimate_rest_skeleton(joints: np.ndarray) -> np.ndarray:
     """SMPL rest directions scaled to the per-bone median length of ``joints`` (T, 24, 3) -> (24, 3).
 
@@ -273,16 +263,3 @@ def solve_rotations(joints: np.ndarray, rest_joints: np.ndarray | None = None) -
     quats = make_continuous(matrix_to_quaternion(local), axis=0)  # (T, 24, 4)
     translation = joints[:, 0] - rest_joints[0]
     return RotationSolution(rotations=quats, translation=translation, rest_joints=rest_joints, global_rotations=glob)
-
-
-def random_smpl_poses(num_frames: int, seed: int = 0, scale: float = 0.3) -> np.ndarray:
-    """Plausible random SMPL local rotations (T, 24, 3, 3) for tests and benchmarks.
-
-    Small random rotations everywhere, knees and elbows bent about their flexion hinge by 20-120 degrees.
-    """
-    rng = np.random.default_rng(seed)
-    aa = rng.normal(scale=scale, size=(num_frames, NUM_JOINTS, 3))
-    for c, _, axis in HINGES.values():
-        bend = np.radians(rng.uniform(20.0, 120.0, size=num_frames))
-        aa[:, c] = bend[:, None] * np.asarray(axis) + rng.normal(scale=0.05, size=(num_frames, 3))
-    return axis_angle_to_matrix(aa)

@@ -41,6 +41,7 @@ class BoneMapPreset:
 
     name: str
     bones: dict[str, tuple[str, ...]]
+    label: str = ""  # as the panel shows it
     required: tuple[str, ...] = field(default=())
 
 
@@ -62,6 +63,7 @@ def _sides(pattern: dict[str, str], left: str, right: str) -> dict[str, tuple[st
 
 MIXAMO = BoneMapPreset(
     name="mixamo",
+    label="Mixamo",
     bones={
         "pelvis": ("Hips",), "spine1": ("Spine",), "spine2": ("Spine1",), "spine3": ("Spine2",),
         "neck": ("Neck",), "head": ("Head",),
@@ -81,6 +83,7 @@ MIXAMO = BoneMapPreset(
 # bones are driven by constraints, so key a deform-only copy (or the ORG/MCH rig) instead.
 RIGIFY = BoneMapPreset(
     name="rigify",
+    label="Rigify",
     bones={
         "pelvis": ("DEF-spine",), "spine1": ("DEF-spine.001",), "spine2": ("DEF-spine.002",),
         "spine3": ("DEF-spine.003",), "neck": ("DEF-spine.004",), "head": ("DEF-spine.006",),
@@ -105,6 +108,7 @@ _SMPLX_NAMES = {  # the names the SMPL-X Blender add-on uses
 }
 SMPL = BoneMapPreset(
     name="smpl",
+    label="SMPL",
     bones={n: (n, _SMPLX_NAMES[n]) if n in _SMPLX_NAMES else (n,) for n in JOINT_NAMES},
     required=_REQUIRED,
 )

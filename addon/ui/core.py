@@ -26,8 +26,6 @@ from ..blender import scene as bl_scene
 skeleton = _engine.skeleton
 errors = _engine.errors
 
-SONG_EXTENSIONS = (".wav", ".mp3", ".ogg", ".flac")
-PRESETS = ("SMPL", "Mixamo")
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]

@@ -56,7 +56,8 @@ class DANCE_OT_load_song(Operator, ImportHelper):  # type: ignore[misc]
     bl_label = "Load Song"
     bl_options = {"REGISTER", "UNDO"}
 
-    filter_glob: StringProperty(default="*.wav;*.mp3;*.ogg;*.flac", options={"HIDDEN"})  # type: ignore[valid-type]
+    filter_glob: StringProperty(default=";".join(f"*{e}" for e in _engine.audio.AUDIO_EXTENSIONS),  # type: ignore[valid-type]
+                                options={"HIDDEN"})
 
     def execute(self, context: Any) -> jobs.OperatorResult:
         settings = context.scene.dance

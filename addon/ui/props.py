@@ -11,6 +11,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 from bpy.types import PropertyGroup
 
+from ..blender import rigmap
 from . import core, prefs
 
 # Set while "From current pose" writes both codes, so the preview runs once, not per code.
@@ -125,7 +126,7 @@ class DANCE_PG_scene(PropertyGroup):
         default="NEW",
     )
     preset: EnumProperty(  # type: ignore[valid-type]
-        name="Bone Map", items=[(p, p, f"{p} bone names") for p in core.PRESETS], default="SMPL"
+        name="Bone Map", items=[(p.label, p.label, f"{p.label} bone names") for p in rigmap.PRESETS.values()], default="SMPL"
     )
     with_mesh: BoolProperty(name="Body Mesh", description="Give a new armature a simple body", default=True)  # type: ignore[valid-type]
     armature: PointerProperty(  # type: ignore[valid-type]

@@ -22,7 +22,7 @@ def run_batch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def assert_video_with_song(path: Path, song_seconds: float) -> None:
     """One H.264 video stream and one AAC audio stream, both as long as the song."""
-    from addon.blender.mp4info import mp4_streams
+    from tests.addon.mp4info import mp4_streams
 
     streams = mp4_streams(path)
     assert sorted((s.kind, s.codec) for s in streams) == [("audio", "mp4a"), ("video", "avc1")]

@@ -12,9 +12,10 @@ from tests.addon.conftest import as_dance
 
 bpy = pytest.importorskip("bpy")
 
-from addon.blender import armature, keyframes, mp4info, render, scene  # noqa: E402
+from addon.blender import armature, keyframes, render, scene  # noqa: E402
 from addon.blender.errors import RenderError  # noqa: E402
 from engine import skeleton  # noqa: E402
+from tests.addon import mp4info  # noqa: E402
 
 FRAMES = 12
 FPS = 24

@@ -156,3 +156,12 @@ def test_install_runs_pip_in_the_background_when_online(enabled, monkeypatch, tm
     job.wait(timeout=60)
     job.release()  # what the (here absent) event loop's timer does next
     assert job.error is None and marker.read_text() == "ok"
+
+
+def test_the_bone_map_menu_offers_every_preset_the_rig_map_has(enabled):
+    from addon.blender import rigmap
+
+    items = bpy.context.scene.dance.bl_rna.properties["preset"].enum_items
+    assert [item.identifier for item in items] == ["SMPL", "Mixamo", "Rigify"]
+    for item in items:  # each resolves to its preset
+        assert rigmap.get_preset(item.identifier) is rigmap.PRESETS[item.identifier.lower()]

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 
 from engine import skeleton as sk
-from engine.bvh import read_bvh, write_bvh, write_dance_bvh
-from engine.dance import Dance
+from engine.bvh import read_bvh, write_bvh
 from engine.errors import BvhError, BvhFormatError
-from engine.joint_rotations import random_smpl_poses, solve_rotations
+from engine.joint_rotations import solve_rotations
 from engine.rotation import matrix_to_quaternion, quaternion_to_matrix
+from tests.engine.poses import random_smpl_poses
 
 
 def _smpl_motion(num_frames=40, seed=0):
@@ -147,10 +147,11 @@ def test_real_cmu_files_give_plausible_motion(data_dir):
     assert abs(low[0] - low[1]) < 0.05
 
 
-def test_write_dance_bvh_solves_rotations_when_missing(tmp_path, aistpp_slices_dir):
+def test_rotations_solved_from_real_joints_write_a_bvh_of_those_joints(tmp_path, aistpp_slices_dir):
     csv = sorted(aistpp_slices_dir.glob("*.csv"))[1]
     joints = sk.zup_to_yup(np.loadtxt(csv, delimiter=",").reshape(-1, 24, 3))
-    path = write_dance_bvh(tmp_path / "dance.bvh", Dance(joints=joints.astype(np.float32), fps=30))
+    solution = solve_rotations(joints.astype(np.float32))
+    path = write_bvh(tmp_path / "dance.bvh", solution.rotations, solution.translation, solution.rest_joints, 30)
     motion = read_bvh(path)
     assert motion.fps == pytest.approx(30, rel=1e-6)
     np.testing.assert_allclose(_in_smpl_order(motion), joints, atol=1e-4)

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from engine import skeleton as sk
-from engine.joint_rotations import HINGES, estimate_rest_skeleton, random_smpl_poses, solve_rotations
+from engine.joint_rotations import HINGES, estimate_rest_skeleton, solve_rotations
 from engine.rotation import axis_angle_to_matrix, quaternion_to_matrix
+from tests.engine.poses import random_smpl_poses
 
 
 def _aistpp_clips(directory):

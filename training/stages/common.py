@@ -21,7 +21,7 @@ from training.config import TrainConfig, load_config
 from training.data.clip import MotionClip
 from training.data.windows import MotionWindows
 from training.errors import ConfigError, TrainingError
-from training.trainer import CHECKPOINT_NAME, DistInfo, load_checkpoint, train
+from training.trainer import CHECKPOINT_NAME, load_checkpoint, train
 
 
 # --- motion windows -------------------------------------------------------------------------------------
@@ -161,7 +161,3 @@ def run_stage_cli(args: argparse.Namespace, stage_name: str, make_stage: StageFa
 
 def describe(d: dict[str, Any]) -> str:
     return json.dumps(d, sort_keys=True, default=str)
-
-
-def no_ddp(model: nn.Module, info: DistInfo) -> nn.Module:
-    return model

@@ -9,7 +9,6 @@ import os
 import struct
 from dataclasses import dataclass
 
-_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf"}
 _KINDS = {b"vide": "video", b"soun": "audio", b"text": "text", b"sbtl": "subtitle"}
 
 
