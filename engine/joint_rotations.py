@@ -1,7 +1,7 @@
 """Positions -> rotations: an analytic solver from SMPL-24 joint positions to local joint rotations.
 
 Bailando decodes joint *positions*; Blender, BVH and FBX want *rotations*. Every bone direction is
-observable from 24 joints, the twist about a bone mostly is not. The solver (see reference/blender.md §3.2):
+observable from 24 joints, the twist about a bone mostly is not. The solver (docs/REFERENCE.md §5.2):
 
 1. pelvis and spine3 have three children each, so their full rotation is the Kabsch/SVD fit of the rest
    child offsets onto the posed ones;

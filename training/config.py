@@ -70,7 +70,7 @@ class MusicConfig:
 
 @dataclass
 class ActorCriticConfig:
-    """Bailando's on-policy fine-tuning (bailando_facts section 5)."""
+    """Bailando's on-policy fine-tuning (docs/REFERENCE.md §4)."""
 
     songs: list[str] = field(default_factory=list)  # audio files and/or folders of audio files
     reward: str = "released"  # "released": (music*motion - 0.5)*10; "paper": penalise missed music beats;

@@ -1,6 +1,6 @@
 """Bulk keyframes: a dance (local rotations + root translation) -> a new action on an SMPL armature.
 
-Conversion (blender.md §3.2 step 6), with C the y-up -> z-up matrix and A a bone's armature-space
+Conversion (docs/REFERENCE.md §5.3), with C the y-up -> z-up matrix and A a bone's armature-space
 rest orientation (``bone.matrix_local``): ``basis = A^T (C R_local C^T) A`` and the pelvis location
 ``A_pelvis^T (C (J_pelvis + t) - head_pelvis)``. Keys are written with ``keyframe_points.add`` +
 ``foreach_set`` (hundreds of times faster than ``keyframe_insert``), LINEAR, with quaternion signs

@@ -1,7 +1,7 @@
 """FBX and BVH export of a keyed armature, with the song copied beside the file.
 
 Both are atomic: the exporter writes a temporary file in the destination folder, which is renamed
-over the destination only when the export succeeded. FBX settings follow blender.md §2.2: no leaf
+over the destination only when the export succeeded. FBX settings follow docs/REFERENCE.md §5.1: no leaf
 bones, only the active action, baked with every key kept (simplify 0), Y/X bone axes.
 """
 

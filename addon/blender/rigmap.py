@@ -1,6 +1,6 @@
 """Bone-map presets and retargeting a dance onto a user's rig (Mixamo, Rigify deform bones, SMPL).
 
-Rest-relative world-rotation transfer (blender.md §3.3), in NumPy, written with ``foreach_set``:
+Rest-relative world-rotation transfer (docs/REFERENCE.md §5.4), in NumPy, written with ``foreach_set``:
 
 1. Source world rotation deltas from the SMPL rest: ``W_j(t) = C G_j(t) C^T`` (G: FK global rotations).
 2. Rest-pose differences (T-pose vs A-pose) are matched by construction: for each mapped target

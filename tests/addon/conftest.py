@@ -1,7 +1,7 @@
 """Fixtures for the add-on tests, run on the real bpy module.
 
-Every Blender-layer test (modules named ``test_blender_*``) starts from an empty factory scene, so no
-test sees another's objects or actions; the UI tests (``test_ui_*``) enable the add-on (``enabled``).
+The Blender-layer tests start from an empty factory scene (``fresh_scene``, asked for by each module),
+so no test sees another's objects or actions; the UI tests enable the add-on (``enabled``).
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ import pytest
 ADDON = "addon"  # the add-on's module name (the repository's addon/ package)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_blender_scene(request):
-    if not request.module.__name__.rsplit(".", 1)[-1].startswith("test_blender_"):
-        yield
-        return
+@pytest.fixture
+def fresh_scene():
+    """An empty factory scene before and after the test (the Blender-layer modules ask for it with
+    ``pytestmark = pytest.mark.usefixtures("fresh_scene")``), so no test sees another's objects."""
     bpy = pytest.importorskip("bpy")
     bpy.ops.wm.read_factory_settings(use_empty=True)
     yield

@@ -11,6 +11,7 @@ import pytest
 from tests.addon.conftest import as_dance
 
 bpy = pytest.importorskip("bpy")
+pytestmark = pytest.mark.usefixtures("fresh_scene")
 
 from addon.blender import armature, keyframes, render, scene  # noqa: E402
 from addon.blender.errors import RenderError  # noqa: E402

@@ -10,6 +10,7 @@ import pytest
 from tests.addon.conftest import as_dance
 
 bpy = pytest.importorskip("bpy")
+pytestmark = pytest.mark.usefixtures("fresh_scene")
 
 from addon.blender import armature, rigmap  # noqa: E402
 from addon.blender.errors import DanceError, RigMappingError  # noqa: E402

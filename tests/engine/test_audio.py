@@ -11,9 +11,11 @@ import pytest
 import soundfile as sf
 
 from engine import audio
+from engine.audio import decode, separation
 from engine.clock import BEAT_FPS
 from engine.errors import (
     AudioDecodeError,
+    AudioFileNotFoundError,
     AudioTooLongError,
     AudioTooShortError,
     InvalidOptionError,
@@ -125,7 +127,7 @@ def test_running_median_matches_scipy_with_ties_and_short_rows() -> None:
     S[2, 20:90] = 0.0  # ties
     S[3] = np.round(S[3], 1)
     for matrix in (S, S[:, :7]):  # rows shorter than the window reflect more than once
-        ours = audio._median_rows(np.ascontiguousarray(matrix), 31, None)
+        ours = separation._median_rows(np.ascontiguousarray(matrix), 31, None)
         np.testing.assert_array_equal(ours, median_filter(matrix, size=(1, 31), mode="reflect"))
 
 
@@ -279,7 +281,7 @@ def test_over_long_song_is_refused_from_its_header(tmp_path: Path, monkeypatch: 
     def no_decoding(*args, **kwargs):
         raise AssertionError("the song was decoded before its length was checked")
 
-    monkeypatch.setattr(audio, "_read_samples", no_decoding)
+    monkeypatch.setattr(decode, "_read_samples", no_decoding)
     assert_refused(path, AudioTooLongError, tmp_path / "cache")
     short = write_wav(tmp_path / "three_seconds.wav", noise(3.0), 22050)
     with pytest.raises(AudioTooLongError, match="limit is"):
@@ -289,7 +291,7 @@ def test_over_long_song_is_refused_from_its_header(tmp_path: Path, monkeypatch: 
 def test_missing_file_and_bad_mode(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not found"):
         audio.extract_features(tmp_path / "nope.ogg", cache_dir=tmp_path / "cache")
-    with pytest.raises(audio.AudioFileNotFoundError):
+    with pytest.raises(AudioFileNotFoundError):
         audio.load_audio(tmp_path / "nope.ogg", 3840)
     with pytest.raises(InvalidOptionError):
         audio.extract_features(tmp_path / "nope.ogg", "paper", cache_dir=False)
@@ -316,8 +318,8 @@ def test_cache_returns_identical_arrays_without_decoding(
     assert len(entries) == 2 and not any(name.startswith(".tmp") for name in entries)
 
     decodes = []
-    real_decode = audio._decode
-    monkeypatch.setattr(audio, "_decode", lambda *a: decodes.append(a) or real_decode(*a))
+    real_decode = decode._decode
+    monkeypatch.setattr(decode, "_decode", lambda *a: decodes.append(a) or real_decode(*a))
     second = audio.extract_features(small_song, "full", cache_dir=cache)
     assert decodes == []
     np.testing.assert_array_equal(second.features, first.features)

@@ -262,5 +262,5 @@ def test_official_size_defaults_and_parameter_count():
     with torch.device("meta"):
         model = SepVQVAE(VQVAEConfig())
     official = sum(v.numel() for k, v in model.state_dict().items() if not k.endswith(OUR_EXTRA_BUFFERS))
-    assert official == 65_592_907  # bailando_facts.md / official_state_dict_keys.txt
+    assert official == 65_592_907  # the official checkpoint's parameter count (golden official_state_dict_keys.txt)
     assert VQVAEConfig().downsample == 8

@@ -1,4 +1,4 @@
-"""Actor-critic fine-tuning of the GPT with the beat-align reward (bailando_facts section 5).
+"""Actor-critic fine-tuning of the GPT with the beat-align reward (docs/REFERENCE.md §4).
 
 ``python -m training actor-critic --config training/configs/paper_actor_critic.yaml``
 

@@ -35,7 +35,7 @@ def sample_indices(n: int, batch_size: int, generator: torch.Generator) -> np.nd
 def poses_and_root_velocity(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Windows (B, T, 24, 3) world joints -> root-relative poses (B, T, 72), root velocity (B, T, 3).
 
-    Velocity v_t = r_{t+1} - r_t, the last frame repeating the one before (bailando_facts 3.5).
+    Velocity v_t = r_{t+1} - r_t, the last frame repeating the one before (docs/REFERENCE.md §2.2).
     """
     joints = np.asarray(joints, dtype=np.float32)
     root = joints[:, :, 0]  # (B, T, 3)

@@ -1,4 +1,4 @@
-"""The cross-conditional motion GPT on frozen VQ-VAE codes (bailando_facts 4.3).
+"""The cross-conditional motion GPT on frozen VQ-VAE codes (docs/REFERENCE.md §3.1).
 
 ``python -m training gpt --config training/configs/paper_gpt.yaml``
 

@@ -1,4 +1,4 @@
-"""Per-token rewards of Bailando's actor-critic stage (bailando_facts section 5.3-5.4).
+"""Per-token rewards of Bailando's actor-critic stage (docs/REFERENCE.md §4.2-4.3).
 
 Beat-align reward, one value per 8-frame token:
 

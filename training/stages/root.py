@@ -1,4 +1,4 @@
-"""VQ-VAE step 2: the root-velocity decoder on the lower-body codes (bailando_facts 3.5).
+"""VQ-VAE step 2: the root-velocity decoder on the lower-body codes (docs/REFERENCE.md §2.2).
 
 ``python -m training root --config training/configs/paper_root.yaml``
 

@@ -1,4 +1,4 @@
-"""VQ-VAE step 1: both body halves, root channels zeroed (bailando_facts 3.4).
+"""VQ-VAE step 1: both body halves, root channels zeroed (docs/REFERENCE.md §2.1).
 
 ``python -m training vqvae --config training/configs/paper_vqvae.yaml``
 
