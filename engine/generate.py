@@ -28,6 +28,7 @@ from .models.vqvae import integrate_root
 from .postprocess import ground_feet, resample_joints
 from .sampling import APPROXIMATIONS, SamplingOptions, approximate_gpt, sample_codes
 from .skeleton import LOWER_JOINTS, UPPER_JOINTS, bone_directions
+from .threads import thread_count, torch_threads
 
 # progress(fraction in [0, 1], message)
 ProgressFn = Callable[[float, str], None]
@@ -53,6 +54,9 @@ class GenerateOptions:
     rotations:   solve local joint rotations (needed for BVH/FBX and rigs).
     precision:   "float32" (exact), or an approximate GPT ("bfloat16", "int8"): faster, but the tokens
                  may differ from the float32 model's. (``sampling.draft`` is the exact way to use one.)
+    threads:     torch threads for the model; None chooses from the model's size and the free cores
+                 (``engine.threads``).
+    reserve_cores: cores the thread policy leaves to the host program (the add-on leaves one to Blender).
     """
 
     start_codes: tuple[int, int] | None = None
@@ -62,6 +66,8 @@ class GenerateOptions:
     ground: bool = True
     rotations: bool = True
     precision: str = "float32"
+    threads: int | None = None
+    reserve_cores: int = 0
 
 
 def _phase(progress: ProgressFn | None, name: str, inner: float, message: str) -> None:
@@ -124,6 +130,8 @@ class Choreographer:
         options.sampling.check()
         if options.beat_sync is not None:
             options.beat_sync.check()
+        if options.threads is not None and not (isinstance(options.threads, int) and options.threads >= 1):
+            raise InvalidOptionError(f"threads must be a whole number of at least 1, got {options.threads}")
         if options.precision != "float32" and options.precision not in APPROXIMATIONS:
             raise InvalidOptionError(f"precision must be float32 or one of {APPROXIMATIONS}, got {options.precision!r}")
         return self.check_codes(*(options.start_codes or tuple(self.model.config.default_start)))
@@ -208,7 +216,16 @@ class Choreographer:
         features: MusicFeatures | None = None,
     ) -> Dance:
         options = options or GenerateOptions()
-        start_up, start_down = self.check_options(options)  # before the slow part
+        start = self.check_options(options)  # before the slow part
+        threads = thread_count(self.model.config.gpt.n_embd, options.threads, options.reserve_cores)
+        with torch_threads(threads):
+            dance = self._generate(song, options, start, progress, cancel, features)
+        dance.meta["threads"] = threads
+        return dance
+
+    def _generate(self, song: str | Path, options: GenerateOptions, start: tuple[int, int],
+                  progress: ProgressFn | None, cancel: CancelFn | None, features: MusicFeatures | None) -> Dance:
+        start_up, start_down = start
         gpt = self.gpt_for(options.precision)
         timings: dict[str, float] = {}
 

@@ -31,6 +31,8 @@ def build_options(
     ground: bool = True,
     precision: str = "float32",
     rotations: bool = True,
+    threads: int | None = None,
+    reserve_cores: int = 0,
 ) -> GenerateOptions:
     """The options of one generation.
 
@@ -56,6 +58,8 @@ def build_options(
         ground=ground,
         precision=precision,
         rotations=rotations,
+        threads=threads,
+        reserve_cores=reserve_cores,
     )
 
 
@@ -85,6 +89,8 @@ def add_generation_arguments(parser: argparse.ArgumentParser, *, fps: float = MO
     parser.add_argument("--max-hold", type=float, default=None, metavar="SECONDS",
                         help="longest time one code pair may repeat (default 2; 0: no limit, as the official sampler)")
     parser.add_argument("--no-ground", action="store_true", help="keep the raw height (no feet-on-floor fix)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: 1 for small models, the free cores for large ones)")
 
 
 def options_from_args(args: argparse.Namespace, *, rotations: bool = True) -> GenerateOptions:
@@ -93,5 +99,5 @@ def options_from_args(args: argparse.Namespace, *, rotations: bool = True) -> Ge
         start=tuple(args.start) if args.start else None, temperature=args.temperature, top_k=args.top_k,
         seed=args.seed, exact=args.exact, shift=args.shift, draft=args.draft, max_hold=args.max_hold,
         beat_sync=args.beat_sync, fps=args.fps, ground=not args.no_ground,
-        precision=args.approximate or "float32", rotations=rotations,
+        precision=args.approximate or "float32", rotations=rotations, threads=args.threads,
     )

@@ -110,6 +110,7 @@ class DANCE_OT_generate(Operator):
             start=(settings.start_up, settings.start_down) if settings.use_start_codes else None,
             greedy=settings.greedy, temperature=settings.temperature, top_k=settings.top_k or None,
             seed=settings.seed, max_hold=settings.max_hold, beat_sync=settings.beat_sync, fps=float(settings.fps),
+            reserve_cores=1,  # Blender's own threads (the UI, the viewport) keep a core busy
         )
         if options.beat_sync is not None:
             options.beat_sync.check()  # a bad value fails here; the rest is checked against the model
