@@ -32,7 +32,8 @@ def unregister() -> None:
         return
     from . import core, jobs
 
-    jobs.cancel_active()
+    jobs.stop_active()
+    prefs.unregister_timers()
     props.unregister_properties()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

@@ -100,6 +100,17 @@ def active() -> Job | None:
     return _ACTIVE
 
 
+def stop_active(timeout: float = 10.0) -> None:
+    """Cancel the active job and wait (up to ``timeout``) for its thread to end: nothing of the add-on
+    runs on after it is disabled. The engine and the installer poll the cancel flag often."""
+    job = _ACTIVE
+    if job is None:
+        return
+    job.cancel()
+    job.wait(timeout)
+    job.release()
+
+
 def cancel_active() -> bool:
     """Ask the active job to stop; True when there was one to cancel."""
     job = _ACTIVE

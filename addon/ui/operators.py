@@ -25,7 +25,11 @@ TIMER_INTERVAL_S = 0.1
 
 
 def _report_error(op: Operator, exc: BaseException, what: str) -> None:
-    if isinstance(exc, errors.Cancelled):
+    missing = prefs.missing_dependencies() if isinstance(exc, ImportError) else []
+    if missing:  # torch or librosa not installed: say which, and where the button is
+        op.report({"ERROR"}, f"{what} needs {' and '.join(missing)}, which this Blender does not have: open "
+                             "Preferences > Add-ons > Bailando Dance and click 'Install torch and librosa'")
+    elif isinstance(exc, errors.Cancelled):
         op.report({"WARNING"}, f"{what} cancelled; the scene is unchanged")
     elif isinstance(exc, errors.DanceError):
         op.report({"ERROR"}, f"{what} failed: {exc}")

@@ -7,6 +7,8 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 from bpy.types import AddonPreferences, Operator
 
+from .. import _engine
 from . import jobs
 
 # "addon" in the repository, "bl_ext.user_default.bailando_dance" once installed.
@@ -82,40 +85,70 @@ class DANCE_OT_install_dependencies(Operator):
                                    "Access, or install torch and librosa yourself")
             return {"CANCELLED"}
         target = deps_dir(create=True)
-
-        def work(progress: jobs.ProgressFn, cancel: jobs.CancelFn) -> str:
-            progress(0.0, f"pip install into {target}")
-            done = subprocess.run(pip_command(target), capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "pip failed")
-            return str(target)
-
         try:
-            job = jobs.Job("install dependencies", work).start()
+            start_install(context, target, pip_command(target))
         except jobs.JobBusyError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        status = context.window_manager.dance_job
-        status.running, status.status = True, "Installing torch and librosa (this takes a few minutes)"
-
-        def poll() -> float | None:  # bpy.app.timers: runs on the main thread while Blender is idle
-            if not job.done:
-                return 0.5
-            job.release()
-            window_manager: Any = bpy.context.window_manager  # looked up again: a file load replaces it
-            wm_status = window_manager.dance_job
-            wm_status.running = False
-            if job.error is not None:
-                wm_status.status = f"Installing torch and librosa failed: {job.error}"
-            else:
-                add_deps_to_path()
-                importlib.invalidate_caches()
-                wm_status.status = f"Installed torch and librosa into {target}; restart Blender if imports fail"
-            return None
-
-        bpy.app.timers.register(poll, first_interval=0.5)
         self.report({"INFO"}, f"Installing torch and librosa into {target} in the background")
         return {"FINISHED"}
+
+
+# Timers this add-on registered (bpy.app.timers): unregistered with the add-on, so none outlives it.
+_TIMERS: list[Callable[[], float | None]] = []
+
+
+def register_timer(function: Callable[[], float | None], first_interval: float) -> None:
+    _TIMERS.append(function)
+    bpy.app.timers.register(function, first_interval=first_interval)
+
+
+def unregister_timers() -> None:
+    while _TIMERS:
+        function = _TIMERS.pop()
+        if bpy.app.timers.is_registered(function):
+            bpy.app.timers.unregister(function)
+
+
+def start_install(context: Any, target: Path, command: list[str]) -> jobs.Job:
+    """Run ``command`` (pip) in a background job, polled by a timer that reports the outcome in the panel.
+    Cancelling the job (or disabling the add-on) stops pip."""
+
+    def work(progress: jobs.ProgressFn, cancel: jobs.CancelFn) -> str:
+        progress(0.0, f"pip install into {target}")
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+            while proc.poll() is None:
+                if cancel():
+                    proc.kill()
+                    proc.wait()
+                    raise _engine.errors.Cancelled("installing torch and librosa was cancelled")
+                time.sleep(0.1)
+            stderr = proc.stderr.read() if proc.stderr is not None else ""
+        if proc.returncode != 0:
+            raise RuntimeError(stderr.strip().splitlines()[-1] if stderr.strip() else "pip failed")
+        return str(target)
+
+    job = jobs.Job("install dependencies", work).start()
+    status = context.window_manager.dance_job
+    status.running, status.status = True, "Installing torch and librosa (this takes a few minutes)"
+
+    def poll() -> float | None:  # bpy.app.timers: runs on the main thread while Blender is idle
+        if not job.done:
+            return 0.5
+        job.release()
+        window_manager: Any = bpy.context.window_manager  # looked up again: a file load replaces it
+        wm_status = window_manager.dance_job
+        wm_status.running = False
+        if job.error is not None:
+            wm_status.status = f"Installing torch and librosa failed: {job.error}"
+        else:
+            add_deps_to_path()
+            importlib.invalidate_caches()
+            wm_status.status = f"Installed torch and librosa into {target}; restart Blender if imports fail"
+        return None
+
+    register_timer(poll, first_interval=0.5)
+    return job
 
 
 class DANCE_AP_preferences(AddonPreferences):

@@ -165,3 +165,39 @@ def test_the_bone_map_menu_offers_every_preset_the_rig_map_has(enabled):
     assert [item.identifier for item in items] == ["SMPL", "Mixamo", "Rigify"]
     for item in items:  # each resolves to its preset
         assert rigmap.get_preset(item.identifier) is rigmap.PRESETS[item.identifier.lower()]
+
+
+def test_missing_torch_names_it_and_points_to_the_install_button(enabled, monkeypatch, short_song):
+    """Without torch, Generate says what is missing and where to get it (not 'ModuleNotFoundError')."""
+    from addon.ui import core
+
+    def no_torch(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(prefs, "missing_dependencies", lambda: ["torch"])
+    monkeypatch.setattr(core, "resolve_model_dir", no_torch)
+    bpy.context.scene.dance.song_path = str(short_song(2.0))
+    with pytest.raises(RuntimeError, match="needs torch.*Install torch and librosa") as raised:
+        bpy.ops.dance.generate()
+    assert "ModuleNotFoundError" not in str(raised.value)
+
+
+def test_no_timer_or_thread_of_the_add_on_outlives_its_unregister(enabled, tmp_path):
+    """An install running when the add-on is disabled: its pip process is stopped, its thread ends and
+    its timer is gone (a timer left behind deadlocks bpy 4.5 at exit and crashes 4.2)."""
+    import addon_utils
+
+    from addon.ui import jobs
+
+    slow_pip = [sys.executable, "-c", "import time; time.sleep(60)"]
+    job = prefs.start_install(bpy.context, tmp_path / "deps", slow_pip)
+    timers = list(prefs._TIMERS)
+    assert timers and all(bpy.app.timers.is_registered(t) for t in timers) and not job.done
+    addon_utils.disable("addon", default_set=True)
+    try:
+        assert job.done and isinstance(job.error, __import__("engine").errors.Cancelled)
+        assert not any(bpy.app.timers.is_registered(t) for t in timers)
+        assert not [t for t in threading.enumerate() if t.name.startswith("dance-") and t.is_alive()]
+        assert jobs.active() is None
+    finally:
+        addon_utils.enable("addon", default_set=True, handle_error=None)
