@@ -6,7 +6,9 @@ Keep version checks here so the other modules read the same on every version:
   ``action.fcurves`` as a proxy onto the first slot; 5.0 removed ``action.fcurves`` (channelbags only).
 - EEVEE's engine id: ``BLENDER_EEVEE_NEXT`` in 4.2-4.5, ``BLENDER_EEVEE`` from 5.0.
 - video output: 5.0 needs ``image_settings.media_type = 'VIDEO'`` before ``file_format = 'FFMPEG'``.
-- sequencer: ``sequence_editor.strips`` from 4.4 (``sequences`` removed in 5.0).
+- sequencer: ``sequence_editor.strips`` from 4.4 (``sequences`` removed in 5.0); a strip's length is
+  ``duration`` in newer versions (``frame_final_duration`` is deprecated there).
+- audio: the PyPI bpy 4.2 build has no Audaspace, so no sound strips (``has_audio``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ def sequencer_strips(scene: Any) -> Any:
     """The scene's top-level sequencer strip collection (created when missing)."""
     editor = scene.sequence_editor or scene.sequence_editor_create()
     return editor.strips if hasattr(editor, "strips") else editor.sequences
+
+
+def strip_duration(strip: Any) -> int:
+    """A strip's length in frames between its handles: ``duration`` where it exists (newer Blender),
+    else ``frame_final_duration`` (deprecated there, to be removed in 6.0)."""
+    if hasattr(strip, "duration"):
+        return int(strip.duration)
+    return int(strip.frame_final_duration)
 
 
 def has_audio() -> bool:

@@ -77,7 +77,7 @@ def load_song(
     strip.name = SONG_STRIP_NAME
     if set_frame_range:
         scene.frame_start = frame_start
-        scene.frame_end = frame_start + max(1, int(strip.frame_final_duration)) - 1
+        scene.frame_end = frame_start + max(1, compat.strip_duration(strip)) - 1
     scene.sync_mode = "AUDIO_SYNC"  # playback keeps the dance on the beat
     return strip
 

@@ -22,6 +22,7 @@ from ..blender import armature as bl_armature
 from ..blender import compat
 from ..blender import keyframes as bl_keyframes
 from ..blender import scene as bl_scene
+from ..blender.errors import AudioUnsupportedError
 
 skeleton = _engine.skeleton
 errors = _engine.errors
@@ -154,12 +155,13 @@ class AppliedDances:
     armature: Any
     actions: list[Any]
     stashed: Any = None
+    warnings: tuple[str, ...] = ()
 
     def message(self) -> str:
         text = f"New action(s) {', '.join(a.name for a in self.actions)} on {self.armature.name}"
         if self.stashed is not None:
             text += f"; its previous action {self.stashed.name!r} is kept in the NLA ({compat.STASH_TRACK_NAME})"
-        return text
+        return "; ".join([text, *self.warnings])
 
 
 def apply_dances(
@@ -184,7 +186,12 @@ def apply_dances(
     if target is not None:
         check_target(target, preset)  # fail before the song strip is added
     fps = float(dances[0].fps)
-    bl_scene.load_song(scene, song, fps=fps)
+    warnings: list[str] = []
+    try:
+        bl_scene.load_song(scene, song, fps=fps)
+    except AudioUnsupportedError as exc:  # a dance without its sound strip is still a dance
+        bl_scene.set_scene_fps(scene, fps)
+        warnings.append(f"the song was not added ({exc}); play it alongside or render with it")
     names = action_names(song, len(dances))
     actions: list[Any] = []
     stashed = None
@@ -203,7 +210,7 @@ def apply_dances(
             actions[-1].use_fake_user = True  # a variation replaced by the next one is kept, not stashed
         actions.append(_key_dance(target, dance, name, preset if created is None else None, scene))
     scene.frame_current = scene.frame_start
-    return AppliedDances(target, actions, stashed)
+    return AppliedDances(target, actions, stashed, tuple(warnings))
 
 
 def _key_dance(target: Any, dance: Any, name: str, preset: str | None, scene: Any) -> Any:

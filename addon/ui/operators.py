@@ -169,7 +169,7 @@ class DANCE_OT_generate(Operator):
         if context.view_layer.objects.get(obj.name) is not None:
             context.view_layer.objects.active = obj
         job_props.progress, job_props.status = 1.0, f"Done: {applied.message()}"
-        self.report({"WARNING"} if applied.stashed is not None else {"INFO"}, applied.message())
+        self.report({"WARNING"} if applied.stashed is not None or applied.warnings else {"INFO"}, applied.message())
         return {"FINISHED"}
 
     # --- blocking (scripts, headless) ---------------------------------------------------------------

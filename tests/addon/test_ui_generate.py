@@ -244,6 +244,21 @@ def test_a_pipe_or_a_device_as_the_song_is_named_as_such_at_once(scene, tmp_path
     assert scene.sequence_editor is None or len(scene.sequence_editor.strips) == 0
 
 
+def test_a_blender_without_audio_still_gets_the_dance(scene, short_song, monkeypatch, capsys):
+    """The PyPI bpy 4.2 build has no Audaspace: the dance is keyed all the same, the frame range and
+    rate follow it, and the report says the song was not added."""
+    from addon.blender import compat
+
+    monkeypatch.setattr(compat, "has_audio", lambda: False)
+    scene.dance.song_path = str(short_song(2.0, name="clip"))
+    scene.dance.fps = "30"
+    assert bpy.ops.dance.generate() == {"FINISHED"}
+    assert scene.dance.armature.animation_data.action.name == "clip"
+    assert scene.sequence_editor is None or len(scene.sequence_editor.strips) == 0
+    assert (scene.render.fps, scene.frame_start) == (30, 1) and scene.frame_end >= 55
+    assert "the song was not added" in capsys.readouterr().out
+
+
 def test_load_song_sets_strip_and_range(scene, short_song):
     song = short_song(2.0)
     scene.dance.fps = "24"
