@@ -9,7 +9,7 @@ import pytest
 
 from engine.skeleton import FOOT_JOINTS, REST_JOINTS, bone_lengths
 from training.data import load_bailando_json_dir, load_bvh_clip, load_bvh_paths, load_csv_clip, load_csv_dir
-from training.data.bvh_mocap import MAX_ACCEL_M, MAX_STEP_M
+from training.data.bvh_mocap import MAX_ACCEL_M, MAX_STEP_M, cmu_listed_fps, true_fps
 from training.data.csv_clips import csv_to_yup
 from training.errors import DataError
 
@@ -87,12 +87,46 @@ def test_bvh_retarget_has_smpl_bone_lengths_at_every_frame(bvh_clips):
         assert np.abs(bone_lengths(j) - REST_BONES).max() < 1e-5
 
 
-def test_bvh_retarget_is_60fps_with_the_take_duration(bvh_clips, data_dir):
+def test_bvh_frame_rate_is_cmus_not_the_header(bvh_clips, data_dir):
+    """The salsa headers say 120 fps; CMU's listing says 60, and so it is read: 2575 frames stay 2575 at
+    60 fps (minus the capture's settling frames), a 43 s take, not 21 s."""
     clip = bvh_clips["cmu_salsa_duet/61_09.bvh"]
-    # 2575 frames at 120 fps -> 1288 at 60 fps, minus the capture's settling frames at the start.
-    assert clip.fps == 60 and clip.meta["src_fps"] == 120
-    assert clip.num_frames == 1288 - sum(clip.meta["trimmed_frames"])
+    assert clip.fps == 60 and clip.meta["src_fps"] == 60
+    assert clip.num_frames == 2575 - sum(clip.meta["trimmed_frames"])
     assert sum(clip.meta["trimmed_frames"]) <= 4
+    assert bvh_clips["cmu_131/131_01.bvh"].meta["src_fps"] == 120  # header and listing agree
+    assert true_fps(data_dir / "cmu_05" / "05_02.bvh", 60.0) == 60.0  # resampled by its converter: header
+    assert cmu_listed_fps(data_dir / "cmu_05" / "05_02.bvh") == 120.0
+    assert true_fps(data_dir / "cmu_salsa_duet" / "61_09.bvh", 120.0) == 60.0
+
+
+def test_salsa_feet_step_at_a_salsa_cadence(bvh_clips):
+    """A physical check of the time base: in salsa each foot steps once per four beats, at 150-220 bpm
+    about 0.6-0.9 lifts a second (0.75 measured); read at the header's 120 fps it doubles to ~1.5."""
+    for name in ("cmu_salsa_duet/61_09.bvh", "cmu_salsa_duet/60_09.bvh"):
+        j = bvh_clips[name].joints.astype(np.float64)
+        rate = _foot_lifts_per_second(j[:, 7, 1], fps=60.0)
+        assert 0.5 < rate < 1.0, (name, rate)
+
+
+def _foot_lifts_per_second(ankle_height: np.ndarray, fps: float) -> float:
+    from scipy.ndimage import gaussian_filter1d
+
+    above = ankle_height - np.percentile(ankle_height, 5)
+    lifted = (gaussian_filter1d(above, 2) > 0.04).astype(int)
+    return float(np.sum(np.diff(lifted) == 1)) / (len(ankle_height) / fps)
+
+
+def test_cc_base_ballet_loads_without_its_added_t_pose(data_dir):
+    """Subject 5's CC_Base rig (141 joints, centimetres, 60 fps, frame 0 an added T-pose)."""
+    clip = load_bvh_clip(data_dir / "cmu_05" / "05_02.bvh")
+    j = clip.joints.astype(np.float64)
+    assert clip.meta["rig"] == "cc_base_141" and clip.meta["src_fps"] == 60
+    assert clip.num_frames == 562 - 1 - sum(clip.meta["trimmed_frames"])
+    assert np.abs(bone_lengths(j) - REST_BONES).max() < 1e-5
+    assert 1.3 < float(np.median(j[:, 15, 1] - j[:, [10, 11], 1].min(axis=1))) < 1.8  # a standing dancer
+    step = np.linalg.norm(np.diff(j, axis=0), axis=-1)
+    assert step.max() <= MAX_STEP_M  # no jump from a T-pose into the dance
 
 
 def test_bvh_retarget_has_no_jumps(bvh_clips):

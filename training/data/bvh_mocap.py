@@ -103,7 +103,31 @@ CMU_ASF = RigMap(
     },
 )
 
-RIGS: tuple[RigMap, ...] = (CMU_POSER, CMU_ASF)
+# Reallusion "CC_Base" rig (CMU subject 5 converted onto iClone's dummy: 141 joints, centimetres, frame 0
+# an added T-pose). Its twist and finger bones are ignored.
+CC_BASE = RigMap(
+    name="cc_base_141",
+    pelvis_landmarks=("CC_Base_Pelvis", "CC_Base_L_Thigh", "CC_Base_R_Thigh", "CC_Base_Waist"),
+    thorax_landmarks=("CC_Base_Spine02", "CC_Base_NeckTwist01", "CC_Base_L_Clavicle", "CC_Base_R_Clavicle"),
+    hips=("CC_Base_L_Thigh", "CC_Base_R_Thigh"),
+    knees=("CC_Base_L_Calf", "CC_Base_R_Calf"),
+    ankles=("CC_Base_L_Foot", "CC_Base_R_Foot"),
+    directions={
+        4: ("CC_Base_L_Thigh", "CC_Base_L_Calf"), 5: ("CC_Base_R_Thigh", "CC_Base_R_Calf"),
+        7: ("CC_Base_L_Calf", "CC_Base_L_Foot"), 8: ("CC_Base_R_Calf", "CC_Base_R_Foot"),
+        10: ("CC_Base_L_Foot", "CC_Base_L_ToeBase"), 11: ("CC_Base_R_Foot", "CC_Base_R_ToeBase"),
+        15: ("CC_Base_NeckTwist01", "CC_Base_Head"),
+        16: ("CC_Base_L_Clavicle", "CC_Base_L_Upperarm"), 17: ("CC_Base_R_Clavicle", "CC_Base_R_Upperarm"),
+        18: ("CC_Base_L_Upperarm", "CC_Base_L_Forearm"), 19: ("CC_Base_R_Upperarm", "CC_Base_R_Forearm"),
+        20: ("CC_Base_L_Forearm", "CC_Base_L_Hand"), 21: ("CC_Base_R_Forearm", "CC_Base_R_Hand"),
+        22: ("CC_Base_L_Hand", "CC_Base_L_Mid1"), 23: ("CC_Base_R_Hand", "CC_Base_R_Mid1"),
+    },
+)
+
+RIGS: tuple[RigMap, ...] = (CMU_POSER, CMU_ASF, CC_BASE)
+# Rigs whose converter put an added T-pose at frame 0 (not motion: dropped before anything else).
+TPOSE_FIRST_FRAME = ("cc_base_141",)
+CMU_TRIALS_CSV = "cmu_trials.csv"  # CMU's listing of every trial (subject, trial, description, fps)
 
 # SMPL joints placed rigidly from a segment (the rest are direction bones or interpolated spine).
 _PELVIS_CHILDREN = (1, 2, 3)
@@ -286,6 +310,37 @@ def repair_glitches(
     return out, repaired
 
 
+def cmu_listed_fps(path: Path) -> float | None:
+    """The capture rate CMU lists for ``<subject>_<trial>.bvh`` in ``cmu_trials.csv`` (looked for in the
+    file's folder and the two above it), or None when the name is not a CMU trial or there is no listing."""
+    m = re.fullmatch(r"(\d+)_(\d+)", path.stem)
+    if m is None:
+        return None
+    for folder in (path.parent, *list(path.parents)[1:3]):
+        listing = folder / CMU_TRIALS_CSV
+        if listing.is_file():
+            import csv
+
+            with open(listing, newline="") as f:
+                for row in csv.DictReader(f):
+                    if int(row["subject"]) == int(m[1]) and int(row["trial"]) == int(m[2]):
+                        return float(row["fps"])
+            return None
+    return None
+
+
+def true_fps(path: Path, header_fps: float) -> float:
+    """The frame rate a CMU BVH's frames really have.
+
+    The bulk BVH conversion of the CMU database stamped 120 fps on every trial, also on the 326 that CMU
+    captured at 60 fps (the salsa of subjects 60 and 61): read at 120, they play twice as fast. A header
+    that claims more frames per second than CMU captured is therefore wrong; one that claims fewer comes
+    from a converter that resampled (subject 5's CC_Base files: 60 fps of a 120 fps capture) and is right.
+    """
+    listed = cmu_listed_fps(path)
+    return header_fps if listed is None else min(header_fps, listed)
+
+
 def _snap_fps(fps: float) -> float:
     # "Frame Time: 0.008333" means 120 fps; 1/0.008333 = 120.0048 would break exact 2:1 decimation.
     return float(round(fps)) if abs(fps - round(fps)) < 1e-3 * fps else float(fps)
@@ -340,8 +395,11 @@ def load_bvh_clip(
         from engine.bvh import read_bvh  # imported late: a cache hit needs no BVH parser
 
         motion = read_bvh(path)
-        points, rest, fps = capture_points(motion)
+        points, rest, header_fps = capture_points(motion)
+        fps = true_fps(path, header_fps)
         rig = detect_rig(list(points))
+        if rig.name in TPOSE_FIRST_FRAME:
+            points = {k: v[1:] for k, v in points.items()}
         if fps != MOTION_FPS:
             points = {k: resample_positions(v, fps, MOTION_FPS) for k, v in points.items()}
         joints, scale = retarget_to_smpl(points, rest, rig)

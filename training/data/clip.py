@@ -19,7 +19,7 @@ from engine.skeleton import FOOT_JOINTS, NUM_JOINTS
 from training.errors import DataError, DataFormatError
 
 # Bump when any loader's output changes for the same input: it is part of every cache key.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2  # 2: CMU frame rates from CMU's listing (the salsa is 60 fps), CC_Base rig
 
 
 
