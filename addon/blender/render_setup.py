@@ -200,11 +200,15 @@ def render_animation(
     """Set up camera/light/output on ``scene`` and render its animation to ``output`` (in-process)."""
     if frame_range is not None:
         scene.frame_start, scene.frame_end = int(frame_range[0]), int(frame_range[1])
+    audio = compat.has_audio()  # the PyPI bpy 4.2 build has no Audaspace: a silent video, said on stderr
+    if not audio and (song_path is not None or _has_sound_strip(scene)):
+        print("warning: this Blender build has no audio support (Audaspace): the video has no sound",
+              file=sys.stderr)
     configure_mp4(
         scene, output, engine=engine, resolution=resolution, cycles_samples=cycles_samples,
-        with_audio=song_path is not None or _has_sound_strip(scene),
+        with_audio=audio and (song_path is not None or _has_sound_strip(scene)),
     )
-    if song_path is not None:
+    if song_path is not None and audio:
         add_song_strip(scene, song_path)
     if dancer is not None:
         frame_dancer(scene, bpy.data.objects[dancer], (scene.frame_start, scene.frame_end))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.addon.conftest import needs_audio
+
 pytest.importorskip("bpy")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +40,7 @@ def egl():
         pytest.skip("Workbench needs EGL (Mesa: libegl1 libegl-mesa0 libgl1-mesa-dri)")
 
 
+@needs_audio
 @pytest.mark.slow
 def test_two_songs_two_videos_and_a_failure_reported(egl, short_song, tiny_model_dir, tmp_path):
     songs = [short_song(2.2, name="first", offset=5.0), short_song(2.2, name="second", offset=20.0)]

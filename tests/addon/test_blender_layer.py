@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.addon.conftest import as_dance
+from tests.addon.conftest import as_dance, needs_audio
 
 bpy = pytest.importorskip("bpy")
 pytestmark = pytest.mark.usefixtures("fresh_scene")
@@ -168,6 +168,7 @@ def test_bad_input_changes_nothing(dance):
     assert obj.animation_data is None
 
 
+@needs_audio
 def test_song_strip_sets_the_frame_range(song_wav):
     sc = bpy.context.scene
     strip = scene.load_song(sc, song_wav, fps=30)

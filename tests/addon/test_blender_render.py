@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.addon.conftest import as_dance
+from tests.addon.conftest import as_dance, needs_audio
 
 bpy = pytest.importorskip("bpy")
 pytestmark = pytest.mark.usefixtures("fresh_scene")
@@ -41,6 +41,7 @@ def _check_video(path):
     assert audio.duration_s == pytest.approx(FRAMES / FPS, abs=0.05)  # AAC frames are ~21 ms
 
 
+@needs_audio
 @pytest.mark.slow
 def test_cycles_mp4_with_song(keyed_scene, song_wav, tmp_path):
     sc, obj = keyed_scene
@@ -54,6 +55,7 @@ def test_cycles_mp4_with_song(keyed_scene, song_wav, tmp_path):
     assert {o.name for o in bpy.data.objects} == {"dancer", "dancer_body"}
 
 
+@needs_audio
 @pytest.mark.slow
 def test_workbench_mp4_uses_the_scene_song_strip(keyed_scene, song_wav, tmp_path):
     if not render.egl_available():

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import build_addon
+from tests.addon.conftest import blender_has_audio
 
 pytest.importorskip("bpy")  # the builder script ships inside the bpy module
 
@@ -40,7 +41,7 @@ scene = bpy.context.scene
 scene.dance.song_path = song
 bpy.ops.ed.undo_push(message="before")
 state = lambda: [sorted(o.name for o in bpy.data.objects), sorted(a.name for a in bpy.data.actions),
-                 scene.sequence_editor is not None and len(scene.sequence_editor.strips)]
+                 scene.sequence_editor is not None and len(sys.modules[pkg + ".blender.compat"].sequencer_strips(scene))]
 out["before"] = state()
 out["result"] = sorted(bpy.ops.dance.generate("EXEC_DEFAULT", True))
 obj = scene.dance.armature
@@ -139,5 +140,6 @@ def test_installed_extension_registers_and_generates(built_zip, tiny_model_dir, 
     assert out["action"] == "installed clip"
     assert out["before"] == [[], [], False]
     objects, actions, strips = out["after"]
-    assert actions == ["installed clip"] and strips == 1 and len(objects) == 2
+    assert actions == ["installed clip"] and len(objects) == 2
+    assert strips == (1 if blender_has_audio() else False)  # no sound strip where bpy has no audio
     assert out["undone"] == out["before"]
