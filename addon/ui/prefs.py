@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +23,13 @@ from . import jobs
 # "addon" in the repository, "bl_ext.user_default.bailando_dance" once installed.
 ADDON_PACKAGE = __package__.rpartition(".")[0] if __package__ else "addon"
 DEPENDENCIES = ("torch", "librosa")
-PIP_REQUIREMENTS = ("torch", "librosa", "soundfile", "safetensors")
+# What "Install" asks pip for. On Blender's Python 3.11 (4.2-5.0) the versions the engine is tested with;
+# elsewhere the newest. numpy is pinned to Blender's own (see ``pip_command``) and never installed twice.
+PIP_REQUIREMENTS = (
+    ("torch==2.13.0", "librosa==0.11.0", "soundfile>=0.12", "soxr>=0.3", "safetensors>=0.4")
+    if sys.version_info[:2] == (3, 11)
+    else ("torch", "librosa", "soundfile", "soxr", "safetensors")
+)
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
@@ -68,8 +75,23 @@ def missing_dependencies() -> list[str]:
 
 
 def pip_command(target: Path) -> list[str]:
+    """pip installing the dependencies into ``target``, resolved against Blender's own numpy version (so
+    every package works with the numpy Blender loads), CPU-only torch first."""
+    import numpy
+
     return [sys.executable, "-m", "pip", "install", "--upgrade", "--target", str(target),
-            "--extra-index-url", TORCH_CPU_INDEX, *PIP_REQUIREMENTS]
+            "--extra-index-url", TORCH_CPU_INDEX, *PIP_REQUIREMENTS, f"numpy=={numpy.__version__}"]
+
+
+def drop_second_numpy(target: Path) -> list[str]:
+    """Remove the numpy pip put into ``target`` (the same version as Blender's, which stays first on the
+    path): one numpy in the process, never two. Returns what was removed."""
+    removed = []
+    for entry in sorted(target.glob("numpy*")):
+        if entry.name == "numpy" or entry.name.startswith(("numpy-", "numpy.libs")):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            removed.append(entry.name)
+    return removed
 
 
 class DANCE_OT_install_dependencies(Operator):
@@ -126,6 +148,7 @@ def start_install(context: Any, target: Path, command: list[str]) -> jobs.Job:
             stderr = proc.stderr.read() if proc.stderr is not None else ""
         if proc.returncode != 0:
             raise RuntimeError(stderr.strip().splitlines()[-1] if stderr.strip() else "pip failed")
+        drop_second_numpy(target)
         return str(target)
 
     job = jobs.Job("install dependencies", work).start()

@@ -128,10 +128,22 @@ def test_install_refuses_when_offline(enabled, monkeypatch, tmp_path):
 
 
 def test_pip_installs_into_the_user_folder_not_blender(tmp_path):
+    import numpy
+
     command = prefs.pip_command(tmp_path / "deps")
     assert command[:3] == [sys.executable, "-m", "pip"]
     assert command[command.index("--target") + 1] == str(tmp_path / "deps")
-    assert "torch" in command and "librosa" in command
+    assert "torch==2.13.0" in command and "librosa==0.11.0" in command  # Blender's Python 3.11
+    assert f"numpy=={numpy.__version__}" in command  # resolved against Blender's own numpy
+
+
+def test_the_numpy_pip_brings_along_is_removed_blenders_stays(tmp_path):
+    target = tmp_path / "deps"
+    for name in ("numpy", "numpy-1.26.4.dist-info", "numpy.libs", "numba", "torch"):
+        (target / name).mkdir(parents=True)
+    (target / "numpy" / "__init__.py").write_text("")
+    assert prefs.drop_second_numpy(target) == ["numpy", "numpy-1.26.4.dist-info", "numpy.libs"]
+    assert sorted(p.name for p in target.iterdir()) == ["numba", "torch"]
 
 
 def test_install_runs_pip_in_the_background_when_online(enabled, monkeypatch, tmp_path):
