@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -285,14 +285,22 @@ def _read_weights(file: Path) -> dict[str, torch.Tensor]:
                               f"truncated or corrupt") from exc
 
 
+def first_non_finite(tensors: Iterable[tuple[str, object]]) -> tuple[str, int] | None:
+    """(name, count of bad values) of the first floating-point tensor among ``(name, value)`` pairs that
+    holds a NaN or an infinity (other values are skipped), or None when all are finite."""
+    for name, tensor in tensors:
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name, int((~torch.isfinite(tensor)).sum())
+    return None
+
+
 def check_finite(state: dict[str, torch.Tensor], what: str) -> None:
     """Raise ``NonFiniteWeightsError`` naming the first floating-point tensor of ``state`` that holds a
     NaN or an infinity."""
-    for name, tensor in state.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise NonFiniteWeightsError(f"{what}: {name} holds {bad} NaN or infinite value(s); the model is "
-                                        "broken (its training diverged?) and cannot dance")
+    bad = first_non_finite(state.items())
+    if bad is not None:
+        raise NonFiniteWeightsError(f"{what}: {bad[0]} holds {bad[1]} NaN or infinite value(s); the model is "
+                                    "broken (its training diverged?) and cannot dance")
 
 
 def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:

@@ -56,7 +56,6 @@ def _generate(args: argparse.Namespace) -> int:
     does not depend on the song (formats, output folder, options, device, model) is checked first."""
     from tqdm import tqdm
 
-    from .audio import check_song_file
     from .dance_files import check_formats, write_dance
     from .files import check_output_folder
     from .generate import Choreographer
@@ -78,7 +77,6 @@ def _generate(args: argparse.Namespace) -> int:
     for song in args.songs:
         t0 = time.perf_counter()
         try:
-            check_song_file(song)
             with tqdm(total=1000, desc=song.name, unit="‰", disable=args.quiet, leave=False,
                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}") as bar:
                 def progress(fraction: float, message: str, bar=bar) -> None:

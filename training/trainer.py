@@ -24,6 +24,7 @@ does the rest the same way for all of them:
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import os
 import random
@@ -40,6 +41,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from engine.checkpoint import first_non_finite
 from engine.files import atomic_file
 from training.errors import TrainingDiverged, TrainingError
 
@@ -199,14 +201,10 @@ def _apply_optim(optimizer: torch.optim.Optimizer, scheduler: Any, optim: OptimC
 def non_finite_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> str | None:
     """The name of the first parameter, buffer or optimizer state tensor holding a NaN or an infinity,
     or None when all are finite."""
-    for name, tensor in [*model.state_dict().items()]:
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            return name
-    for index, state in optimizer.state.items():
-        for key, tensor in state.items():
-            if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                return f"optimizer state {key} of parameter {index}"
-    return None
+    optimizer_tensors = ((f"optimizer state {key} of parameter {index}", tensor)
+                         for index, state in optimizer.state.items() for key, tensor in state.items())
+    bad = first_non_finite(itertools.chain(model.state_dict().items(), optimizer_tensors))
+    return None if bad is None else bad[0]
 
 
 def save_checkpoint_atomic(path: Path, payload: dict[str, Any]) -> None:

@@ -92,7 +92,7 @@ def would_be_orphaned(action: Any) -> bool:
     return action.users <= 1 and not action.use_fake_user
 
 
-def assign_new_action(obj: Any, action: Any) -> Any:
+def assign_new_action(obj: Any, action: Any) -> None:
     """Make ``action`` the object's active action, with a slot on versions that have slots.
 
     On 4.4/4.5 a legacy ``action.fcurves.new`` on an action without an assigned slot creates a slot
@@ -100,18 +100,15 @@ def assign_new_action(obj: Any, action: Any) -> Any:
 
     The action it replaces is never orphaned: when nothing else uses it (no fake user, no NLA strip,
     no other object), Blender would delete it at the next save and reload, so it is stashed in the NLA
-    first (``stash_action``). Returns that previous action when it was stashed, else None.
+    first (``stash_action``).
     """
     anim = obj.animation_data or obj.animation_data_create()
     previous = anim.action
-    stashed = None
     if previous is not None and previous != action and would_be_orphaned(previous):
         stash_action(obj, previous)
-        stashed = previous
     anim.action = action
     if HAS_SLOTTED_ACTIONS and anim.action_slot is None:
         anim.action_slot = action.slots.new(id_type="OBJECT", name=obj.name)
-    return stashed
 
 
 def new_fcurve(obj: Any, action: Any, data_path: str, index: int, group: str) -> Any:
