@@ -1,34 +1,33 @@
-"""Measure the default model (or any model folder) on what it never saw in training.
+"""Measure the default model (or any model folder) on what no stage saw, against a baseline model.
 
-``python benchmarks/measure_default_model.py [--model assets/default_model] [-o benchmarks/results/default_model.json]``
+``python benchmarks/measure_default_model.py [--model assets/default_model] [--baseline DIR]
+[--song S ...] [--seeds 2] [-o benchmarks/results/default_model.json]``
 
-Prints and writes as JSON:
+Every model dances to every held-out song (default: ``hungarian_dance_5.ogg``, which no stage may see,
+and the demo song) in every style it knows plus "any": the engine's default decoding (greedy from the
+style's start pair, repeat limit, beat sync) and ``--seeds`` sampled variations (temperature 1, seeds
+1..n: what "Generate Variations" makes). Each dance is also made without beat sync (the model alone) and
+with the song's music shuffled in time (the control). Figures, each checked against the targets of
+issue #12 and printed with OK / FAIL:
 
-1. **Beat alignment on held-out real music.** The model dances (greedy) to a song that no stage saw
-   (``hungarian_dance_5.ogg`` for the default model) from several start poses: the model's default
-   start and poses of the held-out takes every 2 s, spread evenly (``--starts`` in all). Each dance is
-   scored with the paper's beat-align score (``training.metrics.beats.beat_align_score``, motion beats
-   vs the song's beats).
-   The control is the *same model, same start, same song* with the music features shuffled in time
-   (rows permuted, the beats moved with their rows, the score still taken against the real beats): if
-   the dance follows the music, shuffling must cost beat alignment. Three variants are measured: the
-   engine's default (repeat limit + beat sync, what users get), without beat sync (the model's own
-   timing), and without the repeat limit either (the official greedy decoder). Because BAS also rises with the mere number of motion beats,
-   the report takes it apart (``training.metrics.beats.beat_timing``): motion beats per music beat
-   (rate) and the share of motion beats within 3 frames of a music beat against chance (timing).
-2. **Quality against the training data.** The real-music dances' physical figures (mean joint speed,
-   foot skating, ground contact, floor range, longest frozen stretch) against those of the training
-   takes, with the acceptance checks of ``training.metrics.evaluate.quality_checks`` (the same figures
-   ``python -m training evaluate`` reports).
-3. **VQ-VAE reconstruction on held-out takes.** Mean per-joint position error (cm, root-relative,
-   joints 1..23; the root is the origin) of encode -> decode over the takes of the config's validation
-   split (the takes no stage trained on), and over the training takes for comparison; and how much
-   beat timing the codes keep: the training takes against their synthesised accompaniment, captured
-   and after encode -> decode (the GPT can place motion beats no more precisely than its codes can).
+* **Alive**: mean joint speed against the real takes of the asked style (all its takes as captured, at
+  their true frame rate; "any": every take), per style and song, target 0.8-1.25x; the longest
+  stretch with the body still (mean joint speed < 0.05 m/s), target <= 1 s; foot skating against the
+  style's real takes, target <= 1.2x.
+* **Varied**: Div_k / Div_g of the dances against the held-out real takes' (within 20 %), FID_k /
+  FID_g against the held-out real takes (lower than the baseline's). Features are the official
+  kinetic / geometric ones (``training.metrics``) of 4-s segments (2 s apart) of dances and takes, so
+  short held-out takes count and long dances are not one point each; columns constant in the held-out
+  takes are left out (``live_columns``).
+* **Style**: for each style with at least 2 minutes of data, FID_k of the dances asked for it against
+  its held-out takes, and against every other style's takes (held-out takes when they give at least
+  ``MIN_REFERENCE_SEGMENTS`` segments, else all of that style's takes): the own style must be closest.
+* **Beat**: the engine default's beat-align score per song (target >= 0.30 and >= 1.5x its shuffled
+  control); the model alone against its shuffled control: mean difference with a 95 % bootstrap
+  interval over dances (target: the interval excludes zero).
 
-The held-out takes are the validation split of ``--config`` (``training/configs/default_vqvae.yaml``:
-12 % of the takes by a seeded hash, the same split in every stage). Runs on a CPU with one thread by
-default; a few minutes for the default model.
+The held-out takes are the validation split of ``--config`` (``training/configs/default_vqvae.yaml``).
+One torch thread by default; about 15 minutes for two models on this 2-core machine.
 """
 
 from __future__ import annotations
@@ -49,237 +48,295 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 SHARED = Path(os.environ.get("DANCE_SHARED", REPO_ROOT.parent / "shared"))
-DEFAULT_SONGS = [SHARED / "data" / "music" / "hungarian_dance_5.ogg"]
+DEFAULT_SONGS = [SHARED / "data" / "music" / "hungarian_dance_5.ogg", REPO_ROOT / "assets" / "demo_song.ogg"]
 DEFAULT_MODEL = REPO_ROOT / "assets" / "default_model"
 DEFAULT_CONFIG = REPO_ROOT / "training" / "configs" / "default_vqvae.yaml"
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "default_model.json"
-SHUFFLE_SEEDS = (0, 1)
-START_EVERY_FRAMES = 120  # candidate start poses: every 2 s of the held-out takes
+SEGMENT, SEGMENT_STRIDE = 240, 120  # 4-s segments, 2 s apart, for FID and diversity
+MIN_REFERENCE_SEGMENTS = 5
+STYLE_MIN_MINUTES = 2.0
+SHUFFLE_SEED = 0
+BOOTSTRAP = 10_000
+TARGETS = {"speed": (0.8, 1.25), "still_s": 1.0, "skating": 1.2, "div": 0.2, "bas": 0.30, "bas_ratio": 1.5}
 
 
-def _reconstructions(vqvae, clips, torch) -> list[tuple[Any, np.ndarray, np.ndarray]]:
-    """(clip, pose, decoded) of encode -> decode for each clip of at least one token, cut to whole tokens:
-    pose (t, 72) root-relative as the VQ-VAE sees it; decoded (t, 72), channels 0-2 the root velocity."""
+# --- helpers --------------------------------------------------------------------------------------------
+def segments(joints: np.ndarray) -> list[np.ndarray]:
+    """4-s pieces 2 s apart (a take shorter than 4 s gives none)."""
+    return [joints[s : s + SEGMENT] for s in range(0, len(joints) - SEGMENT + 1, SEGMENT_STRIDE)]
+
+
+def segment_features(pieces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(kinetic (n, 72), geometric (n, 32)) features of each piece."""
+    from training.metrics.features import extract_motion_features
+
+    feats = [extract_motion_features(p) for p in pieces]
+    return np.stack([k for k, _ in feats]), np.stack([g for _, g in feats])
+
+
+def live_columns(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both feature sets without the columns that are constant in the reference: the official
+    normalisation divides by (std + 1e-10), so such a column (a geometric feature that never fires in a
+    few held-out takes) would weigh 1e10 and drown every other one."""
+    keep = np.asarray(gt).std(axis=0) > 1e-6
+    return np.asarray(gt)[:, keep], np.asarray(pred)[:, keep]
+
+
+def frames_weighted(values: list[float], weights: list[int]) -> float:
+    return float(np.average(values, weights=weights))
+
+
+def bootstrap_interval(diffs: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    means = rng.choice(diffs, size=(BOOTSTRAP, len(diffs)), replace=True).mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def _reconstruction_cm(vqvae, clips, torch) -> float:
+    """Root-relative MPJPE (cm, joints 1..23) of encode -> decode over the clips, frame-weighted."""
     from training.stages.common import poses_and_root_velocity
 
-    out = []
+    total, frames = 0.0, 0
     for clip in clips:
         t = clip.num_frames // 8 * 8
         if t < 8:
             continue
         pose, _ = poses_and_root_velocity(clip.joints[None, :t])  # (1, t, 72)
         with torch.inference_mode():
-            up, down = vqvae.encode(torch.from_numpy(pose))
-            decoded = vqvae.decode(up, down).float().numpy()
-        out.append((clip, pose[0], decoded[0]))
+            decoded = vqvae.decode(*vqvae.encode(torch.from_numpy(pose))).float().numpy()[0]
+        err = np.linalg.norm(decoded[:, 3:].reshape(t, 23, 3) - pose[0, :, 3:].reshape(t, 23, 3), axis=-1)
+        total += float(err.mean(axis=1).sum() * 100)
+        frames += t
+    return total / max(frames, 1)
+
+
+# --- the real takes ---------------------------------------------------------------------------------------
+def real_reference(split) -> dict[str, Any]:
+    """Per style ("any" = all): speed and skating of all takes, features of held-out and of all takes."""
+    from training.metrics.physical import foot_skating_ratio, mean_joint_speed
+
+    clips = split.train + split.val
+    held = {id(c) for c in split.val}
+    styles = sorted({c.style for c in clips if c.style})
+    ref: dict[str, Any] = {}
+    for style in ["any", *styles]:
+        mine = [c for c in clips if style == "any" or c.style == style]
+        w = [c.num_frames for c in mine]
+        held_pieces = [p for c in mine if id(c) in held for p in segments(c.joints)]
+        all_pieces = [p for c in mine for p in segments(c.joints)]
+        ref[style] = {
+            "minutes": sum(w) / 3600, "takes": len({c.take_id for c in mine}),
+            "held_out_takes": sorted({c.take_id for c in mine if id(c) in held}),
+            "speed": frames_weighted([mean_joint_speed(c.joints, 60) for c in mine], w),
+            "skating": frames_weighted([foot_skating_ratio(c.joints, 60) for c in mine], w),
+            "held_out_segments": len(held_pieces), "all_segments": len(all_pieces),
+            "held_out_features": segment_features(held_pieces) if held_pieces else None,
+            "all_features": segment_features(all_pieces) if all_pieces else None,
+        }
+    return ref
+
+
+# --- dances -----------------------------------------------------------------------------------------------
+def dance_model(model_dir: Path, songs: list[Path], n_seeds: int) -> dict[str, Any]:
+    """Every dance of one model: {style: [ {song, seed, default, alone, default_shuffled, alone_shuffled} ]}."""
+    from engine.generate import Choreographer, GenerateOptions
+    from training.metrics.beats import shuffled_in_time
+
+    chor = Choreographer(model_dir)
+    styles = ["any", *chor.model.config.styles]
+    base = GenerateOptions(rotations=False)
+    out: dict[str, Any] = {"name": chor.model.config.name, "styles": styles, "dances": {s: [] for s in styles},
+                           "seconds": 0.0, "tokens": 0, "vqvae": chor.model.vqvae}
+    for song in songs:
+        feats = chor.features(song)
+        shuffled = shuffled_in_time(feats, SHUFFLE_SEED)
+        for style in styles:
+            for seed in range(n_seeds + 1):
+                sampling = base.sampling if seed == 0 else dataclasses.replace(base.sampling, greedy=False, seed=seed)
+                default = dataclasses.replace(base, style=style, sampling=sampling)
+                alone = dataclasses.replace(default, beat_sync=None)
+                t0 = time.perf_counter()
+                row = {"song": song.stem, "seed": seed, "default": chor.generate(song, default, features=feats)}
+                out["seconds"] += time.perf_counter() - t0
+                out["tokens"] += len(row["default"].codes_up)
+                row["alone"] = chor.generate(song, alone, features=feats)
+                row["default_shuffled"] = chor.generate(song, default, features=shuffled)
+                row["alone_shuffled"] = chor.generate(song, alone, features=shuffled)
+                out["dances"][style].append(row)
     return out
 
 
-def _mpjpe_cm(reconstructions) -> dict[str, Any]:
-    """Root-relative MPJPE (cm, joints 1..23) of encode -> decode, per clip and frame-weighted mean."""
-    rows, total, frames = [], 0.0, 0
-    for clip, pose, decoded in reconstructions:
-        t = len(pose)
-        err = np.linalg.norm(decoded[:, 3:].reshape(t, 23, 3) - pose[:, 3:].reshape(t, 23, 3), axis=-1)
-        rows.append({"clip": clip.name, "take": clip.take_id, "frames": t, "mpjpe_cm": float(err.mean() * 100)})
-        total += float(err.mean(axis=1).sum() * 100)
-        frames += t
-    return {"mean_cm": total / max(frames, 1), "clips": rows}
+def score_model(danced: dict[str, Any], ref: dict[str, Any], songs: list[Path]) -> dict[str, Any]:
+    from training.metrics.beats import beat_align_score
+    from training.metrics.fid import fid_and_diversity, frechet_distance, normalize_by_gt
+    from training.metrics.physical import foot_skating_ratio, longest_frozen_seconds, mean_joint_speed
+
+    report: dict[str, Any] = {"name": danced["name"], "styles": {}, "beat": {}}
+    all_pieces: list[np.ndarray] = []
+    lo, hi = TARGETS["speed"]
+    for style, rows in danced["dances"].items():
+        real = ref.get(style)
+        per_song = {}
+        for song in songs:
+            mine = [r["default"].joints for r in rows if r["song"] == song.stem]
+            speed = float(np.mean([mean_joint_speed(j, 60) for j in mine]))
+            per_song[song.stem] = {"speed": speed, "speed_ratio": speed / real["speed"] if real else None}
+        joints = [r["default"].joints for r in rows]
+        pieces = [p for j in joints for p in segments(j)]
+        all_pieces += pieces
+        still = max(longest_frozen_seconds(j, 60) for j in joints)
+        skating = float(np.mean([foot_skating_ratio(j, 60) for j in joints]))
+        entry: dict[str, Any] = {
+            "per_song": per_song, "longest_still_s": still, "skating": skating,
+            "skating_ratio": skating / real["skating"] if real else None,
+            "speed_ok": bool(real) and all(lo <= v["speed_ratio"] <= hi for v in per_song.values()),
+            "still_ok": still <= TARGETS["still_s"],
+            "skating_ok": bool(real) and skating / real["skating"] <= TARGETS["skating"],
+        }
+        if real and real["held_out_features"] is not None:
+            # the style test: FID_k of this style's dances against each style's real takes
+            kin = segment_features(pieces)[0]
+            against = {}
+            for other, r in ref.items():
+                if other == "any":
+                    continue
+                use_held = r["held_out_segments"] >= MIN_REFERENCE_SEGMENTS or other == style
+                feats = r["held_out_features"] if use_held else r["all_features"]
+                if feats is not None:
+                    gt_n, pred_n = normalize_by_gt(*live_columns(feats[0], kin))
+                    against[other] = {"fid_k": frechet_distance(gt_n, pred_n),
+                                      "reference": "held-out takes" if use_held else "all takes"}
+            entry["fid_k_against_styles"] = against
+            if style != "any" and real["minutes"] >= STYLE_MIN_MINUTES:
+                own = against[style]["fid_k"]
+                entry["style_ok"] = all(own < v["fid_k"] for k, v in against.items() if k != style)
+        report["styles"][style] = entry
+
+    # varied: all of this model's default dances pooled, against the held-out real takes of every style
+    kin, geo = segment_features(all_pieces)
+    gt_kin, gt_geo = ref["any"]["held_out_features"]
+    k, g = fid_and_diversity(*live_columns(gt_kin, kin)), fid_and_diversity(*live_columns(gt_geo, geo))
+    report["varied"] = {"fid_k": k["fid"], "fid_g": g["fid"], "div_k": k["div"], "div_g": g["div"],
+                        "div_k_real": k["div_gt"], "div_g_real": g["div_gt"], "segments": len(all_pieces),
+                        "real_segments": ref["any"]["held_out_segments"]}
+    report["varied"]["div_ok"] = all(abs(report["varied"][f"div_{x}"] / report["varied"][f"div_{x}_real"] - 1)
+                                     <= TARGETS["div"] for x in ("k", "g"))
+    any_pieces = [p for r in danced["dances"]["any"] for p in segments(r["default"].joints)]
+    kin_any, geo_any = segment_features(any_pieces)
+    report["varied"]["fid_k_any"] = fid_and_diversity(*live_columns(gt_kin, kin_any))["fid"]
+    report["varied"]["fid_g_any"] = fid_and_diversity(*live_columns(gt_geo, geo_any))["fid"]
+
+    # beat: per song over every style and seed
+    rows = [r for style_rows in danced["dances"].values() for r in style_rows]
+    diffs = []
+    for song in songs:
+        mine = [r for r in rows if r["song"] == song.stem]
+
+        def bas(kind: str, dances=mine) -> list[float]:
+            # every dance is scored against the real song's beats, its shuffled control too
+            return [beat_align_score(r["default"].music_beats, r[kind].joints) for r in dances]
+
+        default, default_sh = bas("default"), bas("default_shuffled")
+        alone, alone_sh = bas("alone"), bas("alone_shuffled")
+        diffs += [a - b for a, b in zip(alone, alone_sh)]
+        report["beat"][song.stem] = {
+            "engine_default": float(np.mean(default)), "engine_default_shuffled": float(np.mean(default_sh)),
+            "model_alone": float(np.mean(alone)), "model_alone_shuffled": float(np.mean(alone_sh)),
+            "dances": len(mine),
+        }
+        b = report["beat"][song.stem]
+        b["engine_ok"] = b["engine_default"] >= TARGETS["bas"] and \
+            b["engine_default"] >= TARGETS["bas_ratio"] * b["engine_default_shuffled"]
+    d = np.asarray(diffs)
+    ci = bootstrap_interval(d)
+    report["beat"]["model_alone_minus_shuffled"] = {"mean": float(d.mean()), "ci95": list(ci), "dances": len(d),
+                                                    "ok": ci[0] > 0}
+    report["generation"] = {"tokens_per_second": danced["tokens"] / max(danced["seconds"], 1e-9)}
+    return report
 
 
-def _timing_kept(reconstructions, cfg) -> dict[str, Any]:
-    """How much beat timing survives the VQ-VAE: each take's synthesised accompaniment (the GPT's training
-    music, beats on the take's own motion beats) against the captured motion and its encode -> decode."""
-    from engine.audio import extract_features
-    from engine.models.vqvae import integrate_root
-    from training.accompaniment import accompaniment_for_motion
-    from training.metrics.beats import beat_align_score, beat_timing
-
-    rows: dict[str, list[dict[str, float]]] = {"captured": [], "reconstructed": []}
-    for clip, pose, decoded in reconstructions:
-        t = len(pose)
-        if t < 64:
-            continue
-        wav, _ = accompaniment_for_motion(clip.joints, cfg.music.accompaniment_dir, clip.name, clip.fps)
-        beats = extract_features(wav, "full", with_beats=True, cache_dir=cfg.music.feature_cache_dir).beats
-        for kind, joints in (("captured", clip.joints[:t]), ("reconstructed", integrate_root(decoded[None])[0])):
-            timing = beat_timing(beats, joints)
-            if timing is not None:
-                rows[kind].append({**timing, "bas": beat_align_score(beats, joints)})
-    return {kind: {key: float(np.mean([r[key] for r in rs])) for key in rs[0]} for kind, rs in rows.items() if rs}
-
-
-def measure(model_dir: Path, songs: list[Path], config_path: Path, out_path: Path | None,
-            n_starts: int = 8, max_gt_clips: int | None = None, temperature: float | None = None) -> dict[str, Any]:
+def measure(models: dict[str, Path], songs: list[Path], config_path: Path, n_seeds: int,
+            out_path: Path | None) -> dict[str, Any]:
     import torch
 
-    from engine.clock import TOKEN_FPS
-    from engine.generate import Choreographer, GenerateOptions
-    from engine.sampling import longest_repeat
     from training.config import load_config
-    from training.data.sources import load_windows
-    from training.metrics.beats import beat_align_score, beat_timing, shuffled_in_time
-    from training.metrics.evaluate import compute_metrics
+    from training.data.sources import load_split
 
-    cfg = load_config(config_path)
-    _, _, split = load_windows(cfg.data)
-    chor = Choreographer(model_dir)
-    # BAS and physical figures need positions only; greedy unless a sampling temperature is given (then a
-    # fixed seed per dance, the same for its shuffled-music controls)
-    options = GenerateOptions(rotations=False)
-    if temperature is not None:
-        options = dataclasses.replace(options, sampling=dataclasses.replace(
-            options.sampling, greedy=False, temperature=temperature, seed=0))
-    # what the engine does by default, the model's own timing (no beat sync), and the official decoder
-    # (no repeat limit either): the first is what users get, the others show where the figures come from
-    variants = {
-        "engine_default": options,
-        "no_beat_sync": dataclasses.replace(options, beat_sync=None),
-        "no_beat_sync_no_repeat_limit": dataclasses.replace(
-            options, beat_sync=None, sampling=dataclasses.replace(options.sampling, max_repeat=None)),
-    }
-
-    # start poses: the model's default, then poses of the held-out takes every 2 s, spread evenly
-    candidates = [chor.encode_pose(clip.joints[f : f + 24]) for clip in split.val
-                  for f in range(0, clip.num_frames - 24, START_EVERY_FRAMES)]
-    picked = np.linspace(0, len(candidates) - 1, num=min(n_starts - 1, len(candidates))).round().astype(int)
-    starts = [tuple(int(c) for c in chor.model.config.default_start)] + [candidates[i] for i in picked]
-    starts = list(dict.fromkeys(starts))
-
+    split = load_split(load_config(config_path).data)
+    ref = real_reference(split)
     report: dict[str, Any] = {
-        "model": str(model_dir), "model_name": chor.model.config.name, "songs": [str(s) for s in songs],
-        "held_out_takes": sorted(split.val_takes), "train_takes": sorted(split.train_takes),
-        "start_codes": [list(s) for s in starts], "shuffle_seeds": list(SHUFFLE_SEEDS),
-        "sampling": dataclasses.asdict(options.sampling),
+        "songs": [str(s) for s in songs], "seeds": n_seeds, "targets": TARGETS,
+        "real": {s: {k: v for k, v in r.items() if not k.endswith("_features")} for s, r in ref.items()},
+        "models": {},
     }
-    report["variants"] = {name: {"beat_sync": None if o.beat_sync is None else dataclasses.asdict(o.beat_sync),
-                                 "max_repeat": o.sampling.max_repeat} for name, o in variants.items()}
-    real_dances, real_beats, names, gen_s, tokens = [], [], [], [], 0
-    for song in songs:
-        feats = chor.features(song)
-        for start in starts:
-            for name, variant in variants.items():
-                opts = dataclasses.replace(variant, start_codes=start)
-                t0 = time.perf_counter()
-                dance = chor.generate(song, opts, features=feats)
-                row = report["variants"][name]
-                if name == "engine_default":
-                    gen_s.append(time.perf_counter() - t0)
-                    tokens += len(dance.codes_up)
-                    real_dances.append(dance.joints)
-                    real_beats.append(dance.music_beats)
-                    names.append(f"{song.stem}_start{start[0]}-{start[1]}")
-                row.setdefault("bas_real", []).append(beat_align_score(dance.music_beats, dance.joints))
-                row.setdefault("timing_real", []).append(beat_timing(dance.music_beats, dance.joints))
-                hold = longest_repeat(dance.codes_up, dance.codes_down) / TOKEN_FPS  # s of the unwarped dance
-                row.setdefault("longest_hold_s", []).append(hold)
-                if dance.meta.get("beat_sync"):
-                    row.setdefault("sync", []).append({k: dance.meta["beat_sync"][k] for k in
-                                                       ("pairs", "motion_beats", "music_beats", "slowest_rate",
-                                                        "fastest_rate")})
-                for seed in SHUFFLE_SEEDS:
-                    shuffled = chor.generate(song, opts, features=shuffled_in_time(feats, seed))
-                    # score against the real song's beats: the motion is compared with the music it is meant for
-                    row.setdefault("bas_shuffled", []).append(beat_align_score(dance.music_beats, shuffled.joints))
-                    row.setdefault("timing_shuffled", []).append(beat_timing(dance.music_beats, shuffled.joints))
-    for row in report["variants"].values():
-        row["bas"] = {
-            "real_music_mean": float(np.mean(row["bas_real"])), "real_music_per_dance": row.pop("bas_real"),
-            "shuffled_music_mean": float(np.mean(row["bas_shuffled"])),
-            "shuffled_music_per_dance": row.pop("bas_shuffled"), "aistpp_ground_truth_paper": 0.2374,
-        }
-        # rate vs timing (training.metrics.beats.beat_timing): means over the dances that have motion beats
-        timing = {kind: [t for t in row.pop(f"timing_{kind}") if t is not None] for kind in ("real", "shuffled")}
-        row["beat_timing"] = {kind: {key: float(np.mean([t[key] for t in rows]))
-                                     for key in ("motion_beats_per_music_beat", "on_beat_fraction",
-                                                 "chance_on_beat_fraction")}
-                              for kind, rows in timing.items()}
-        if "sync" in row:
-            sync = row.pop("sync")
-            row["beat_sync_done"] = {
-                "pairs_per_music_beat": float(np.mean([r["pairs"] / max(r["music_beats"], 1) for r in sync])),
-                "pairs_per_motion_beat": float(np.mean([r["pairs"] / max(r["motion_beats"], 1) for r in sync])),
-                "min_rate": float(min(r["slowest_rate"] for r in sync)),
-                "max_rate": float(max(r["fastest_rate"] for r in sync)),
-            }
-    report["bas"] = report["variants"]["engine_default"]["bas"]
-    report["beat_timing"] = report["variants"]["engine_default"]["beat_timing"]
-    report["generation"] = {"dances": len(real_dances), "mean_seconds_per_dance": float(np.mean(gen_s)),
-                            "tokens_per_second": tokens / max(sum(gen_s), 1e-9), "torch_threads": torch.get_num_threads()}
-
-    gt_clips = split.train if max_gt_clips is None else split.train[:max_gt_clips]
-    metrics = compute_metrics(real_dances, [c.joints for c in gt_clips], real_beats, pred_names=names,
-                              gt_names=[c.name for c in gt_clips])
-    report["quality"] = {
-        "physical_generated": metrics["physical_pred"], "physical_training_data": metrics["physical_gt"],
-        "checks": metrics["quality_checks"], "per_dance": metrics["pred_files"],
-    }
-
-    vqvae = chor.model.vqvae.eval()
-    train_recon = _reconstructions(vqvae, split.train, torch)  # once, for both figures below
-    report["vqvae_mpjpe"] = {"held_out": _mpjpe_cm(_reconstructions(vqvae, split.val, torch)),
-                             "train": _mpjpe_cm(train_recon)}
-    report["vqvae_beat_timing_train"] = _timing_kept(train_recon, cfg)
+    for label, model_dir in models.items():
+        danced = dance_model(model_dir, songs, n_seeds)
+        scored = score_model(danced, ref, songs)
+        scored["path"] = str(model_dir)
+        scored["vqvae_mpjpe_held_out_cm"] = _reconstruction_cm(danced["vqvae"].eval(), split.val, torch)
+        report["models"][label] = scored
+    if "baseline" in report["models"]:
+        new, old = report["models"]["model"]["varied"], report["models"]["baseline"]["varied"]
+        new["fid_lower_than_baseline"] = bool(new["fid_k"] < old["fid_k"] and new["fid_g"] < old["fid_g"])
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_path.with_name(f".{out_path.name}.partial")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        tmp.write_text(json.dumps(report, indent=2, default=float) + "\n")
         os.replace(tmp, out_path)
     return report
 
 
+def _ok(flag: Any) -> str:
+    return "OK" if flag else "FAIL"
+
+
 def print_report(r: dict[str, Any]) -> None:
-    q, m = r["quality"], r["vqvae_mpjpe"]
-    print(f"model {r['model']}  songs {', '.join(Path(s).name for s in r['songs'])}  "
-          f"held-out takes {', '.join(r['held_out_takes'])}")
-    for name, v in r["variants"].items():
-        b = v["bas"]
-        k = len(r["shuffle_seeds"])
-        wins = sum(real > np.mean(b["shuffled_music_per_dance"][k * i : k * i + k])
-                   for i, real in enumerate(b["real_music_per_dance"]))
-        print(f"{name}: beat-align score, held-out music {b['real_music_mean']:.4f} over "
-              f"{len(b['real_music_per_dance'])} dances; music shuffled in time {b['shuffled_music_mean']:.4f} "
-              f"(ratio {b['real_music_mean'] / max(b['shuffled_music_mean'], 1e-9):.2f}; real higher in {wins}); "
-              f"longest hold of one code pair {max(v['longest_hold_s']):.1f} s")
-        for kind, t in v["beat_timing"].items():
-            print(f"  {kind + ' music':<15} motion beats per music beat {t['motion_beats_per_music_beat']:.2f}; "
-                  f"{100 * t['on_beat_fraction']:.0f} % of them within 3 frames of a music beat "
-                  f"(chance {100 * t['chance_on_beat_fraction']:.0f} %)")
-        if "beat_sync_done" in v:
-            d = v["beat_sync_done"]
-            print(f"  beat sync pulled {100 * d['pairs_per_music_beat']:.0f} % of the music beats "
-                  f"({100 * d['pairs_per_motion_beat']:.0f} % of the motion beats); playback rate "
-                  f"{d['min_rate']:.2f}-{d['max_rate']:.2f}")
-    print("AIST++ ground truth (paper) 0.2374; quality below: engine_default")
-    gen, gt = q["physical_generated"], q["physical_training_data"]
-    for key in ("mean_joint_speed", "foot_skating_ratio", "ground_contact_ratio", "floor_range_m",
-                "longest_frozen_s", "jitter"):
-        print(f"  {key:<22} generated {gen[key]:10.4f}   training data {gt[key]:10.4f}")
-    for key, check in q["checks"].items():
-        if isinstance(check, dict):
-            print(f"  check {key:<22} {check['value']:.3f}  {'OK' if check['ok'] else 'FAIL'}")
-    print(f"  all checks: {'OK' if q['checks']['all_ok'] else 'FAIL'}")
-    print(f"VQ-VAE MPJPE: held-out takes {m['held_out']['mean_cm']:.2f} cm, training takes {m['train']['mean_cm']:.2f} cm")
-    for kind, t in r.get("vqvae_beat_timing_train", {}).items():
-        print(f"  training takes {kind:<13} vs their accompaniment: BAS {t['bas']:.3f}, "
-              f"{100 * t['on_beat_fraction']:.0f} % of motion beats within 3 frames of a beat "
-              f"(chance {100 * t['chance_on_beat_fraction']:.0f} %)")
-    g = r["generation"]
-    print(f"generation: {g['mean_seconds_per_dance']:.2f} s per dance, {g['tokens_per_second']:.0f} tokens/s "
-          f"({g['torch_threads']} torch thread(s), positions only)")
+    print(f"songs {', '.join(Path(s).name for s in r['songs'])}; greedy + {r['seeds']} sampled dances per style")
+    print("real takes (all, as captured): " + "; ".join(
+        f"{s} {v['minutes']:.1f} min, {v['speed']:.2f} m/s, skating {v['skating']:.3f}, held out "
+        f"{len(v['held_out_takes'])} takes / {v['held_out_segments']} segments" for s, v in r["real"].items()))
+    for label, m in r["models"].items():
+        print(f"\n== {label}: {m['name']} ({m['path']})")
+        for style, e in m["styles"].items():
+            speeds = ", ".join(f"{song} {v['speed']:.2f} m/s ({v['speed_ratio']:.2f}x)"
+                               for song, v in e["per_song"].items())
+            line = (f"  {style:<7} speed {speeds} {_ok(e['speed_ok'])}; still {e['longest_still_s']:.2f} s "
+                    f"{_ok(e['still_ok'])}; skating {e['skating']:.3f} ({e['skating_ratio']:.2f}x) {_ok(e['skating_ok'])}")
+            print(line)
+            if "fid_k_against_styles" in e:
+                print("          FID_k vs " + ", ".join(f"{k} {v['fid_k']:.1f}" for k, v in
+                                                       e["fid_k_against_styles"].items())
+                      + (f"  style {_ok(e['style_ok'])}" if "style_ok" in e else ""))
+        v = m["varied"]
+        print(f"  varied: FID_k {v['fid_k']:.2f} FID_g {v['fid_g']:.2f} (style any: {v['fid_k_any']:.2f} / "
+              f"{v['fid_g_any']:.2f}); Div_k {v['div_k']:.2f} vs real {v['div_k_real']:.2f}, Div_g {v['div_g']:.2f} "
+              f"vs real {v['div_g_real']:.2f} {_ok(v['div_ok'])}"
+              + (f"; FID lower than the baseline's {_ok(v['fid_lower_than_baseline'])}"
+                 if "fid_lower_than_baseline" in v else ""))
+        for song, b in m["beat"].items():
+            if song == "model_alone_minus_shuffled":
+                continue
+            print(f"  beat {song}: engine default {b['engine_default']:.3f} vs shuffled "
+                  f"{b['engine_default_shuffled']:.3f} {_ok(b['engine_ok'])}; model alone {b['model_alone']:.3f} "
+                  f"vs shuffled {b['model_alone_shuffled']:.3f}")
+        d = m["beat"]["model_alone_minus_shuffled"]
+        print(f"  model alone minus shuffled: {d['mean']:+.4f}, 95 % CI [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] "
+              f"over {d['dances']} dances {_ok(d['ok'])}")
+        print(f"  VQ-VAE MPJPE on the held-out takes {m['vqvae_mpjpe_held_out_cm']:.1f} cm; "
+              f"{m['generation']['tokens_per_second']:.0f} tokens/s (engine default, positions only)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: %(default)s)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a model folder to measure in the same run for comparison (e.g. the previous release)")
     parser.add_argument("--song", type=Path, action="append", default=None,
-                        help="held-out song (repeatable; default: hungarian_dance_5.ogg from ../shared)")
+                        help="held-out song (repeatable; default: hungarian_dance_5.ogg and the demo song)")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                         help="training config whose data split defines the held-out takes (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, default=2, help="sampled dances per style and song besides the greedy one")
     parser.add_argument("-o", "--out", type=Path, default=DEFAULT_OUT, help="JSON to write (default: %(default)s)")
-    parser.add_argument("--starts", type=int, default=8, help="start poses per song (default: %(default)s)")
-    parser.add_argument("--temperature", type=float, default=None,
-                        help="sample at this temperature with seed 0 instead of greedy decoding")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     args = parser.parse_args(argv)
     import torch
@@ -291,9 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {missing[0]} does not exist (the real data lives in ../shared; set DANCE_SHARED)",
               file=sys.stderr)
         return 2
-    report = measure(args.model, songs, args.config, args.out, n_starts=args.starts, temperature=args.temperature)
+    models = {"model": args.model, **({"baseline": args.baseline} if args.baseline else {})}
+    report = measure(models, songs, args.config, args.seeds, args.out)
     print_report(report)
-    print(f"wrote {args.out}")
+    print(f"\nwrote {args.out}")
     return 0
 
 

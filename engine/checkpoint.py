@@ -47,6 +47,7 @@ CONFIG_FILE = "config.json"
 VQVAE_FILE = "vqvae.safetensors"
 GPT_FILE = "gpt.safetensors"
 MODEL_FILES = (CONFIG_FILE, VQVAE_FILE, GPT_FILE)
+ANY_STYLE = "any"  # the style of a dance that asks for none: the GPT's style input 0
 
 
 def default_model_dir() -> Path:
@@ -74,6 +75,10 @@ class ModelConfig:
     # features). Without it a small GPT hears the MFCCs (std ~100) and all but ignores the rhythm columns.
     music_mean: list[float] | None = None
     music_std: list[float] | None = None
+    # Style control: the names of the GPT's styles (style input 1 + position; 0 = "any"), one per
+    # gpt.n_styles, and optionally a start pair per style (the style's most common first codes).
+    styles: list[str] = field(default_factory=list)
+    style_starts: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.feature_mode not in FEATURE_MODES:
@@ -93,6 +98,35 @@ class ModelConfig:
             raise CheckpointError(f"default_start {self.default_start} is outside the codebooks "
                                   f"({self.gpt.vocab_size_up}, {self.gpt.vocab_size_down})")
         self.default_start = (up, down)
+        self.styles = [str(v) for v in self.styles]
+        if len(self.styles) != self.gpt.n_styles:
+            raise CheckpointError(f"the model config names {len(self.styles)} styles but its GPT has "
+                                  f"{self.gpt.n_styles} (gpt.n_styles)")
+        if len(set(self.styles)) != len(self.styles) or ANY_STYLE in self.styles or not all(self.styles):
+            raise CheckpointError(f"style names must be distinct, non-empty and not {ANY_STYLE!r}: {self.styles}")
+        starts = {}
+        for style, pair in dict(self.style_starts).items():
+            if style not in self.styles:
+                raise CheckpointError(f"style_starts names an unknown style {style!r} (styles: {self.styles})")
+            up, down = (int(c) for c in pair)
+            if not (0 <= up < self.gpt.vocab_size_up and 0 <= down < self.gpt.vocab_size_down):
+                raise CheckpointError(f"style_starts[{style!r}] {pair} is outside the codebooks")
+            starts[style] = (up, down)
+        self.style_starts = starts
+
+    def style_index(self, style: str) -> int:
+        """The GPT's style input for a style name: 0 for "any", 1 + its place in ``styles``."""
+        if style == ANY_STYLE:
+            return 0
+        if style not in self.styles:
+            known = ", ".join([ANY_STYLE, *self.styles])
+            raise InvalidOptionError(f"unknown style {style!r}: this model knows {known}"
+                                     if self.styles else f"this model has no styles (only {ANY_STYLE!r})")
+        return self.styles.index(style) + 1
+
+    def start_for(self, style: str) -> tuple[int, int]:
+        """The start pair a dance in ``style`` begins with when the user gives none."""
+        return self.style_starts.get(style, self.default_start)
 
     def normalise_music(self, features: torch.Tensor) -> torch.Tensor:
         """The GPT's music input: (..., music_dim) features standardised with the model's statistics
@@ -112,6 +146,8 @@ class ModelConfig:
             "vqvae": self.vqvae.to_dict(),
             "gpt": self.gpt.to_dict(),
             **({"music_mean": self.music_mean, "music_std": self.music_std} if self.music_mean is not None else {}),
+            **({"styles": self.styles,
+                "style_starts": {k: list(v) for k, v in self.style_starts.items()}} if self.styles else {}),
         }
 
     @classmethod
@@ -128,6 +164,8 @@ class ModelConfig:
                 source=str(d.get("source", "")),
                 music_mean=d.get("music_mean"),
                 music_std=d.get("music_std"),
+                styles=list(d.get("styles", [])),
+                style_starts=dict(d.get("style_starts", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"invalid model config: {exc}") from exc

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import torch
 
 from .audio import MusicFeatures, extract_features
 from .beats import BeatSyncOptions, sync_to_beats
-from .checkpoint import DanceModel, check_device, load_model
+from .checkpoint import ANY_STYLE, DanceModel, check_device, load_model
 from .clock import BEAT_FPS, MOTION_FPS
 from .dance import Dance
 from .errors import Cancelled, InvalidOptionError
@@ -44,7 +44,8 @@ _PHASES = {"features": (0.0, 0.10), "gpt": (0.10, 0.90), "decode": (0.90, 0.95),
 class GenerateOptions:
     """What a user can choose for one generation.
 
-    start_codes: (up, down) codes of the first token; None takes the model's default pair.
+    style:       the dance style the GPT is asked for: "any" or one of the model's ``config.styles``.
+    start_codes: (up, down) codes of the first token; None takes the style's start pair (or the model's).
     sampling:    greedy (the official sampler) or temperature / top-k with a seed, exact or fast; by
                  default no code pair is held longer than 2 s (``SamplingOptions.max_repeat``).
     fps:         output frame rate: 60 (native), 30 or 24 (resampled).
@@ -59,6 +60,7 @@ class GenerateOptions:
     reserve_cores: cores the thread policy leaves to the host program (the add-on leaves one to Blender).
     """
 
+    style: str = ANY_STYLE
     start_codes: tuple[int, int] | None = None
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     fps: float = MOTION_FPS
@@ -123,7 +125,7 @@ class Choreographer:
 
     def check_options(self, options: GenerateOptions) -> tuple[int, int]:
         """Check every option against this model before any work (fps, sampling, beat sync, precision,
-        start codes); returns the start codes. Raises ``InvalidOptionError`` naming the bad one."""
+        style, start codes); returns the start codes. Raises ``InvalidOptionError`` naming the bad one."""
         if float(options.fps) not in SUPPORTED_FPS:
             raise InvalidOptionError(f"fps must be one of {', '.join(str(int(f)) for f in SUPPORTED_FPS)}, "
                                      f"got {options.fps}")
@@ -134,7 +136,8 @@ class Choreographer:
             raise InvalidOptionError(f"threads must be a whole number of at least 1, got {options.threads}")
         if options.precision != "float32" and options.precision not in APPROXIMATIONS:
             raise InvalidOptionError(f"precision must be float32 or one of {APPROXIMATIONS}, got {options.precision!r}")
-        return self.check_codes(*(options.start_codes or tuple(self.model.config.default_start)))
+        self.model.config.style_index(options.style)
+        return self.check_codes(*(options.start_codes or self.model.config.start_for(options.style)))
 
     def features(self, song: str | Path, progress: ProgressFn | None = None) -> MusicFeatures:
         def audio_progress(fraction: float, message: str) -> None:
@@ -245,7 +248,8 @@ class Choreographer:
             _phase(progress, "gpt", done / max(total, 1), f"Dancing: token {done}/{total}")
 
         t0 = time.perf_counter()
-        codes_up, codes_down = sample_codes(gpt, start_up, start_down, music, options.sampling,
+        sampling = replace(options.sampling, style=self.model.config.style_index(options.style))
+        codes_up, codes_down = sample_codes(gpt, start_up, start_down, music, sampling,
                                             progress=gpt_progress, cancel=cancel)
         timings["gpt_s"] = time.perf_counter() - t0
         _check_cancel(cancel)
@@ -280,6 +284,7 @@ class Choreographer:
             meta={
                 "model": self.model.config.name,
                 "feature_mode": self.model.config.feature_mode,
+                "style": options.style,
                 "start_codes": [start_up, start_down],
                 "sampling": asdict(options.sampling),
                 "precision": options.precision,

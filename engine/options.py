@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from .beats import BeatSyncOptions
+from .checkpoint import ANY_STYLE
 from .clock import MOTION_FPS
 from .generate import SUPPORTED_FPS, GenerateOptions
 from .sampling import APPROXIMATIONS, SamplingOptions, max_repeat_for
@@ -17,6 +18,7 @@ from .sampling import APPROXIMATIONS, SamplingOptions, max_repeat_for
 
 def build_options(
     *,
+    style: str = ANY_STYLE,
     start: tuple[int, int] | None = None,
     greedy: bool | None = None,
     temperature: float | None = None,
@@ -51,6 +53,7 @@ def build_options(
     if shift is not None:
         sampling["shift"] = shift
     return GenerateOptions(
+        style=style,
         start_codes=tuple(start) if start else None,  # type: ignore[arg-type]
         sampling=SamplingOptions(**sampling),
         fps=fps,
@@ -68,6 +71,9 @@ def add_generation_arguments(parser: argparse.ArgumentParser, *, fps: float = MO
     parser.add_argument("--model", type=str, default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps")
     parser.add_argument("--fps", type=float, default=fps, choices=SUPPORTED_FPS, help="output frame rate")
+    parser.add_argument("--style", default=ANY_STYLE,
+                        help="dance style: any (default) or one the model knows (the default model: "
+                             "salsa, ballet, street, indian); 'python -m engine info' lists a model's")
     parser.add_argument("--start", type=int, nargs=2, metavar=("UP", "DOWN"), default=None,
                         help="codes of the first token (default: the model's)")
     parser.add_argument("--temperature", type=float, default=None,
@@ -96,7 +102,7 @@ def add_generation_arguments(parser: argparse.ArgumentParser, *, fps: float = MO
 def options_from_args(args: argparse.Namespace, *, rotations: bool = True) -> GenerateOptions:
     """``GenerateOptions`` from the flags of ``add_generation_arguments``."""
     return build_options(
-        start=tuple(args.start) if args.start else None, temperature=args.temperature, top_k=args.top_k,
+        style=args.style, start=tuple(args.start) if args.start else None, temperature=args.temperature, top_k=args.top_k,
         seed=args.seed, exact=args.exact, shift=args.shift, draft=args.draft, max_hold=args.max_hold,
         beat_sync=args.beat_sync, fps=args.fps, ground=not args.no_ground,
         precision=args.approximate or "float32", rotations=rotations, threads=args.threads,

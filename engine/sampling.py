@@ -87,6 +87,8 @@ class SamplingOptions:
     # in place); past the limit the half whose best code costs the least probability to give up takes
     # its next choice instead (see ``_avoid_repeat``).
     max_repeat: int | None = DEFAULT_MAX_REPEAT
+    # The GPT's style input (0 = any; 1.. = the model's styles, see ModelConfig.style_index).
+    style: int = 0
 
     def check(self) -> None:
         if not self.greedy:
@@ -106,6 +108,8 @@ class SamplingOptions:
             raise InvalidOptionError(
                 f"shift must be at least 1 (or None for a sliding window), got {self.shift}"
             )
+        if not (isinstance(self.style, int) and self.style >= 0):
+            raise InvalidOptionError(f"style must be a style index of at least 0, got {self.style!r}")
         if self.seed is not None and not 0 <= self.seed < SEED_LIMIT:
             raise InvalidOptionError(f"seed must be a whole number from 0 to 2^64 - 1, got {self.seed}")
 
@@ -233,6 +237,10 @@ def sample_codes(
     device = next(gpt.parameters()).device
     music = _as_music(music, gpt, device)  # (N, n_music)
     n_new = music.shape[0]
+    if options.style > config.n_styles:
+        raise InvalidOptionError(f"style {options.style} is not one of this GPT's {config.n_styles} styles")
+    # (1,) the style input of every call; None (no input at all) for "any", as the official model runs
+    style = torch.tensor([options.style], device=device) if options.style else None
     n_context = config.block_size - 1
     shift = options.effective_shift()
 
@@ -253,7 +261,7 @@ def sample_codes(
         draft = approximate_gpt(gpt, options.draft)
         with torch.inference_mode():
             _speculative_greedy(gpt, draft, codes_up, codes_down, music, shift, progress, cancel,
-                                options.max_repeat)
+                                options.max_repeat, style)
         return codes_up.cpu().numpy(), codes_down.cpu().numpy()
 
     cache: KVCache | None = None
@@ -266,7 +274,7 @@ def sample_codes(
             if not options.fast:
                 window = slice(start, step + 1)
                 logits_up, logits_down = gpt(
-                    codes_up[None, window], codes_down[None, window], music[None, window]
+                    codes_up[None, window], codes_down[None, window], music[None, window], style=style
                 )  # (1, length, V)
             else:
                 if cache is None or start != cache_start or cache.length != length - 1:
@@ -275,7 +283,7 @@ def sample_codes(
                 else:
                     new = slice(step, step + 1)  # the window grew by one step: feed only that step
                 logits_up, logits_down = gpt(
-                    codes_up[None, new], codes_down[None, new], music[None, new], cache=cache
+                    codes_up[None, new], codes_down[None, new], music[None, new], cache=cache, style=style
                 )
             _check_logits(logits_up[0, -1])
             _check_logits(logits_down[0, -1])
@@ -299,6 +307,7 @@ def _speculative_greedy(
     progress: ProgressFn | None,
     cancel: CancelFn | None,
     max_repeat: int | None = None,
+    style: torch.Tensor | None = None,
 ) -> None:
     """Greedy fast decoding where ``draft`` guesses and ``gpt`` checks; fills codes_* in place.
 
@@ -325,7 +334,8 @@ def _speculative_greedy(
             for t in range(step, end):
                 new = slice(start + draft_cache.length, t + 1)
                 logits_up, logits_down = draft(
-                    codes_up[None, new], codes_down[None, new], draft_music[None, new], cache=draft_cache
+                    codes_up[None, new], codes_down[None, new], draft_music[None, new], cache=draft_cache,
+                    style=style,
                 )
                 codes_up[t + 1] = torch.argmax(logits_up[0, -1])
                 codes_down[t + 1] = torch.argmax(logits_down[0, -1])
@@ -333,7 +343,7 @@ def _speculative_greedy(
             fed = start + target_cache.length
             new = slice(fed, end)
             logits_up, logits_down = gpt(
-                codes_up[None, new], codes_down[None, new], music[None, new], cache=target_cache
+                codes_up[None, new], codes_down[None, new], music[None, new], cache=target_cache, style=style
             )
             _check_logits(logits_up[0, step - fed :])
             _check_logits(logits_down[0, step - fed :])

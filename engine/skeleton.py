@@ -72,6 +72,10 @@ FOOT_JOINTS = np.array([7, 8, 10, 11], dtype=np.int64)  # ankles and toes: what 
 LEFT_FOOT = (7, 10)  # l_ankle, l_foot
 RIGHT_FOOT = (8, 11)  # r_ankle, r_foot
 LEGS = ((1, 4, 7), (2, 5, 8))  # (hip, knee, ankle), left then right
+# The joint that takes each joint's place in a left/right mirror image (x negated): l_* <-> r_*.
+MIRRORED_JOINTS = np.array(
+    [0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 21, 20, 23, 22], dtype=np.int64
+)
 
 
 

@@ -74,6 +74,29 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_model(model, tmp_path_factory.mktemp("models") / "tiny")
 
 
+@pytest.fixture(scope="session")
+def styled_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with two styles ("salsa", "ballet"; "ballet" has its own start pair (5, 7)); their
+    embeddings scaled up so that a random model feels them."""
+    import dataclasses
+
+    import torch
+
+    from engine.checkpoint import build_model, debug_model_config, save_model
+
+    torch.manual_seed(0)
+    base = debug_model_config("debug-styled")
+    config = dataclasses.replace(base, gpt=dataclasses.replace(base.gpt, n_styles=2), styles=["salsa", "ballet"],
+                                 style_starts={"ballet": (5, 7)})
+    model = build_model(config)
+    with torch.no_grad():
+        for name, buffer in model.vqvae.named_buffers():
+            if name.endswith("bottleneck.level_blocks.0.k"):
+                buffer.normal_()
+        model.gpt.gpt_base.style_emb.weight.normal_(std=2.0)
+    return save_model(model, tmp_path_factory.mktemp("models") / "styled")
+
+
 @pytest.fixture
 def short_song(music_dir: Path, tmp_path: Path):
     """``short_song(seconds, name="clip", offset=10.0)``: a WAV cut from a real song into tmp_path."""

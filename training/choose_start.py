@@ -9,8 +9,9 @@ most common first pairs instead. From each, the model dances (the engine's defau
 first ``--seconds`` of every song given; a pair qualifies when its dances' feet slide no more than in
 the training takes, and the qualifying pair whose mean joint speed is closest to the training takes'
 (in ratio) becomes the model's ``default_start`` (``config.json`` rewritten in place, atomically;
-nothing else changes). Give training songs only (the actor-critic songs): the choice must not see the
-music the model is measured on.
+nothing else changes). A model with styles gets a start per style the same way (``style_starts``):
+candidates from that style's windows, dances asked for that style, targets from its own takes. Give
+training songs only (the actor-critic songs): the choice must not see the music the model is measured on.
 """
 
 from __future__ import annotations
@@ -45,13 +46,16 @@ def pick_start(rows: list[dict[str, Any]], speed_target: float, skating_limit: f
 
 def choose_start(model_dir: str | Path, config: str | Path | Any, songs: list[Path], top: int = 12,
                  seconds: float = 30.0, write: bool = True) -> dict[str, Any]:
-    """Try the candidates, rewrite ``default_start`` (when ``write``) and return what was measured.
+    """Try the candidates, rewrite ``default_start`` and, for a model with styles, ``style_starts`` (when
+    ``write``), and return what was measured: {"any": {...}, <style>: {...}}.
 
-    ``config``: the GPT stage's config (a path, or a loaded ``TrainConfig``)."""
+    ``config``: the GPT stage's config (a path, or a loaded ``TrainConfig``). For a style the candidates
+    are the most common first pairs of that style's windows, its dances are asked for that style, and
+    the targets are its own training takes'."""
     import soundfile as sf
     import torch
 
-    from engine.checkpoint import write_config
+    from engine.checkpoint import ANY_STYLE, write_config
     from engine.generate import Choreographer, GenerateOptions
     from training.config import load_config
     from training.data.sources import load_windows
@@ -67,15 +71,18 @@ def choose_start(model_dir: str | Path, config: str | Path | Any, songs: list[Pa
     codes_file = Path(cfg.run_dir) / CODES_FILE
     if not codes_file.is_file():
         raise DanceError(f"{codes_file} not found: run the GPT stage of that config first")
+    windows, _, split = load_windows(cfg.data)
+    window_styles = np.array([windows.clips[int(ci)].style or "" for ci in windows.index[:, 0]])
     with np.load(codes_file) as codes:
-        candidates = candidate_starts(codes["up"], codes["down"], top)
-    _, _, split = load_windows(cfg.data)
-    takes = [clip.joints for clip in split.train]
-    speed_target = float(np.mean([mean_joint_speed(j, 60.0) for j in takes]))
-    skating_limit = float(np.mean([foot_skating_ratio(j, 60.0) for j in takes]))
+        up, down = codes["up"], codes["down"]
+    if len(up) != len(windows):
+        raise DanceError(f"{codes_file} holds {len(up)} windows but the config gives {len(windows)}: "
+                         "run the GPT stage of that config again")
 
     torch.set_num_threads(1)
     chor = Choreographer(model_dir)
+    config_now = chor.model.config
+    result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         clips = []
         for i, song in enumerate(songs):  # the first seconds of each song, as wav
@@ -83,20 +90,29 @@ def choose_start(model_dir: str | Path, config: str | Path | Any, songs: list[Pa
             clips.append(Path(tmp) / f"song{i}.wav")
             sf.write(clips[-1], audio, sr)
         features = [chor.features(clip) for clip in clips]
-        rows = []
-        for start in candidates:
-            options = GenerateOptions(start_codes=start, rotations=False)
-            dances = [chor.generate(clip, options, features=f).joints for clip, f in zip(clips, features)]
-            rows.append({"start": [int(c) for c in start],
-                         "speed": float(np.mean([mean_joint_speed(j, 60.0) for j in dances])),
-                         "skating": float(np.mean([foot_skating_ratio(j, 60.0) for j in dances]))})
-    chosen = pick_start(rows, speed_target, skating_limit)
-    result = {"chosen": chosen["start"], "previous": list(chor.model.config.default_start),
-              "training_speed": speed_target, "training_skating": skating_limit, "candidates": rows,
-              "songs": [str(s) for s in songs], "seconds": seconds}
+        for style in [ANY_STYLE, *config_now.styles]:
+            mine = np.ones(len(up), bool) if style == ANY_STYLE else window_styles == style
+            takes = [c.joints for c in split.train if style == ANY_STYLE or c.style == style]
+            if not mine.any() or not takes:
+                continue
+            speed_target = float(np.mean([mean_joint_speed(j, 60.0) for j in takes]))
+            skating_limit = float(np.mean([foot_skating_ratio(j, 60.0) for j in takes]))
+            rows = []
+            for start in candidate_starts(up[mine], down[mine], top):
+                options = GenerateOptions(style=style, start_codes=start, rotations=False)
+                dances = [chor.generate(clip, options, features=f).joints for clip, f in zip(clips, features)]
+                rows.append({"start": [int(c) for c in start],
+                             "speed": float(np.mean([mean_joint_speed(j, 60.0) for j in dances])),
+                             "skating": float(np.mean([foot_skating_ratio(j, 60.0) for j in dances]))})
+            chosen = pick_start(rows, speed_target, skating_limit)
+            previous = config_now.start_for(style)
+            result[style] = {"chosen": chosen["start"], "previous": list(previous), "training_speed": speed_target,
+                             "training_skating": skating_limit, "candidates": rows}
+    default = tuple(result[ANY_STYLE]["chosen"]) if ANY_STYLE in result else config_now.default_start
+    style_starts = {s: tuple(r["chosen"]) for s, r in result.items() if s != ANY_STYLE}
     if write:
-        write_config(replace(chor.model.config, default_start=tuple(chosen["start"])), model_dir)
-    return result
+        write_config(replace(config_now, default_start=default, style_starts=style_starts), model_dir)
+    return {"styles": result, "songs": [str(s) for s in songs], "seconds": seconds}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,11 +130,13 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1 or not args.seconds > 0:
         raise DanceError("--top must be at least 1 and --seconds positive")
     result = choose_start(args.model, args.config, args.song, args.top, args.seconds, write=not args.dry_run)
-    print(f"training takes: mean joint speed {result['training_speed']:.3f} m/s, "
-          f"foot skating {result['training_skating']:.3f}")
-    for row in result["candidates"]:
-        mark = "  <- chosen" if row["start"] == result["chosen"] else ""
-        print(f"  start {tuple(row['start'])}: speed {row['speed']:.3f} m/s, skating {row['skating']:.3f}{mark}")
     verb = "would set" if args.dry_run else "set"
-    print(f"{verb} default_start {tuple(result['previous'])} -> {tuple(result['chosen'])} in {args.model}")
+    for style, r in result["styles"].items():
+        print(f"{style}: training takes' mean joint speed {r['training_speed']:.3f} m/s, "
+              f"foot skating {r['training_skating']:.3f}")
+        for row in r["candidates"]:
+            mark = "  <- chosen" if row["start"] == r["chosen"] else ""
+            print(f"  start {tuple(row['start'])}: speed {row['speed']:.3f} m/s, skating {row['skating']:.3f}{mark}")
+        what = "default_start" if style == "any" else f"the start of style {style}"
+        print(f"{verb} {what} {tuple(r['previous'])} -> {tuple(r['chosen'])} in {args.model}")
     return 0

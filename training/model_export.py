@@ -70,6 +70,8 @@ def export_model(runs: list[str | Path], out_dir: str | Path, name: str | None =
         source=f"VQ-VAE from {vqvae_run}; GPT from {gpt_run}",
         music_mean=effective.get("music_mean"),  # None for runs without standardised music
         music_std=effective.get("music_std"),
+        styles=list(effective.get("styles", [])) if gpt_config.n_styles else [],
+        style_starts={k: tuple(v) for k, v in effective.get("style_starts", {}).items()},
     )
     with torch.no_grad():
         return save_model(DanceModel(config, vqvae.eval(), gpt.eval()), out_dir)

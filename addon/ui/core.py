@@ -8,6 +8,7 @@ changes the scene (``apply_dances``, ``pose_armature``) runs on the main thread.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -46,6 +47,16 @@ def resolve_model_dir(chosen: str | Path | None) -> Path:
             "Bailando Dance"
         )
     return path
+
+
+def model_styles(model_dir: str | Path) -> list[str]:
+    """The styles a model folder offers ("styles" in its config.json), read without torch or the weights,
+    for the Style menu; [] when the folder has none or cannot be read (the engine says why on Generate)."""
+    try:
+        styles = json.loads((Path(model_dir) / "config.json").read_text()).get("styles", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(s) for s in styles] if isinstance(styles, list) else []
 
 
 def torch_device(choice: str) -> str:

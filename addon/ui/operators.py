@@ -111,6 +111,7 @@ class DANCE_OT_generate(Operator):
                 raise errors.InvalidOptionError("select the armature to apply the dance to (or target a new one)")
             core.check_target(target, settings.preset)  # a rig lacking bones fails now, not after the engine
         options = _engine.options.build_options(
+            style=settings.style or "any",
             start=(settings.start_up, settings.start_down) if settings.use_start_codes else None,
             greedy=settings.greedy, temperature=settings.temperature, top_k=settings.top_k or None,
             seed=settings.seed, max_hold=settings.max_hold, beat_sync=settings.beat_sync, fps=float(settings.fps),

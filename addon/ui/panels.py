@@ -38,6 +38,7 @@ class DANCE_PT_main(_DancePanel):
         row.label(text=song, icon="SOUND")
         row.operator(operators.DANCE_OT_load_song.bl_idname, text="", icon="FILEBROWSER")
         layout.prop(settings, "fps")
+        layout.prop(settings, "style")
         layout.prop(settings, "beat_sync")
         missing = prefs.missing_dependencies()
         if missing:

@@ -66,6 +66,21 @@ def set_start_codes(context: Any, up: int, down: int) -> None:
     _on_start_code(props, context)
 
 
+# Blender keeps only pointers to the strings of dynamic enum items: the list must outlive the callback.
+_STYLE_ITEMS: list[tuple[str, str, str]] = []
+
+
+def style_items(self: Any, context: Any) -> list[tuple[str, str, str]]:
+    """"Any" plus the styles of the model chosen in the preferences (read from its config.json)."""
+    try:
+        styles = core.model_styles(prefs.engine_setup(context)[0])
+    except core.errors.DanceError:
+        styles = []
+    _STYLE_ITEMS[:] = [("any", "Any", "Whatever the model learnt from all its data")] + [
+        (name, name.capitalize(), f"Dance in the {name} style of the model's training data") for name in styles]
+    return _STYLE_ITEMS
+
+
 def _is_armature(self: Any, obj: Any) -> bool:
     return obj.type == "ARMATURE"
 
@@ -79,6 +94,10 @@ class DANCE_PG_scene(PropertyGroup):
         items=[("30", "30 fps", "Resampled from the model's 60 fps"), ("60", "60 fps", "The model's own rate"),
                ("24", "24 fps", "Film rate")],
         default="30",
+    )
+    style: EnumProperty(  # type: ignore[valid-type]
+        name="Style", items=style_items,
+        description="The dance style the model is asked for (the styles of its training data)",
     )
     beat_sync: FloatProperty(  # type: ignore[valid-type]
         name="Beat Sync", subtype="FACTOR", min=0.0, max=1.0, default=1.0,

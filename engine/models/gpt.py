@@ -38,6 +38,7 @@ _GPT_RANGES: dict[str, tuple[float, float]] = {
     "vocab_size_up": (1, 65536), "vocab_size_down": (1, 65536), "block_size": (2, 4096), "n_music": (1, 8192),
     "n_embd": (1, 16384), "n_head": (1, 1024), "n_layer_base": (1, 512), "n_layer_head": (1, 512),
     "n_layer_critic": (0, 512), "embd_pdrop": (0, 1), "resid_pdrop": (0, 1), "attn_pdrop": (0, 1),
+    "n_styles": (0, 1024), "style_pdrop": (0, 1),
 }
 
 
@@ -55,6 +56,12 @@ class GPTConfig:
     embd_pdrop: float = 0.1
     resid_pdrop: float = 0.1
     attn_pdrop: float = 0.1
+    # Style control (not in Bailando): a learned embedding per style, index 0 = "any", added to every
+    # token of the window. 0 = no style input (the official model). In training a window's style is
+    # replaced by "any" with probability style_pdrop, so that "any" means the whole data, as
+    # classifier-free guidance drops its condition.
+    n_styles: int = 0
+    style_pdrop: float = 0.0
 
     def __post_init__(self) -> None:
         check_config_fields(self, "GPT", _GPT_RANGES)
@@ -72,7 +79,8 @@ class GPTConfig:
         positions = 3 * self.block_size * e
         heads = (self.vocab_size_up + self.vocab_size_down) * e + 2 * e
         critic = self.n_layer_critic * block + (2 * e + 2 * e if self.n_layer_critic else 0)
-        return (self.n_layer_base + self.n_layer_head) * block + embeddings + positions + heads + critic
+        styles = (self.n_styles + 1) * e if self.n_styles else 0
+        return (self.n_layer_base + self.n_layer_head) * block + embeddings + positions + heads + critic + styles
 
     @classmethod
     def official(cls, critic: bool = False) -> GPTConfig:
@@ -193,6 +201,8 @@ class GPTBase(nn.Module):
         self.tok_emb_down = nn.Embedding(config.vocab_size_down, config.n_embd)
         self.pos_emb = nn.Parameter(torch.zeros(1, 3 * config.block_size, config.n_embd))
         self.cond_emb = nn.Linear(config.n_music, config.n_embd)
+        # (n_styles + 1, C): row 0 is "any"; absent without styles, so official checkpoints load strictly
+        self.style_emb = nn.Embedding(config.n_styles + 1, config.n_embd) if config.n_styles else None
         self.drop = nn.Dropout(config.embd_pdrop)
         self.blocks = nn.ModuleList(
             Block(config, config.attn_pdrop, config.resid_pdrop) for _ in range(config.n_layer_base)
@@ -204,6 +214,7 @@ class GPTBase(nn.Module):
         codes_down: torch.Tensor,
         music: torch.Tensor,
         cache: KVCache | None = None,
+        style: torch.Tensor | None = None,
     ) -> torch.Tensor:
         t = codes_up.shape[1]
         start = 0 if cache is None else cache.length  # time index of the first new step in the window
@@ -221,7 +232,14 @@ class GPTBase(nn.Module):
             ],
             dim=1,
         )  # (1, 3t, C)
-        x = self.drop(tokens + positions)
+        x = tokens + positions
+        if self.style_emb is not None:
+            if style is None:
+                style = torch.zeros(codes_up.shape[0], dtype=torch.long, device=codes_up.device)
+            x = x + self.style_emb(style)[:, None, :]  # (B, 1, C): the same for every token
+        elif style is not None and bool((style != 0).any()):
+            raise ModelError("this GPT has no style input (n_styles = 0): only style 0 (any) is possible")
+        x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, cache, layer=i)
         return x
@@ -291,25 +309,29 @@ class CrossCondGPT(nn.Module):
         codes_down: torch.Tensor,
         music: torch.Tensor,
         cache: KVCache | None = None,
+        style: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """codes_* (B, t) int64, music (B, t, n_music) -> (logits_up (B, t, Vu), logits_down (B, t, Vd)).
+
+        ``style`` (B,) int64: 0 = any, 1.. = the model's styles (None: any); only with ``n_styles`` > 0.
 
         With ``cache`` the t steps are appended to the cached window (positions cache.length ..) and the
         logits are those of the new steps only; the cache then holds the longer window.
         """
-        x = self.gpt_base(codes_up, codes_down, music, cache)  # (B, 3t, C)
+        x = self.gpt_base(codes_up, codes_down, music, cache, style)  # (B, 3t, C)
         logits = self.gpt_head(x, cache, layer_offset=len(self.gpt_base.blocks))
         if cache is not None:
             cache.length += codes_up.shape[1]
         return logits
 
     def values(
-        self, codes_up: torch.Tensor, codes_down: torch.Tensor, music: torch.Tensor
+        self, codes_up: torch.Tensor, codes_down: torch.Tensor, music: torch.Tensor,
+        style: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Critic outputs (value_up (B, t, 1), value_down (B, t, 1)); the state value is their sum."""
         if self.critic_net is None:
             raise ModelError("this GPT has no critic (n_layer_critic == 0); load an actor-critic checkpoint")
-        x = self.gpt_base(codes_up, codes_down, music)  # (B, 3t, C)
+        x = self.gpt_base(codes_up, codes_down, music, style=style)  # (B, 3t, C)
         return self.critic_net(x)
 
     def loss(
@@ -320,13 +342,14 @@ class CrossCondGPT(nn.Module):
         targets_up: torch.Tensor,
         targets_down: torch.Tensor,
         reduction: str = "mean",
+        style: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Training loss CE(up) + CE(down). targets_* (B, t) are the next codes.
 
         reduction "mean" (supervised stage) gives a scalar; "none" gives (B, t) per-token losses, as the
         actor-critic stage weights each token by its advantage.
         """
-        logits_up, logits_down = self(codes_up, codes_down, music)  # (B, t, V)
+        logits_up, logits_down = self(codes_up, codes_down, music, style=style)  # (B, t, V)
         B, t = targets_up.shape
         loss_up = F.cross_entropy(logits_up.flatten(0, 1), targets_up.flatten(), reduction=reduction)
         loss_down = F.cross_entropy(logits_down.flatten(0, 1), targets_down.flatten(), reduction=reduction)

@@ -113,6 +113,37 @@ def test_timing_settings_reach_the_engine(scene, short_song, monkeypatch):
     assert seen[0].sampling.max_repeat is None
 
 
+def test_the_style_menu_offers_the_models_styles_and_reaches_the_engine(scene, enabled, styled_model_dir,
+                                                                       tiny_model_dir, short_song, monkeypatch):
+    from addon.ui import core, props
+
+    def menu() -> list[str]:  # what Blender asks the dynamic menu for when it draws it
+        return [identifier for identifier, _, _ in props.style_items(scene.dance, bpy.context)]
+
+    assert menu() == ["any"]  # the tiny model has no styles
+    enabled.model_dir = str(styled_model_dir)
+    assert menu() == ["any", "salsa", "ballet"]
+    seen = []
+    original = core.generate_dances
+
+    def spy(model_dir, device, song, options_list, **kwargs):
+        seen.extend(options_list)
+        dances = original(model_dir, device, song, options_list, **kwargs)
+        seen.extend(dances)
+        return dances
+
+    monkeypatch.setattr(core, "generate_dances", spy)
+    scene.dance.song_path = str(short_song(2.0, name="clip"))
+    scene.dance.style = "ballet"
+    assert scene.dance.style == "ballet"
+    assert bpy.ops.dance.generate("EXEC_DEFAULT", True) == {"FINISHED"}
+    options, dance = seen
+    assert options.style == "ballet" and dance.meta["style"] == "ballet"
+    assert (int(dance.codes_up[0]), int(dance.codes_down[0])) == (5, 7)  # the style's own start pose
+    enabled.model_dir = str(tiny_model_dir)  # a model without the chosen style: the menu falls back to "any"
+    assert menu() == ["any"]
+
+
 def test_generate_twice_never_overwrites(scene, short_song):
     scene.dance.song_path = str(short_song(2.0, name="clip"))
     assert bpy.ops.dance.generate() == {"FINISHED"}

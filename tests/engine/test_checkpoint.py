@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -260,3 +261,26 @@ def test_invalid_music_statistics(trained_like_model):
         replace(cfg, music_mean=mean[:-1], music_std=std[:-1])
     with pytest.raises(CheckpointError, match="positive"):
         replace(cfg, music_mean=mean, music_std=[0.0] * n)
+
+
+def test_model_styles_round_trip_and_are_checked(tmp_path):
+    import dataclasses
+
+    base = debug_model_config()
+    gpt = dataclasses.replace(base.gpt, n_styles=2)
+    config = dataclasses.replace(base, gpt=gpt, styles=["salsa", "ballet"], style_starts={"salsa": (3, 4)})
+    out = save_model(build_model(config), tmp_path / "styled")
+    loaded = load_model(out).config
+    assert loaded.styles == ["salsa", "ballet"] and loaded.style_starts == {"salsa": (3, 4)}
+    assert [loaded.style_index(s) for s in ("any", "salsa", "ballet")] == [0, 1, 2]
+    assert loaded.start_for("salsa") == (3, 4) and loaded.start_for("ballet") == loaded.default_start
+    assert "styles" not in base.to_dict()  # a model without styles writes the config it always did
+    for changes, message in [
+        ({"styles": ["salsa"]}, "names 1 styles but its GPT has 2"),
+        ({"styles": ["salsa", "salsa"]}, "distinct"),
+        ({"styles": ["any", "salsa"]}, "distinct, non-empty and not 'any'"),
+        ({"style_starts": {"tango": (0, 0)}}, "unknown style 'tango'"),
+        ({"style_starts": {"salsa": (0, 999)}}, "outside the codebooks"),
+    ]:
+        with pytest.raises(CheckpointError, match=re.escape(message)):
+            dataclasses.replace(config, **changes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import subprocess
@@ -251,3 +252,50 @@ def test_music_statistics_are_applied_before_the_gpt(tiny_model_dir, short_song)
     standardised = with_stats(mean, std).generate(short_song, features=feats, options=options)
     assert not (np.array_equal(standardised.codes_up, base.codes_up)
                 and np.array_equal(standardised.codes_down, base.codes_down))
+
+
+# --- style control ------------------------------------------------------------------------------------------
+def test_the_style_steers_the_dance_and_is_recorded(styled_model_dir, short_song, tmp_path):
+    chor = Choreographer(styled_model_dir)
+    feats = chor.features(short_song)
+    options = GenerateOptions(rotations=False, beat_sync=None)
+    dances = {style: chor.generate(short_song, dataclasses.replace(options, style=style), features=feats)
+              for style in ("any", "salsa", "ballet")}
+    assert dances["salsa"].meta["style"] == "salsa" and dances["any"].meta["style"] == "any"
+    assert not np.array_equal(dances["salsa"].codes_up, dances["ballet"].codes_up)
+    assert not np.array_equal(dances["any"].codes_up, dances["salsa"].codes_up)
+    # a style with its own start pair begins there; the others at the model's default start
+    assert (dances["ballet"].codes_up[0], dances["ballet"].codes_down[0]) == (5, 7)
+    assert (dances["salsa"].codes_up[0], dances["salsa"].codes_down[0]) == (0, 0)
+    # the same style twice: the same dance (greedy), exact and fast decoding agree
+    again = chor.generate(short_song, dataclasses.replace(options, style="salsa"), features=feats)
+    np.testing.assert_array_equal(again.codes_up, dances["salsa"].codes_up)
+    exact = dataclasses.replace(options, style="salsa",
+                                sampling=SamplingOptions(fast=False, shift=20))
+    np.testing.assert_array_equal(chor.generate(short_song, exact, features=feats).codes_up,
+                                  dances["salsa"].codes_up)
+    path = write_dance(dances["ballet"], tmp_path, "ballet", formats=("json",))["json"]
+    assert '"style": "ballet"' in Path(path).read_text()
+
+
+def test_an_unknown_style_is_refused_before_any_work(styled_model_dir, tiny_model_dir, short_song, monkeypatch):
+    chor = Choreographer(styled_model_dir)
+    monkeypatch.setattr(chor, "features", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(InvalidOptionError, match=r"unknown style 'tango': this model knows any, salsa, ballet"):
+        chor.generate(short_song, GenerateOptions(style="tango"))
+    plain = Choreographer(tiny_model_dir)
+    monkeypatch.setattr(plain, "features", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(InvalidOptionError, match="this model has no styles"):
+        plain.generate(short_song, GenerateOptions(style="salsa"))
+
+
+def test_cli_style_flag(styled_model_dir, short_song, tmp_path):
+    out = tmp_path / "out"
+    proc = _run_cli("generate", str(short_song), "-o", str(out), "--model", str(styled_model_dir), "-q",
+                    "--style", "tango")
+    assert proc.returncode == cli.EXIT_ERROR and "unknown style 'tango'" in proc.stderr
+    assert not out.exists() or list(out.iterdir()) == []
+    proc = _run_cli("generate", str(short_song), "-o", str(out), "--model", str(styled_model_dir), "-q",
+                    "--style", "ballet", "--formats", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert '"style": "ballet"' in (out / f"{short_song.stem}.json").read_text()

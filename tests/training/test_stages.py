@@ -14,7 +14,7 @@ import torch
 from training.config import REPO_ROOT, TrainConfig, config_from_dict, load_config
 from training.errors import ConfigError
 from training.stages.common import poses_and_root_velocity, train_stage, vqvae_from_run
-from training.stages.gpt import window_music
+from training.stages.gpt import window_music_rows
 from training.stages.root import RootStage
 from training.stages.vqvae import VQVAEStage
 from training.trainer import CHECKPOINT_NAME, load_checkpoint
@@ -132,10 +132,9 @@ def test_root_velocity_and_gpt_music_alignment():
         def __len__(self):
             return 3
 
-    music = [np.arange(6, dtype=np.float32)[:, None].repeat(2, 1), 10 + np.arange(4, dtype=np.float32)[:, None]
-             .repeat(2, 1)]
-    out = window_music(Windows(), music, n_tokens=4)
-    np.testing.assert_array_equal(out[:, :, 0], [[0, 1, 2, 3], [2, 3, 4, 5], [11, 12, 13, 13]])
+    # clip 0 has 6 tokens (music rows 0..5), clip 1 has 5 (rows 6..10); a window reads 4 rows from its first
+    rows = window_music_rows(Windows(), [6, 5])
+    np.testing.assert_array_equal(rows[:, None] + np.arange(4), [[0, 1, 2, 3], [2, 3, 4, 5], [7, 8, 9, 10]])
 
 
 # --- stage behaviour on the real data ------------------------------------------------------------------------
@@ -261,12 +260,13 @@ def test_gpt_stage_standardises_music_and_export_writes_the_statistics(data_dir,
     effective = read_run(work / "gpt", ("gpt",))["config"]["effective"]
     mean, std = np.asarray(effective["music_mean"]), np.asarray(effective["music_std"])
     assert mean.shape == std.shape == (438,) and std.min() >= 1e-3
-    with np.load(work / "gpt" / CODES_FILE) as cached:
-        raw = cached["music"].reshape(-1, 438)  # the cache keeps the raw features
+    stage = GPTStage(gpt_cfg, work / "gpt")
+    with np.load(work / "gpt" / CODES_FILE) as cached:  # the cache keeps the raw features, per clip token
+        rows = stage.music_rows[:, None].numpy() + np.arange(stage.n_tokens)  # (N, 30) rows a window reads
+        raw = cached["music"][rows].reshape(-1, 438)  # what the training windows read, raw
     np.testing.assert_allclose(mean, raw.mean(0), rtol=1e-4, atol=1e-4)
     assert raw.std(0).max() > 10  # raw MFCCs are large: standardising them matters
-    stage = GPTStage(gpt_cfg, work / "gpt")  # what the GPT is fed: zero mean, unit std per live column
-    fed = stage.music.reshape(-1, 438).numpy()
+    fed = stage.music[torch.from_numpy(rows)].reshape(-1, 438).numpy()  # what the GPT is fed: standardised
     live = raw.std(0) > 1e-3
     np.testing.assert_allclose(fed.mean(0), 0.0, atol=1e-3)
     np.testing.assert_allclose(fed.std(0)[live], 1.0, rtol=1e-3)
@@ -290,7 +290,7 @@ def test_gpt_stage_standardises_music_and_export_writes_the_statistics(data_dir,
                           f"run_dir={work / 'gpt_raw'}")
     raw_stage = GPTStage(raw_cfg, work / "gpt_raw")
     assert raw_stage.music_mean is None and raw_stage.music_std is None
-    np.testing.assert_array_equal(raw_stage.music.numpy(), raw.reshape(raw_stage.music.shape))
+    np.testing.assert_array_equal(raw_stage.music[torch.from_numpy(rows)].reshape(-1, 438).numpy(), raw)
     train_stage(GPTStage, raw_cfg, progress=False)
     raw_model = export_model([work / "gpt_raw", work / "root"], tmp_path / "model_raw")
     assert load_model(raw_model).config.music_mean is None

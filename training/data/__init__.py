@@ -13,13 +13,13 @@ from .bvh_mocap import load_bvh_clip, load_bvh_paths, retarget_to_smpl
 from .cache import cached_arrays
 from .clip import PREPROCESS_VERSION, MotionClip, ground_to_floor
 from .csv_clips import load_csv_clip, load_csv_dir
-from .sources import DataConfig, load_sources, load_windows
+from .sources import DataConfig, load_sources, load_split, load_windows
 from .windows import MotionWindows, Split, split_by_take
 
 __all__ = [
     "PREPROCESS_VERSION", "DataConfig", "DataError", "DataFormatError", "MotionClip",
     "MotionWindows", "Split", "UnsafeDataError", "cached_arrays", "ground_to_floor", "load_aistpp",
     "load_bailando_json", "load_bailando_json_dir", "load_bvh_clip", "load_bvh_paths", "load_csv_clip",
-    "load_csv_dir", "load_motion_pickle", "load_sources", "load_windows", "paper_splits",
+    "load_csv_dir", "load_motion_pickle", "load_sources", "load_split", "load_windows", "paper_splits",
     "retarget_to_smpl", "split_by_take",
 ]

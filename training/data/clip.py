@@ -22,12 +22,6 @@ from training.errors import DataError, DataFormatError
 PREPROCESS_VERSION = 2  # 2: CMU frame rates from CMU's listing (the salsa is 60 fps), CC_Base rig
 
 
-
-
-
-
-
-
 @dataclass(eq=False)  # compared by identity: equality of arrays is not a clip's identity
 class MotionClip:
     """One continuous piece of motion capture, in the training convention.
@@ -43,6 +37,7 @@ class MotionClip:
     music_features:  (M, 438) float32 music features at ``music_fps`` where the source stores them.
     music_fps:       frame rate of ``music_features``.
     split:           the split the source itself prescribes (``train``/``val``/``test``) or None.
+    style:           the dance style of the take (``training.data.styles.STYLES``), None when unknown.
     meta:            free-form facts (source path, rig, scale factor, ...).
     """
 
@@ -56,6 +51,7 @@ class MotionClip:
     music_features: np.ndarray | None = None
     music_fps: float = MOTION_FPS
     split: str | None = None
+    style: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

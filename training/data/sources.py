@@ -10,10 +10,12 @@ from typing import Any
 from training.errors import DataError
 
 from .aistpp import load_aistpp
+from .augment import augment_clips, hold_out_tail
 from .bailando_json import load_bailando_json_dir
 from .bvh_mocap import load_bvh_paths
 from .clip import MotionClip
 from .csv_clips import load_csv_dir
+from .styles import label_styles
 from .windows import MotionWindows, Split, split_by_take
 
 
@@ -31,6 +33,12 @@ class DataConfig:
     ground:             put every source's feet on y = 0.
     window, stride:     training window length and stride in 60 fps frames.
     val_fraction, seed: validation share of the takes without a prescribed split, and the split seed.
+    split_by_style:     hold out ``val_fraction`` of each style's takes (``training.data.styles``).
+    single_take_holdout: for a style with a single take, this share of its end is held out as a take
+                        of its own (0: off).
+    mirror:             add the left/right mirror image of every training clip.
+    tempo_rates:        add every training clip (without a recorded song) re-timed to these rates.
+    Augmented copies are of the training side only; validation clips are the takes as captured.
     """
 
     aistpp_root: str | None = None
@@ -45,6 +53,10 @@ class DataConfig:
     stride: int = 40
     val_fraction: float = 0.1
     seed: int = 0
+    split_by_style: bool = False
+    single_take_holdout: float = 0.0
+    mirror: bool = False
+    tempo_rates: list[float] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> DataConfig:
@@ -72,6 +84,8 @@ def load_sources(config: DataConfig | Mapping[str, Any]) -> list[MotionClip]:
     if not clips:
         raise DataError("the data config names no sources: set aistpp_root, bailando_json_dirs, bvh_paths "
                         "or aistpp_csv_dirs")
+    label_styles(clips)
+    clips = hold_out_tail(clips, cfg.single_take_holdout)
     names = [c.name for c in clips]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
@@ -80,8 +94,17 @@ def load_sources(config: DataConfig | Mapping[str, Any]) -> list[MotionClip]:
 
 
 def load_windows(config: DataConfig | Mapping[str, Any]) -> tuple[MotionWindows, MotionWindows, Split]:
-    """(train windows, validation windows, the clip split) for a config."""
+    """(train windows, validation windows, the clip split) for a config. The training windows cover the
+    augmented copies of the training clips too (``mirror``, ``tempo_rates``); ``split`` holds the takes
+    as loaded."""
     cfg = config if isinstance(config, DataConfig) else DataConfig.from_dict(config)
-    split = split_by_take(load_sources(cfg), cfg.val_fraction, cfg.seed)
-    return (MotionWindows(split.train, cfg.window, cfg.stride), MotionWindows(split.val, cfg.window, cfg.stride),
+    split = load_split(cfg)
+    train = augment_clips(split.train, cfg.mirror, cfg.tempo_rates)
+    return (MotionWindows(train, cfg.window, cfg.stride), MotionWindows(split.val, cfg.window, cfg.stride),
             split)
+
+
+def load_split(config: DataConfig | Mapping[str, Any]) -> Split:
+    """The config's clips split into training and held-out takes (no augmented copies)."""
+    cfg = config if isinstance(config, DataConfig) else DataConfig.from_dict(config)
+    return split_by_take(load_sources(cfg), cfg.val_fraction, cfg.seed, by_style=cfg.split_by_style)

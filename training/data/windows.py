@@ -46,14 +46,16 @@ def _take_rank(take_id: str, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def split_by_take(clips: Sequence[MotionClip], val_fraction: float = 0.1, seed: int = 0) -> Split:
+def split_by_take(clips: Sequence[MotionClip], val_fraction: float = 0.1, seed: int = 0,
+                  by_style: bool = False) -> Split:
     """Split ``clips`` so that whole takes go to one side; about ``val_fraction`` of the free frames go to val.
 
     Clips whose source prescribes a split keep it (``train`` -> train; ``val``/``test`` -> val), and a
     take with any prescribed-validation clip goes to val entirely. The remaining takes are ordered by a
     seeded hash and taken into validation until it holds ``val_fraction`` of their frames, but never all
     of them (at least one take stays in train) and at least one when ``val_fraction > 0`` and there are
-    two or more free takes.
+    two or more free takes. With ``by_style`` this is done within each style (``clip.style``; unknown
+    styles form one group), so every style with two or more free takes keeps some held out.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -65,21 +67,30 @@ def split_by_take(clips: Sequence[MotionClip], val_fraction: float = 0.1, seed: 
             side = "val" if c.split in _VALIDATION_SPLITS else "train"
             if forced.get(c.take_id) != "val":
                 forced[c.take_id] = side
-    free = sorted((t for t in frames if t not in forced), key=lambda t: _take_rank(t, seed))
+    group = {c.take_id: (c.style if by_style else None) for c in clips}
     val_takes = {t for t, side in forced.items() if side == "val"}
+    for name in sorted(set(group.values()), key=str):
+        free = sorted((t for t in frames if t not in forced and group[t] == name),
+                      key=lambda t: _take_rank(t, seed))
+        val_takes |= _validation_takes(free, frames, val_fraction)
+    return Split(
+        train=[c for c in clips if c.take_id not in val_takes],
+        val=[c for c in clips if c.take_id in val_takes],
+    )
+
+
+def _validation_takes(free: list[str], frames: dict[str, int], val_fraction: float) -> set[str]:
+    """The first of the ``free`` takes (in hash order) that fill about ``val_fraction`` of their frames."""
     budget = val_fraction * sum(frames[t] for t in free)
-    taken = 0
+    taken, chosen = 0, set()
     for i, take in enumerate(free):
         if len(free) - i <= 1 or val_fraction == 0.0:
             break  # keep at least one free take for training
         if taken > 0 and taken + frames[take] / 2 > budget:
             break  # stop nearest to the budget
-        val_takes.add(take)
+        chosen.add(take)
         taken += frames[take]
-    return Split(
-        train=[c for c in clips if c.take_id not in val_takes],
-        val=[c for c in clips if c.take_id in val_takes],
-    )
+    return chosen
 
 
 class MotionWindows:

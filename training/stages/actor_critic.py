@@ -117,6 +117,8 @@ class ActorCriticStage:
         # the GPT run's music statistics (None for older runs: raw features), kept for the export
         self.music_mean = effective.get("music_mean")
         self.music_std = effective.get("music_std")
+        self.styles = effective.get("styles", [])  # rollouts dance in style "any"; kept for the export
+        self.style_starts = effective.get("style_starts", {})
         self.songs = []
         for path in find_songs(ac.songs):
             song = extract_features(path, self.feature_mode, with_beats=True, cache_dir=cfg.music.feature_cache_dir)
@@ -139,7 +141,8 @@ class ActorCriticStage:
         return {"gpt": self.gpt_config.to_dict(), "vqvae_run": self.vqvae_run, "gpt_run": self.cfg.init.gpt_run,
                 "default_start": list(self.start_codes), "feature_mode": self.feature_mode,
                 "songs": [s["path"] for s in self.songs], "train_windows": self.num_windows,
-                "music_mean": self.music_mean, "music_std": self.music_std}
+                "music_mean": self.music_mean, "music_std": self.music_std,
+                "styles": self.styles, "style_starts": self.style_starts}
 
     # --- model ------------------------------------------------------------------------------------------
     def build(self, device: torch.device) -> nn.Module:

@@ -5,7 +5,9 @@
 Every 240-frame window (stride 8 frames = 1 token) is encoded by the frozen VQ-VAE of ``init.vqvae_run``
 into 30 (up, down) codes; the codes are computed once and cached in the run folder. Each window's
 music is the 7.5 fps features of its clip's song (or synthesised accompaniment, see
-``training.accompaniment``) from the window's first token on. Alignment as the official code:
+``training.accompaniment``) from the window's first token on; its style is its clip's
+(``training.data.styles``), dropped to "any" with probability ``gpt.style_pdrop`` when the GPT has a
+style input (``gpt.n_styles``). Alignment as the official code:
 inputs codes[0..28], targets codes[1..29], music m[1..29] (the music of the *target* token).
 Loss CE(up) + CE(down). The music is standardised per column with the training windows' mean and std
 (recorded in the run, exported into the model config, applied by the engine before the GPT), unless
@@ -30,6 +32,7 @@ from engine.models.gpt import CrossCondGPT
 from training.config import TrainConfig
 from training.data.cache import save_npz_atomic
 from training.data.sources import load_windows
+from training.data.styles import STYLES, style_index
 from training.errors import ConfigError
 from training.trainer import CHECKPOINT_NAME, DistInfo
 
@@ -49,11 +52,13 @@ CODES_FILE = "gpt_codes.npz"
 MUSIC_STD_FLOOR = 1e-3  # constant columns (e.g. zeroed rhythm columns) are left unscaled, not blown up
 
 
-def music_statistics(music: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-column mean and std (floored at MUSIC_STD_FLOOR) of (..., C) music features."""
+def music_statistics(music: np.ndarray, weights: np.ndarray | None = None) -> tuple[list[float], list[float]]:
+    """Per-column mean and std (floored at MUSIC_STD_FLOOR) of (..., C) music features, each row
+    weighted by ``weights`` (how many training windows read it; None: once each)."""
     flat = np.asarray(music, dtype=np.float64).reshape(-1, music.shape[-1])  # (N*T, C)
-    mean = flat.mean(axis=0)
-    std = np.maximum(flat.std(axis=0), MUSIC_STD_FLOOR)
+    w = np.ones(flat.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    mean = (w[:, None] * flat).sum(axis=0) / w.sum()
+    std = np.maximum(np.sqrt((w[:, None] * (flat - mean) ** 2).sum(axis=0) / w.sum()), MUSIC_STD_FLOOR)
     return [float(v) for v in mean], [float(v) for v in std]
 
 
@@ -70,15 +75,10 @@ def encode_windows(vqvae, windows, batch_size: int = 64) -> tuple[np.ndarray, np
     return (np.concatenate(ups) if ups else empty), (np.concatenate(downs) if downs else empty)
 
 
-def window_music(windows, clip_music: list[np.ndarray], n_tokens: int) -> np.ndarray:
-    """(N, n_tokens, 438): each window's music from its first token on (last frame held at the end)."""
-    out = np.empty((len(windows), n_tokens, clip_music[0].shape[1]), dtype=np.float32)
-    for i, (ci, start) in enumerate(windows.index):
-        feats = clip_music[int(ci)][int(start) // FRAMES_PER_TOKEN :][:n_tokens]
-        if feats.shape[0] < n_tokens:
-            feats = np.concatenate([feats, np.repeat(feats[-1:], n_tokens - feats.shape[0], axis=0)])
-        out[i] = feats
-    return out
+def window_music_rows(windows, clip_tokens: list[int]) -> np.ndarray:
+    """(N,) row of each window's first token in the clips' music stacked in clip order."""
+    offsets = np.concatenate([[0], np.cumsum(clip_tokens)[:-1]]).astype(np.int64)
+    return offsets[windows.index[:, 0]] + windows.index[:, 1] // FRAMES_PER_TOKEN
 
 
 class GPTStage:
@@ -112,30 +112,54 @@ class GPTStage:
                     cached = {k: z[k] for k in ("up", "down", "music")}
         if cached is None:
             up, down = encode_windows(vqvae, windows)
-            music = window_music(windows, [clip_music_tokens(c, cfg) for c in windows.clips], n_tokens)
+            # music per clip token, stacked (a window reads 30 rows from its first token on): stride-8
+            # windows of ~100 minutes of motion would hold 2.5 GB of music as copies per window
+            music = np.concatenate([clip_music_tokens(c, cfg) for c in windows.clips])  # (sum tokens, 438)
             cached = {"up": up, "down": down, "music": music}
             if is_main_process():
                 save_npz_atomic(cache, {"key": np.array(key), **cached})
         self.codes_up = torch.from_numpy(cached["up"]).long()  # (N, 30)
         self.codes_down = torch.from_numpy(cached["down"]).long()
+        self.music_rows = torch.from_numpy(window_music_rows(windows, [c.num_frames // FRAMES_PER_TOKEN
+                                                                       for c in windows.clips]))  # (N,)
+        self.n_tokens = n_tokens
         # standardised music (default): the statistics go into the exported model's config; without
-        # (music.normalise false, the official recipe) None, and the engine feeds the raw features
+        # (music.normalise false, the official recipe) None, and the engine feeds the raw features.
+        # The statistics are those of the windows' rows (a row counts once per window that reads it).
         self.music_mean: list[float] | None = None
         self.music_std: list[float] | None = None
+        window_rows = self.music_rows[:, None] + torch.arange(n_tokens)  # (N, 30)
         if cfg.music.normalise:
-            self.music_mean, self.music_std = music_statistics(cached["music"])
-        raw_music = torch.from_numpy(cached["music"]).float()  # (N, 30, 438)
-        self.music = normalise_music(raw_music, self.music_mean, self.music_std)
+            counts = np.bincount(window_rows.flatten().numpy(), minlength=cached["music"].shape[0])
+            self.music_mean, self.music_std = music_statistics(cached["music"], counts)
+        self.music = normalise_music(torch.from_numpy(cached["music"]).float(), self.music_mean, self.music_std)
+        # each window's style (0 = any, 1.. = training.data.styles.STYLES); only a style-aware GPT reads it
+        self.styles = torch.tensor([style_index(windows.clips[int(ci)].style) for ci in windows.index[:, 0]],
+                                   dtype=torch.long)  # (N,)
+        self.style_counts = {name: int((self.styles == i + 1).sum()) for i, name in enumerate(STYLES)}
+        if cfg.gpt.n_styles and cfg.gpt.n_styles != len(STYLES):
+            raise ConfigError(f"gpt.n_styles must be 0 (no style input) or {len(STYLES)} (the styles "
+                              f"{', '.join(STYLES)}), got {cfg.gpt.n_styles}")
         # the most common first code pair: the exported model's default start
         pairs, counts = np.unique(np.stack([cached["up"][:, 0], cached["down"][:, 0]], 1), axis=0,
                                   return_counts=True)
         self.default_start = [int(v) for v in pairs[counts.argmax()]] if len(pairs) else [0, 0]
+        # and each style's most common first pair, so that a dance asked for a style starts in its stance
+        self.style_starts: dict[str, list[int]] = {}
+        for i, name in enumerate(STYLES) if cfg.gpt.n_styles else ():
+            mine = (self.styles == i + 1).numpy()
+            if mine.any():
+                pairs, counts = np.unique(np.stack([cached["up"][mine, 0], cached["down"][mine, 0]], 1), axis=0,
+                                          return_counts=True)
+                self.style_starts[name] = [int(v) for v in pairs[counts.argmax()]]
 
     def effective(self) -> dict[str, Any]:
         return {"gpt": self.cfg.gpt.to_dict(), "vqvae_run": self.cfg.init.vqvae_run,
                 "default_start": self.default_start, "train_windows": self.num_windows,
                 "feature_mode": self.cfg.music.mode,
-                "music_mean": self.music_mean, "music_std": self.music_std}
+                "music_mean": self.music_mean, "music_std": self.music_std,
+                "styles": list(STYLES) if self.cfg.gpt.n_styles else [],
+                "style_windows": self.style_counts, "style_starts": self.style_starts}
 
     def build(self, device: torch.device) -> nn.Module:
         return CrossCondGPT(self.cfg.gpt).to(device)
@@ -149,11 +173,19 @@ class GPTStage:
 
     def batch(self, step: int, generator: torch.Generator, device: torch.device):
         idx = torch.from_numpy(sample_indices(self.num_windows, self.cfg.batch_size, generator))
-        return (self.codes_up[idx].to(device), self.codes_down[idx].to(device), self.music[idx].to(device))
+        rows = self.music_rows[idx, None] + torch.arange(self.n_tokens)  # (B, 30)
+        style = self.styles[idx]
+        if self.cfg.gpt.style_pdrop > 0:  # "any" for a share of the windows (classifier-free style)
+            dropped = torch.rand(len(idx), generator=generator) < self.cfg.gpt.style_pdrop
+            style = torch.where(dropped, torch.zeros_like(style), style)
+        if not self.cfg.gpt.n_styles:
+            style = None
+        return (self.codes_up[idx].to(device), self.codes_down[idx].to(device), self.music[rows].to(device),
+                None if style is None else style.to(device))
 
     def loss(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        up, down, music = batch  # (B, 30), (B, 30), (B, 30, 438)
-        logits_up, logits_down = model(up[:, :-1], down[:, :-1], music[:, 1:])  # (B, 29, V)
+        up, down, music, style = batch  # (B, 30), (B, 30), (B, 30, 438), (B,) or None
+        logits_up, logits_down = model(up[:, :-1], down[:, :-1], music[:, 1:], style=style)  # (B, 29, V)
         ce_up = F.cross_entropy(logits_up.flatten(0, 1).float(), up[:, 1:].flatten())
         ce_down = F.cross_entropy(logits_down.flatten(0, 1).float(), down[:, 1:].flatten())
         with torch.no_grad():
