@@ -20,8 +20,8 @@ issue #12 and printed with OK / FAIL:
   short held-out takes count and long dances are not one point each; columns constant in the held-out
   takes are left out (``live_columns``).
 * **Style**: for each style with at least 2 minutes of data, FID_k of the dances asked for it against
-  its held-out takes, and against every other style's takes (held-out takes when they give at least
-  ``MIN_REFERENCE_SEGMENTS`` segments, else all of that style's takes): the own style must be closest.
+  every style's real takes (the held-out takes when they give at least ``MIN_REFERENCE_SEGMENTS``
+  segments, else all of that style's takes; the report says which): its own style must be closest.
 * **Beat**: the engine default's beat-align score per song (target >= 0.30 and >= 1.5x its shuffled
   control); the model alone against its shuffled control: mean difference with a 95 % bootstrap
   interval over dances (target: the interval excludes zero).
@@ -200,7 +200,7 @@ def score_model(danced: dict[str, Any], ref: dict[str, Any], songs: list[Path]) 
             for other, r in ref.items():
                 if other == "any":
                     continue
-                use_held = r["held_out_segments"] >= MIN_REFERENCE_SEGMENTS or other == style
+                use_held = r["held_out_segments"] >= MIN_REFERENCE_SEGMENTS
                 feats = r["held_out_features"] if use_held else r["all_features"]
                 if feats is not None:
                     gt_n, pred_n = normalize_by_gt(*live_columns(feats[0], kin))

@@ -40,6 +40,7 @@ from .errors import (
 from .files import atomic_file
 from .models.gpt import CrossCondGPT, GPTConfig
 from .models.vqvae import SepVQVAE, VQVAEConfig
+from .sampling import DECODING_KEYS, SamplingOptions
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "bailando-blender-model"  # marks a config.json as ours
@@ -79,6 +80,9 @@ class ModelConfig:
     # gpt.n_styles, and optionally a start pair per style (the style's most common first codes).
     styles: list[str] = field(default_factory=list)
     style_starts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # The decoding this model dances best with when the user asks for none (engine.sampling.DECODING_KEYS:
+    # greedy, temperature, top_k, style_guidance); {} = the official greedy decoding.
+    decoding: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.feature_mode not in FEATURE_MODES:
@@ -113,6 +117,14 @@ class ModelConfig:
                 raise CheckpointError(f"style_starts[{style!r}] {pair} is outside the codebooks")
             starts[style] = (up, down)
         self.style_starts = starts
+        self.decoding = dict(self.decoding)
+        unknown = set(self.decoding) - set(DECODING_KEYS)
+        if unknown:
+            raise CheckpointError(f"decoding has unknown keys {sorted(unknown)} (known: {', '.join(DECODING_KEYS)})")
+        try:
+            SamplingOptions(**self.decoding).check()  # type: ignore[arg-type]
+        except (InvalidOptionError, TypeError) as exc:
+            raise CheckpointError(f"the model's default decoding is invalid: {exc}") from exc
 
     def style_index(self, style: str) -> int:
         """The GPT's style input for a style name: 0 for "any", 1 + its place in ``styles``."""
@@ -148,6 +160,7 @@ class ModelConfig:
             **({"music_mean": self.music_mean, "music_std": self.music_std} if self.music_mean is not None else {}),
             **({"styles": self.styles,
                 "style_starts": {k: list(v) for k, v in self.style_starts.items()}} if self.styles else {}),
+            **({"decoding": self.decoding} if self.decoding else {}),
         }
 
     @classmethod
@@ -166,6 +179,7 @@ class ModelConfig:
                 music_std=d.get("music_std"),
                 styles=list(d.get("styles", [])),
                 style_starts=dict(d.get("style_starts", {})),
+                decoding=dict(d.get("decoding", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"invalid model config: {exc}") from exc

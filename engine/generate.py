@@ -25,7 +25,7 @@ from .dance import Dance
 from .errors import Cancelled, InvalidOptionError
 from .joint_rotations import solve_rotations
 from .models.vqvae import integrate_root
-from .postprocess import ground_feet, resample_joints
+from .postprocess import ground_feet, lock_feet, resample_joints
 from .sampling import APPROXIMATIONS, SamplingOptions, approximate_gpt, sample_codes
 from .skeleton import LOWER_JOINTS, UPPER_JOINTS, bone_directions
 from .threads import thread_count, torch_threads
@@ -46,12 +46,15 @@ class GenerateOptions:
 
     style:       the dance style the GPT is asked for: "any" or one of the model's ``config.styles``.
     start_codes: (up, down) codes of the first token; None takes the style's start pair (or the model's).
-    sampling:    greedy (the official sampler) or temperature / top-k with a seed, exact or fast; by
+    sampling:    greedy (the official sampler) or temperature / top-k with a seed, exact or fast; what
+                 is left open (None) is the model's default decoding (``ModelConfig.decoding``); by
                  default no code pair is held longer than 2 s (``SamplingOptions.max_repeat``).
     fps:         output frame rate: 60 (native), 30 or 24 (resampled).
     beat_sync:   re-time the dance so its moves land on the song's beats (``engine.beats``); None leaves
                  the model's timing. The poses and path are the model's either way.
     ground:      put the feet on the floor (removes the height drift of integrated root velocity).
+    lock_feet:   keep a planted foot from sliding by moving the body over it (``postprocess.lock_feet``;
+                 after ``ground``).
     rotations:   solve local joint rotations (needed for BVH/FBX and rigs).
     precision:   "float32" (exact), or an approximate GPT ("bfloat16", "int8"): faster, but the tokens
                  may differ from the float32 model's. (``sampling.draft`` is the exact way to use one.)
@@ -66,6 +69,7 @@ class GenerateOptions:
     fps: float = MOTION_FPS
     beat_sync: BeatSyncOptions | None = field(default_factory=BeatSyncOptions)
     ground: bool = True
+    lock_feet: bool = True
     rotations: bool = True
     precision: str = "float32"
     threads: int | None = None
@@ -130,6 +134,11 @@ class Choreographer:
             raise InvalidOptionError(f"fps must be one of {', '.join(str(int(f)) for f in SUPPORTED_FPS)}, "
                                      f"got {options.fps}")
         options.sampling.check()
+        sampling = options.sampling.resolved(self.model.config.decoding)
+        sampling.check()
+        if sampling.draft is not None and not sampling.greedy:
+            raise InvalidOptionError("a draft model checks greedy tokens, and this dance is sampled (the model's "
+                                     "default decoding, or a temperature/seed): ask for greedy decoding too")
         if options.beat_sync is not None:
             options.beat_sync.check()
         if options.threads is not None and not (isinstance(options.threads, int) and options.threads >= 1):
@@ -248,7 +257,9 @@ class Choreographer:
             _phase(progress, "gpt", done / max(total, 1), f"Dancing: token {done}/{total}")
 
         t0 = time.perf_counter()
-        sampling = replace(options.sampling, style=self.model.config.style_index(options.style))
+        # the model's default decoding wherever the user left the choice open, then the style input
+        sampling = replace(options.sampling.resolved(self.model.config.decoding),
+                           style=self.model.config.style_index(options.style))
         codes_up, codes_down = sample_codes(gpt, start_up, start_down, music, sampling,
                                             progress=gpt_progress, cancel=cancel)
         timings["gpt_s"] = time.perf_counter() - t0
@@ -267,6 +278,8 @@ class Choreographer:
             joints, sync_summary = synced.joints, synced.summary
         if options.ground:
             joints = ground_feet(joints, fps=MOTION_FPS)
+        if options.lock_feet:
+            joints = lock_feet(joints)
         if float(options.fps) != MOTION_FPS:
             joints = resample_joints(joints, MOTION_FPS, options.fps)
             beats = np.unique(np.round(beats * options.fps / BEAT_FPS).astype(np.int64))
@@ -286,8 +299,9 @@ class Choreographer:
                 "feature_mode": self.model.config.feature_mode,
                 "style": options.style,
                 "start_codes": [start_up, start_down],
-                "sampling": asdict(options.sampling),
+                "sampling": asdict(sampling),
                 "precision": options.precision,
+                "lock_feet": options.lock_feet,
                 # the codes index the dance before beat sync re-timed it (8 frames a token at 60 fps)
                 "beat_sync": None if options.beat_sync is None else {**asdict(options.beat_sync), **sync_summary},
                 "tokens": int(n_steps + 1),

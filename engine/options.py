@@ -19,6 +19,7 @@ from .sampling import APPROXIMATIONS, SamplingOptions, max_repeat_for
 def build_options(
     *,
     style: str = ANY_STYLE,
+    style_guidance: float | None = None,
     start: tuple[int, int] | None = None,
     greedy: bool | None = None,
     temperature: float | None = None,
@@ -31,6 +32,7 @@ def build_options(
     beat_sync: float = 1.0,
     fps: float = MOTION_FPS,
     ground: bool = True,
+    lock_feet: bool = True,
     precision: str = "float32",
     rotations: bool = True,
     threads: int | None = None,
@@ -38,16 +40,18 @@ def build_options(
 ) -> GenerateOptions:
     """The options of one generation.
 
-    greedy:    None decides from the other values: a temperature, a top-k or a seed asks for sampling
-               (temperature 1 unless given); otherwise greedy decoding, as the official sampler.
+    greedy:    True: argmax, as the official sampler. None decides from the other values: a temperature,
+               a top-k or a seed asks for sampling; otherwise the model's default decoding (its
+               ``decoding``: the default model samples at temperature 1 from seed 0; a model without
+               one, such as the official checkpoints, decodes greedily).
     max_hold:  longest time (s) one code pair may repeat; None the engine's default (2 s), 0 no limit.
     beat_sync: how far the moves are pulled onto the beats (0 off, 1 fully).
     Values are checked when the options are used (``Choreographer.check_options``).
     """
-    if greedy is None:
-        greedy = temperature is None and top_k is None and seed is None
-    sampling = {"greedy": greedy, "temperature": 1.0 if temperature is None else temperature, "top_k": top_k,
-                "seed": seed, "fast": not exact, "draft": draft}
+    if greedy is None and (temperature is not None or top_k is not None or seed is not None):
+        greedy = False
+    sampling = {"greedy": greedy, "temperature": temperature, "top_k": top_k,
+                "seed": seed, "fast": not exact, "draft": draft, "style_guidance": style_guidance}
     if max_hold is not None:
         sampling["max_repeat"] = max_repeat_for(max_hold)
     if shift is not None:
@@ -59,6 +63,7 @@ def build_options(
         fps=fps,
         beat_sync=BeatSyncOptions(strength=beat_sync),
         ground=ground,
+        lock_feet=lock_feet,
         precision=precision,
         rotations=rotations,
         threads=threads,
@@ -74,6 +79,11 @@ def add_generation_arguments(parser: argparse.ArgumentParser, *, fps: float = MO
     parser.add_argument("--style", default=ANY_STYLE,
                         help="dance style: any (default) or one the model knows (the default model: "
                              "salsa, ballet, street, indian); 'python -m engine info' lists a model's")
+    parser.add_argument("--style-guidance", type=float, default=None, metavar="W",
+                        help="how strongly the style steers (1: as trained; 2-3: a more distinct style, twice "
+                             "the GPT work; default: the model's, 2.5 for the default model)")
+    parser.add_argument("--greedy", action="store_true",
+                        help="always the most likely code (the official decoding) instead of the model's default")
     parser.add_argument("--start", type=int, nargs=2, metavar=("UP", "DOWN"), default=None,
                         help="codes of the first token (default: the model's)")
     parser.add_argument("--temperature", type=float, default=None,
@@ -95,6 +105,8 @@ def add_generation_arguments(parser: argparse.ArgumentParser, *, fps: float = MO
     parser.add_argument("--max-hold", type=float, default=None, metavar="SECONDS",
                         help="longest time one code pair may repeat (default 2; 0: no limit, as the official sampler)")
     parser.add_argument("--no-ground", action="store_true", help="keep the raw height (no feet-on-floor fix)")
+    parser.add_argument("--no-foot-lock", action="store_true",
+                        help="let planted feet slide as decoded (default: the body moves over the planted foot)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: 1 for small models, the free cores for large ones)")
 
@@ -102,8 +114,9 @@ def add_generation_arguments(parser: argparse.ArgumentParser, *, fps: float = MO
 def options_from_args(args: argparse.Namespace, *, rotations: bool = True) -> GenerateOptions:
     """``GenerateOptions`` from the flags of ``add_generation_arguments``."""
     return build_options(
-        style=args.style, start=tuple(args.start) if args.start else None, temperature=args.temperature, top_k=args.top_k,
+        style=args.style, style_guidance=args.style_guidance, greedy=True if args.greedy else None,
+        start=tuple(args.start) if args.start else None, temperature=args.temperature, top_k=args.top_k,
         seed=args.seed, exact=args.exact, shift=args.shift, draft=args.draft, max_hold=args.max_hold,
-        beat_sync=args.beat_sync, fps=args.fps, ground=not args.no_ground,
+        beat_sync=args.beat_sync, fps=args.fps, ground=not args.no_ground, lock_feet=not args.no_foot_lock,
         precision=args.approximate or "float32", rotations=rotations, threads=args.threads,
     )

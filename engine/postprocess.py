@@ -1,4 +1,5 @@
-"""Post-processing of joint sequences: put the feet on the floor, change the frame rate.
+"""Post-processing of joint sequences: put the feet on the floor, keep planted feet still, change the
+frame rate.
 
 ``ground_feet`` finds where the floor is under the feet over time and moves the whole body vertically by
 a smooth correction, so slow generated drift in height disappears while jumps stay jumps:
@@ -111,6 +112,48 @@ def ground_feet(joints: np.ndarray, fps: float = 60, smoothing_s: float = 0.1) -
     floor = np.minimum(floor, sole) - 1e-9  # a nanometre of margin against float round-off
     out = joints.copy()
     out[:, :, 1] -= floor[:, None]
+    return out
+
+
+# A foot joint this close to the floor (metres, after ground_feet) is planted; between half of it and it,
+# the lock fades out, so lifting a foot never jerks the body.
+FOOT_LOCK_HEIGHT = 0.05
+FOOT_LOCK_SMOOTHING = 3.0  # frames (Gaussian sigma) of the correction
+
+
+def lock_feet(joints: np.ndarray, height: float = FOOT_LOCK_HEIGHT) -> np.ndarray:
+    """Move the whole body horizontally so that a planted foot does not slide (T, 24, 3) -> same.
+
+    Generated motion comes from a root velocity and a pose decoded separately, so a foot on the floor
+    often slides ("foot skating"). For every frame-to-frame step the foot whose sole is lowest, within
+    ``height`` of the floor (y = 0: call after ``ground_feet``), is the planted one; the horizontal slide
+    of its contact point (the ankle, the toe, or between them when flat) is taken off the body from the
+    next frame on. Poses and heights are unchanged, and the body
+    still travels by moving over its planted foot, as a walking body does. Steps with no foot down
+    (jumps, lifts) are left alone.
+    """
+    joints = check_joints(joints)
+    if not (np.isfinite(height) and height > 0):
+        raise InvalidOptionError(f"the foot lock height must be a positive number, got {height}")
+    # each foot touches the floor where it is lowest: its sole height and its contact point (ankle, toe or,
+    # flat on the floor, between them, weighted by how close each is to the floor)
+    ankles, toes = joints[:, ANKLES], joints[:, TOES]  # (T, 2, 3): left, right
+    above = np.stack([ankles[..., 1] - ANKLE_ABOVE_SOLE, toes[..., 1] - TOE_ABOVE_SOLE], axis=-1)  # (T, 2, 2)
+    sole = np.maximum(above.min(axis=-1), 0.0)  # (T, 2) sole height of each foot
+    closeness = np.clip(1.0 - (above - sole[..., None]) / height, 0.0, 1.0)  # (T, 2, 2)
+    point = (closeness[..., :1] * ankles + closeness[..., 1:] * toes) / closeness.sum(-1, keepdims=True)  # (T, 2, 3)
+    low = np.maximum(sole[:-1], sole[1:])  # (T-1, 2) the higher of the two ends of each step
+    planted = np.argmin(low, axis=1)  # (T-1,) the lower foot of each step
+    steps = np.arange(len(planted))
+    lowest = low[steps, planted]
+    weight = np.clip(2.0 - 2.0 * lowest / height, 0.0, 1.0)  # 1 up to height / 2, 0 from height on
+    slide = point[1:, :, [0, 2]][steps, planted] - point[:-1, :, [0, 2]][steps, planted]  # (T-1, 2)
+    # low-passed: the decoded foot trembles frame to frame, and the body must not take that over
+    correction = gaussian_filter1d(weight[:, None] * slide, sigma=FOOT_LOCK_SMOOTHING, axis=0, mode="nearest")
+    offset = np.zeros((len(joints), 2))
+    offset[1:] = -np.cumsum(correction, axis=0)
+    out = joints.copy()
+    out[:, :, [0, 2]] += offset[:, None, :]
     return out
 
 

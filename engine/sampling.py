@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -70,10 +70,17 @@ CancelFn = Callable[[], bool]
 SEED_LIMIT = 2**64  # torch.Generator.manual_seed takes 64-bit seeds
 
 
+# What a model may recommend as its default decoding (ModelConfig.decoding): a small GPT trained on little
+# data can collapse under argmax onto slow, low-energy codes, and a style may need guidance to show.
+DECODING_KEYS = ("greedy", "temperature", "top_k", "style_guidance")
+
+
 @dataclass
 class SamplingOptions:
-    greedy: bool = True  # argmax (the official decoding); False samples with temperature / top-k
-    temperature: float = 1.0  # > 0; only used when greedy is False
+    # None below means "the model's default" (``resolved``; a model without one: the official greedy
+    # decoding, temperature 1, guidance 1).
+    greedy: bool | None = None  # argmax (the official decoding); False samples with temperature / top-k
+    temperature: float | None = None  # > 0; only used when sampling
     top_k: int | None = None  # keep the k most likely codes (None = all); only when greedy is False
     seed: int | None = None  # seeds the sampling generator (None = a fresh random seed)
     shift: int | None = None  # official window rule: None = slide by one, s = grow from s to 28
@@ -87,11 +94,31 @@ class SamplingOptions:
     # in place); past the limit the half whose best code costs the least probability to give up takes
     # its next choice instead (see ``_avoid_repeat``).
     max_repeat: int | None = DEFAULT_MAX_REPEAT
-    # The GPT's style input (0 = any; 1.. = the model's styles, see ModelConfig.style_index).
+    # The GPT's style input (0 = any; 1.. = the model's styles, see ModelConfig.style_index), and how
+    # strongly it steers: logits = any + guidance x (style - any), as classifier-free guidance (1: the
+    # style's own logits; > 1 a more distinct style, at twice the GPT work per token).
     style: int = 0
+    style_guidance: float | None = None
+
+    def resolved(self, model_default: Mapping[str, object] | None = None) -> SamplingOptions:
+        """These options with every "model's default" (None) filled in from ``model_default`` (a model's
+        ``ModelConfig.decoding``), else the official decoding. A dance sampled because the *model* says
+        so gets seed 0 unless a seed is given, so the default dance to a song is always the same."""
+        d = dict(model_default or {})
+        greedy = bool(d.get("greedy", True)) if self.greedy is None else self.greedy
+        seed = self.seed
+        if seed is None and self.greedy is None and not greedy:
+            seed = 0
+        return replace(
+            self, greedy=greedy, seed=seed,
+            temperature=float(d.get("temperature", 1.0)) if self.temperature is None else self.temperature,
+            top_k=d.get("top_k") if self.top_k is None else self.top_k,  # type: ignore[arg-type]
+            style_guidance=(float(d.get("style_guidance", 1.0)) if self.style_guidance is None  # type: ignore[arg-type]
+                            else self.style_guidance),
+        )
 
     def check(self) -> None:
-        if not self.greedy:
+        if self.greedy is not True and self.temperature is not None:
             if not (self.temperature > 0 and np.isfinite(self.temperature)):
                 raise InvalidOptionError(f"temperature must be a positive number, got {self.temperature}")
             if self.top_k is not None and self.top_k < 1:
@@ -110,6 +137,11 @@ class SamplingOptions:
             )
         if not (isinstance(self.style, int) and self.style >= 0):
             raise InvalidOptionError(f"style must be a style index of at least 0, got {self.style!r}")
+        guidance = self.style_guidance
+        if guidance is not None and not (np.isfinite(guidance) and 0 <= guidance <= 10):
+            raise InvalidOptionError(f"style guidance must be within 0..10, got {guidance}")
+        if self.draft is not None and guidance not in (None, 1.0):
+            raise InvalidOptionError("a draft model cannot be combined with style guidance other than 1")
         if self.seed is not None and not 0 <= self.seed < SEED_LIMIT:
             raise InvalidOptionError(f"seed must be a whole number from 0 to 2^64 - 1, got {self.seed}")
 
@@ -150,7 +182,7 @@ def _pick(logits: torch.Tensor, options: SamplingOptions, generator: torch.Gener
     """One code from logits (V,): argmax, or a draw at the given temperature among the top-k."""
     if options.greedy:
         return torch.argmax(logits)
-    logits = logits.float() / options.temperature
+    logits = logits.float() / float(options.temperature or 1.0)
     if options.top_k is not None and options.top_k < logits.shape[-1]:
         kth = torch.topk(logits, options.top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -224,7 +256,7 @@ def sample_codes(
     ``progress(done, N)`` is called after each token; ``cancel()`` is polled before each token and
     a true result raises ``Cancelled``. The model is put in eval mode.
     """
-    options = options or SamplingOptions()
+    options = (options or SamplingOptions()).resolved()  # defaults left open: the official decoding
     options.check()
     config = gpt.config
     for name, code, vocab in (
@@ -241,6 +273,17 @@ def sample_codes(
         raise InvalidOptionError(f"style {options.style} is not one of this GPT's {config.n_styles} styles")
     # (1,) the style input of every call; None (no input at all) for "any", as the official model runs
     style = torch.tensor([options.style], device=device) if options.style else None
+    guided = options.style > 0 and options.style_guidance != 1.0
+    if guided:  # two rows per call, "any" and the style, mixed into one row of logits
+        style = torch.tensor([0, options.style], device=device)
+
+    def run(up: torch.Tensor, down: torch.Tensor, mus: torch.Tensor, cache: KVCache | None = None):
+        if not guided:
+            return gpt(up, down, mus, cache=cache, style=style)
+        two = gpt(up.expand(2, -1), down.expand(2, -1), mus.expand(2, -1, -1), cache=cache, style=style)
+        w = options.style_guidance
+        return tuple(lg[:1] + w * (lg[1:] - lg[:1]) for lg in two)  # (1, t, V) each
+
     n_context = config.block_size - 1
     shift = options.effective_shift()
 
@@ -273,8 +316,8 @@ def sample_codes(
             start, length = context_window(step, n_context, shift)
             if not options.fast:
                 window = slice(start, step + 1)
-                logits_up, logits_down = gpt(
-                    codes_up[None, window], codes_down[None, window], music[None, window], style=style
+                logits_up, logits_down = run(
+                    codes_up[None, window], codes_down[None, window], music[None, window]
                 )  # (1, length, V)
             else:
                 if cache is None or start != cache_start or cache.length != length - 1:
@@ -282,9 +325,7 @@ def sample_codes(
                     new = slice(start, step + 1)
                 else:
                     new = slice(step, step + 1)  # the window grew by one step: feed only that step
-                logits_up, logits_down = gpt(
-                    codes_up[None, new], codes_down[None, new], music[None, new], cache=cache, style=style
-                )
+                logits_up, logits_down = run(codes_up[None, new], codes_down[None, new], music[None, new], cache)
             _check_logits(logits_up[0, -1])
             _check_logits(logits_down[0, -1])
             up = _pick(logits_up[0, -1], options, generator)
@@ -358,7 +399,7 @@ def _speculative_greedy(
                 if _repeats_too_long(codes_up, codes_down, t, codes_up[t + 1], codes_down[t + 1], max_repeat):
                     codes_up[t + 1], codes_down[t + 1] = _avoid_repeat(
                         logits_up[0, row], logits_down[0, row], codes_up[t + 1].clone(),
-                        codes_down[t + 1].clone(), SamplingOptions(), None)
+                        codes_down[t + 1].clone(), SamplingOptions(greedy=True), None)
                     n_kept = i + 1
                     break
             step += n_kept

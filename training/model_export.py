@@ -12,6 +12,7 @@ unless ``--keep-critic`` (generation never uses it).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +27,8 @@ from .stages.common import read_run, strip_prefix, vqvae_from_run
 
 
 def export_model(runs: list[str | Path], out_dir: str | Path, name: str | None = None,
-                 keep_critic: bool = False, description: str = "") -> Path:
+                 keep_critic: bool = False, description: str = "",
+                 decoding: dict[str, object] | None = None) -> Path:
     """Write the engine model folder made of these runs; returns its path."""
     states = {}
     for run in runs:
@@ -72,6 +74,7 @@ def export_model(runs: list[str | Path], out_dir: str | Path, name: str | None =
         music_std=effective.get("music_std"),
         styles=list(effective.get("styles", [])) if gpt_config.n_styles else [],
         style_starts={k: tuple(v) for k, v in effective.get("style_starts", {}).items()},
+        decoding=dict(decoding or {}),
     )
     with torch.no_grad():
         return save_model(DanceModel(config, vqvae.eval(), gpt.eval()), out_dir)
@@ -84,9 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="model name (default: the folder name)")
     parser.add_argument("--keep-critic", action="store_true", help="keep the actor-critic's critic head")
     parser.add_argument("--description", default="", help="free text stored in the model config")
+    parser.add_argument("--decoding", type=json.loads, default=None, metavar="JSON",
+                        help='the model\'s default decoding, e.g. \'{"greedy": false, "temperature": 1.0, '
+                             '"style_guidance": 2.5}\' (default: none, the official greedy decoding)')
 
 
 def run(args: argparse.Namespace) -> int:
-    out = export_model(args.run, args.out, args.name, args.keep_critic, args.description)
+    out = export_model(args.run, args.out, args.name, args.keep_critic, args.description, args.decoding)
     print(f"wrote {out}")
     return 0

@@ -106,7 +106,8 @@ def check_song(path: str | Path) -> Path:
 
 
 def variation_options(options: Any, count: int) -> list[Any]:
-    """``count`` option sets that differ only by seed (seed, seed + 1, ...), sampled, never greedy."""
+    """``count`` option sets that differ only by seed (seed, seed + 1, ...), sampled, never greedy (at the
+    chosen temperature, or the model's when the decoding is left to the model)."""
     if count <= 1:
         return [options]
     base_seed = options.sampling.seed or 0

@@ -50,6 +50,16 @@ def _song_of(context: Any, obj: Any) -> str | None:
     return bpy.path.abspath(song) if song else None
 
 
+def decoding_choice(settings: Any) -> dict[str, Any]:
+    """The panel's decoding as ``build_options`` arguments: the model's default leaves all open."""
+    if settings.decoding == "GREEDY":
+        return {"greedy": True}
+    if settings.decoding == "SAMPLE":
+        return {"greedy": False, "temperature": settings.temperature, "top_k": settings.top_k or None,
+                "seed": settings.seed}
+    return {}
+
+
 class DANCE_OT_load_song(Operator, ImportHelper):  # type: ignore[misc]
     """Add a song to the sequencer; the scene's frame rate and range follow it"""
 
@@ -111,10 +121,11 @@ class DANCE_OT_generate(Operator):
                 raise errors.InvalidOptionError("select the armature to apply the dance to (or target a new one)")
             core.check_target(target, settings.preset)  # a rig lacking bones fails now, not after the engine
         options = _engine.options.build_options(
-            style=settings.style or "any",
+            style=settings.style or "any", style_guidance=settings.style_guidance or None,
             start=(settings.start_up, settings.start_down) if settings.use_start_codes else None,
-            greedy=settings.greedy, temperature=settings.temperature, top_k=settings.top_k or None,
-            seed=settings.seed, max_hold=settings.max_hold, beat_sync=settings.beat_sync, fps=float(settings.fps),
+            **decoding_choice(settings), max_hold=settings.max_hold, beat_sync=settings.beat_sync,
+            lock_feet=settings.lock_feet,
+            fps=float(settings.fps),
             reserve_cores=1,  # Blender's own threads (the UI, the viewport) keep a core busy
         )
         if options.beat_sync is not None:

@@ -40,6 +40,7 @@ class DANCE_PT_main(_DancePanel):
         layout.prop(settings, "fps")
         layout.prop(settings, "style")
         layout.prop(settings, "beat_sync")
+        layout.prop(settings, "lock_feet")
         missing = prefs.missing_dependencies()
         if missing:
             layout.label(text=f"Missing: {', '.join(missing)} (see the add-on preferences)", icon="ERROR")
@@ -95,12 +96,13 @@ class DANCE_PT_sampling(_DancePanel):
     def draw(self, context: Any) -> None:
         layout = self.ui()
         settings = context.scene.dance
-        layout.prop(settings, "greedy")
+        layout.prop(settings, "decoding")
         col = layout.column()
-        col.active = not settings.greedy
+        col.active = settings.decoding == "SAMPLE"
         col.prop(settings, "temperature")
         col.prop(settings, "top_k")
-        layout.prop(settings, "seed")
+        col.prop(settings, "seed")
+        layout.prop(settings, "style_guidance")
         layout.prop(settings, "max_hold")
 
 

@@ -99,10 +99,19 @@ class DANCE_PG_scene(PropertyGroup):
         name="Style", items=style_items,
         description="The dance style the model is asked for (the styles of its training data)",
     )
+    style_guidance: FloatProperty(  # type: ignore[valid-type]
+        name="Style Strength", min=0.0, max=10.0, soft_max=5.0, default=0.0,
+        description="How strongly the style steers (0: the model's default, 2.5 for the default model; 1: as "
+                    "trained; higher: a more distinct style, at twice the work)",
+    )
     beat_sync: FloatProperty(  # type: ignore[valid-type]
         name="Beat Sync", subtype="FACTOR", min=0.0, max=1.0, default=1.0,
         description="Re-time the dance so its moves land on the song's beats (1: fully, 0: the model's own "
                     "timing). Poses and path stay the model's",
+    )
+    lock_feet: BoolProperty(  # type: ignore[valid-type]
+        name="Lock Feet", default=True,
+        description="Keep a planted foot from sliding: the body moves over it instead (poses unchanged)",
     )
     # Starting pose codes: the first (upper, lower) token of the dance.
     use_start_codes: BoolProperty(  # type: ignore[valid-type]
@@ -119,8 +128,13 @@ class DANCE_PG_scene(PropertyGroup):
         name="Live Preview", description="Pose the armature whenever a code changes", default=True
     )
     # Sampling.
-    greedy: BoolProperty(  # type: ignore[valid-type]
-        name="Greedy", description="Always pick the most likely code (the official sampler)", default=True
+    decoding: EnumProperty(  # type: ignore[valid-type]
+        name="Decoding",
+        items=[("MODEL", "Model's Default", "How the model dances best (the default model samples at temperature "
+                "1 from seed 0: the same dance for the same song; official checkpoints: greedy)"),
+               ("GREEDY", "Greedy", "Always the most likely code (the official decoding)"),
+               ("SAMPLE", "Sample", "Draw codes at this temperature and top-k, from this seed")],
+        default="MODEL",
     )
     temperature: FloatProperty(  # type: ignore[valid-type]
         name="Temperature", description="Higher is wilder (sampling only)", default=1.0, min=0.05, max=5.0

@@ -111,6 +111,18 @@ def test_timing_settings_reach_the_engine(scene, short_song, monkeypatch):
     seen.clear()
     assert bpy.ops.dance.generate("EXEC_DEFAULT", True) == {"FINISHED"}
     assert seen[0].sampling.max_repeat is None
+    # decoding: left to the model by default, else greedy or sampled as set; the foot lock and style strength
+    assert seen[0].sampling.greedy is None and seen[0].sampling.seed is None and seen[0].lock_feet is True
+    assert seen[0].sampling.style_guidance is None  # 0 in the panel: the model's own
+    scene.dance.decoding, scene.dance.lock_feet, scene.dance.style_guidance = "GREEDY", False, 3.0
+    seen.clear()
+    assert bpy.ops.dance.generate("EXEC_DEFAULT", True) == {"FINISHED"}
+    assert seen[0].sampling.greedy is True and seen[0].lock_feet is False and seen[0].sampling.style_guidance == 3.0
+    scene.dance.decoding, scene.dance.temperature, scene.dance.seed = "SAMPLE", 0.7, 3
+    seen.clear()
+    assert bpy.ops.dance.generate("EXEC_DEFAULT", True) == {"FINISHED"}
+    sampling = seen[0].sampling
+    assert (sampling.greedy, sampling.temperature, sampling.seed) == (False, pytest.approx(0.7), 3)
 
 
 def test_the_style_menu_offers_the_models_styles_and_reaches_the_engine(scene, enabled, styled_model_dir,

@@ -299,3 +299,34 @@ def test_cli_style_flag(styled_model_dir, short_song, tmp_path):
                     "--style", "ballet", "--formats", "json")
     assert proc.returncode == 0, proc.stderr
     assert '"style": "ballet"' in (out / f"{short_song.stem}.json").read_text()
+
+
+def test_a_models_default_decoding_applies_where_the_user_chose_none(tiny_model_dir, short_song, tmp_path):
+    import json
+    import shutil
+
+    from engine.options import build_options
+
+    sampled = tmp_path / "sampled"
+    shutil.copytree(tiny_model_dir, sampled)
+    config = json.loads((sampled / "config.json").read_text())
+    config["decoding"] = {"greedy": False, "temperature": 1.0}
+    (sampled / "config.json").write_text(json.dumps(config))
+    chor = Choreographer(sampled)
+    feats = chor.features(short_song)
+    default = chor.generate(short_song, build_options(rotations=False), features=feats)
+    assert default.meta["sampling"]["greedy"] is False and default.meta["sampling"]["seed"] == 0
+    again = chor.generate(short_song, build_options(rotations=False), features=feats)
+    np.testing.assert_array_equal(default.codes_up, again.codes_up)  # the default dance is always the same
+    seeded = chor.generate(short_song, build_options(rotations=False, seed=0), features=feats)
+    np.testing.assert_array_equal(seeded.codes_up, default.codes_up)
+    greedy = chor.generate(short_song, build_options(rotations=False, greedy=True), features=feats)
+    assert greedy.meta["sampling"]["greedy"] is True
+    plain = Choreographer(tiny_model_dir).generate(short_song, build_options(rotations=False), features=feats)
+    np.testing.assert_array_equal(greedy.codes_up, plain.codes_up)  # without a default: the official greedy
+    with pytest.raises(InvalidOptionError, match="draft model checks greedy tokens"):
+        chor.generate(short_song, build_options(draft="int8"), features=feats)
+    proc = _run_cli("generate", str(short_song), "-o", str(tmp_path / "out"), "--model", str(sampled), "-q",
+                    "--greedy", "--formats", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "out" / f"{short_song.stem}.json").read_text())["sampling"]["greedy"] is True

@@ -8,6 +8,7 @@ from engine.postprocess import (
     TOE_ABOVE_SOLE,
     contact_frames,
     ground_feet,
+    lock_feet,
     resample_joints,
     resample_rotations,
     sole_height,
@@ -161,3 +162,31 @@ def test_resample_rotations_is_slerp():
     np.testing.assert_allclose(quaternion_to_matrix(down), quaternion_to_matrix(quats), atol=1e-9)
     with pytest.raises(InvalidOptionError):
         resample_rotations(quats, 30, -1)
+
+
+def test_lock_feet_stops_a_planted_foot_sliding_and_keeps_the_pose(data_dir):
+    """A real salsa take with the whole body dragged sideways at 0.8 m/s: the feet skate. Locked, the
+    drag is gone from the planted foot, poses and heights are the take's, and the dancer is not shaken."""
+    from training.data import load_bvh_clip
+    from training.metrics.physical import foot_skating_ratio, jitter
+
+    take = load_bvh_clip(data_dir / "cmu_salsa_duet" / "60_02.bvh").joints[:1200].astype(np.float64)
+    dragged = take.copy()
+    dragged[:, :, 0] += 0.8 * np.arange(len(take))[:, None] / 60.0
+    locked = lock_feet(dragged)
+    assert foot_skating_ratio(dragged, 60) > 2 * foot_skating_ratio(take, 60)
+    assert foot_skating_ratio(locked, 60) <= 1.05 * foot_skating_ratio(take, 60)
+    np.testing.assert_allclose(locked - locked[:, :1], dragged - dragged[:, :1], atol=1e-9)  # same poses
+    np.testing.assert_array_equal(locked[..., 1], dragged[..., 1])  # heights untouched
+    assert jitter(locked, 60) <= 1.01 * jitter(dragged, 60)
+    # the drag was taken out, not the dancing: the locked root ends near the take's, far from the dragged one
+    drift = lambda j: np.linalg.norm(j[-1, 0, [0, 2]] - take[-1, 0, [0, 2]])  # noqa: E731
+    assert drift(locked) < 0.25 * drift(dragged)
+
+
+def test_lock_feet_leaves_a_body_in_the_air_alone():
+    flying = np.tile(sk.REST_JOINTS, (60, 1, 1)) + [0.0, 1.5, 0.0]  # feet 0.4 m above the floor
+    flying[:, :, 0] += np.linspace(0, 1, 60)[:, None]
+    np.testing.assert_array_equal(lock_feet(flying), flying)
+    with pytest.raises(InvalidOptionError, match="foot lock height"):
+        lock_feet(flying, height=0.0)

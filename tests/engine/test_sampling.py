@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from engine.errors import Cancelled, InvalidOptionError, ModelError
+from engine.models.gpt import CrossCondGPT, GPTConfig
 from engine.sampling import (
     FAST_DEFAULT_SHIFT,
     SamplingOptions,
@@ -254,3 +255,42 @@ def test_repeat_limit_applies_when_sampling(stuck_gpt, golden_io) -> None:
     options = SamplingOptions(greedy=False, temperature=0.05, seed=3, max_repeat=3)
     up, down = sample_codes(stuck_gpt, 5, 7, golden_io["music_cond"][0], options)
     assert longest_repeat(up, down) <= 3
+
+
+def test_open_choices_take_the_models_default_decoding() -> None:
+    official = SamplingOptions().resolved()
+    assert (official.greedy, official.temperature, official.style_guidance, official.seed) == (True, 1.0, 1.0, None)
+    ours = {"greedy": False, "temperature": 0.9, "style_guidance": 2.5}
+    model_default = SamplingOptions().resolved(ours)
+    assert (model_default.greedy, model_default.temperature, model_default.style_guidance) == (False, 0.9, 2.5)
+    assert model_default.seed == 0  # sampled because the model says so: the same dance every time
+    assert SamplingOptions(seed=5).resolved(ours).seed == 5
+    assert SamplingOptions(greedy=True).resolved(ours).greedy is True  # the user's choice wins
+    user = SamplingOptions(greedy=False, temperature=0.5).resolved(ours)
+    assert (user.temperature, user.seed) == (0.5, None)  # asked to sample without a seed: a fresh one
+    assert SamplingOptions(style_guidance=1.0).resolved(ours).style_guidance == 1.0
+    with pytest.raises(InvalidOptionError, match="style guidance"):
+        SamplingOptions(style_guidance=-1.0).check()
+    with pytest.raises(InvalidOptionError, match="draft model cannot be combined with style guidance"):
+        SamplingOptions(draft="int8", style_guidance=2.0).check()
+
+
+def test_style_guidance_mixes_the_style_with_any(golden_io) -> None:
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig.tiny(n_styles=2)).eval()
+    with torch.no_grad():
+        gpt.gpt_base.style_emb.weight.normal_(std=2.0)
+    music = golden_io["music_cond"][0][:40]
+
+    def dance(style: int, guidance: float, fast: bool = True) -> np.ndarray:
+        up, down = sample_codes(copy.deepcopy(gpt), 5, 7, music,
+                                SamplingOptions(greedy=True, style=style, style_guidance=guidance, fast=fast,
+                                                shift=20))
+        return np.stack([up, down])
+
+    np.testing.assert_array_equal(dance(1, 0.0), dance(0, 1.0))  # guidance 0: the "any" logits
+    plain, guided = dance(1, 1.0), dance(1, 3.0)
+    assert not np.array_equal(plain, guided) and not np.array_equal(guided, dance(0, 1.0))
+    np.testing.assert_array_equal(dance(1, 3.0, fast=False), guided)  # exact and cached decoding agree
+    with pytest.raises(InvalidOptionError, match="not one of this GPT's 2 styles"):
+        dance(3, 1.0)

@@ -38,6 +38,8 @@ class DataConfig:
                         of its own (0: off).
     mirror:             add the left/right mirror image of every training clip.
     tempo_rates:        add every training clip (without a recorded song) re-timed to these rates.
+    style_balance:      GPT stage: draw windows with weight count(style) ** -style_balance (0: uniform,
+                        1: every style equally often).
     Augmented copies are of the training side only; validation clips are the takes as captured.
     """
 
@@ -57,6 +59,7 @@ class DataConfig:
     single_take_holdout: float = 0.0
     mirror: bool = False
     tempo_rates: list[float] = field(default_factory=list)
+    style_balance: float = 0.0
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> DataConfig:

@@ -25,11 +25,24 @@ from training.trainer import CHECKPOINT_NAME, load_checkpoint, train
 
 
 # --- motion windows -------------------------------------------------------------------------------------
-def sample_indices(n: int, batch_size: int, generator: torch.Generator) -> np.ndarray:
-    """Random window indices with replacement (the official RandomSampler(replacement=True))."""
+def sample_indices(n: int, batch_size: int, generator: torch.Generator,
+                   weights: torch.Tensor | None = None) -> np.ndarray:
+    """Random window indices with replacement (the official RandomSampler(replacement=True)), uniform or
+    in proportion to ``weights`` (n,)."""
     if n == 0:
         raise TrainingError("there are no training windows: the clips are all shorter than data.window")
-    return torch.randint(n, (batch_size,), generator=generator).numpy()
+    if weights is None:
+        return torch.randint(n, (batch_size,), generator=generator).numpy()
+    return torch.multinomial(weights, batch_size, replacement=True, generator=generator).numpy()
+
+
+def style_weights(styles: torch.Tensor, balance: float) -> torch.Tensor | None:
+    """Sampling weight of each window (N,) from its style index: count(style) ** -balance (0: None, uniform;
+    1: every style drawn equally often), so a style with little data is not drowned by one with much."""
+    if balance == 0:
+        return None
+    counts = torch.bincount(styles).double()
+    return counts[styles].pow(-balance)
 
 
 def poses_and_root_velocity(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -45,6 +45,7 @@ from .common import (
     poses_and_root_velocity,
     run_stage_cli,
     sample_indices,
+    style_weights,
     vqvae_from_run,
 )
 
@@ -137,6 +138,9 @@ class GPTStage:
         self.styles = torch.tensor([style_index(windows.clips[int(ci)].style) for ci in windows.index[:, 0]],
                                    dtype=torch.long)  # (N,)
         self.style_counts = {name: int((self.styles == i + 1).sum()) for i, name in enumerate(STYLES)}
+        if not 0 <= cfg.data.style_balance <= 1:
+            raise ConfigError(f"data.style_balance must be within 0..1, got {cfg.data.style_balance}")
+        self.window_weights = style_weights(self.styles, cfg.data.style_balance)
         if cfg.gpt.n_styles and cfg.gpt.n_styles != len(STYLES):
             raise ConfigError(f"gpt.n_styles must be 0 (no style input) or {len(STYLES)} (the styles "
                               f"{', '.join(STYLES)}), got {cfg.gpt.n_styles}")
@@ -172,7 +176,7 @@ class GPTStage:
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def batch(self, step: int, generator: torch.Generator, device: torch.device):
-        idx = torch.from_numpy(sample_indices(self.num_windows, self.cfg.batch_size, generator))
+        idx = torch.from_numpy(sample_indices(self.num_windows, self.cfg.batch_size, generator, self.window_weights))
         rows = self.music_rows[idx, None] + torch.arange(self.n_tokens)  # (B, 30)
         style = self.styles[idx]
         if self.cfg.gpt.style_pdrop > 0:  # "any" for a share of the windows (classifier-free style)
