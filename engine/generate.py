@@ -2,7 +2,7 @@
 
     features (N x 438 at 7.5 fps) --GPT--> codes_up, codes_down (N tokens)
         --VQ-VAE decoders--> root velocity + root-relative joints (8N frames at 60 fps)
-        --integrate root--> world joints --beat sync / ground feet / resample--> solve rotations --> Dance
+        --integrate root--> world joints --ground feet / lock feet / beat sync / resample--> solve rotations --> Dance
 
 Every consumer (exporters, the Blender add-on, evaluation) takes the returned ``Dance``.
 """
@@ -54,7 +54,7 @@ class GenerateOptions:
                  the model's timing. The poses and path are the model's either way.
     ground:      put the feet on the floor (removes the height drift of integrated root velocity).
     lock_feet:   keep a planted foot from sliding by moving the body over it (``postprocess.lock_feet``;
-                 after ``ground``).
+                 needs ``ground``: it finds the planted foot by its height above the floor).
     rotations:   solve local joint rotations (needed for BVH/FBX and rigs).
     precision:   "float32" (exact), or an approximate GPT ("bfloat16", "int8"): faster, but the tokens
                  may differ from the float32 model's. (``sampling.draft`` is the exact way to use one.)
@@ -272,14 +272,16 @@ class Choreographer:
         joints = self.decode(codes_up, codes_down)
         beats = np.asarray(feats.beats, dtype=np.int64)
         beats = beats[beats < joints.shape[0]]
+        if options.ground and options.lock_feet:
+            # before beat sync, which places speed minima that moving the body would move again; the lock
+            # finds the planted foot by its height, so the feet go onto the floor first
+            joints = lock_feet(ground_feet(joints, fps=MOTION_FPS))
         sync_summary = None
         if options.beat_sync is not None:
             synced = sync_to_beats(joints, beats, MOTION_FPS, options.beat_sync)
             joints, sync_summary = synced.joints, synced.summary
-        if options.ground:
+        if options.ground:  # (again) after the re-timing: the floor under the re-timed feet
             joints = ground_feet(joints, fps=MOTION_FPS)
-        if options.lock_feet:
-            joints = lock_feet(joints)
         if float(options.fps) != MOTION_FPS:
             joints = resample_joints(joints, MOTION_FPS, options.fps)
             beats = np.unique(np.round(beats * options.fps / BEAT_FPS).astype(np.int64))
