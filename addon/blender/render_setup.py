@@ -180,6 +180,11 @@ def configure_mp4(
         ffmpeg.audio_bitrate = 192
     else:
         ffmpeg.audio_codec = "NONE"
+    if render.engine == "BLENDER_WORKBENCH":
+        # Workbench's default 8-sample anti-aliasing draws every frame 8 times, which software OpenGL
+        # (a machine without a GPU) pays in full: FXAA rendered the demo song's first 10 s in 20.7 s
+        # instead of 44.3, with frames that differ by 0.06 % of the range after H.264
+        scene.display.render_aa = "FXAA"
     if render.engine == "CYCLES":
         scene.cycles.device = "CPU"
         scene.cycles.samples = max(1, int(cycles_samples))
