@@ -34,12 +34,15 @@ CONTACT_TOLERANCE = 0.04
 MAX_FLIGHT_S = 1.0
 
 
+def _sole_under_joints(joints: np.ndarray) -> np.ndarray:
+    """(T, 2, 2) height of the sole under each foot's ankle and toe joint ([left, right] x [ankle, toe])."""
+    joints = np.asarray(joints, dtype=np.float64)
+    return np.stack([joints[:, ANKLES, 1] - ANKLE_ABOVE_SOLE, joints[:, TOES, 1] - TOE_ABOVE_SOLE], axis=-1)
+
+
 def sole_height(joints: np.ndarray) -> np.ndarray:
     """Height of the lowest point of the soles per frame (T,) for joints (T, 24, 3) y-up metres."""
-    joints = np.asarray(joints, dtype=np.float64)
-    ankles = joints[:, ANKLES, 1] - ANKLE_ABOVE_SOLE
-    toes = joints[:, TOES, 1] - TOE_ABOVE_SOLE
-    return np.minimum(ankles.min(axis=1), toes.min(axis=1))
+    return _sole_under_joints(joints).min(axis=(1, 2))
 
 
 def _pad_extrapolating(signal: np.ndarray, width: int) -> np.ndarray:
@@ -138,7 +141,7 @@ def lock_feet(joints: np.ndarray, height: float = FOOT_LOCK_HEIGHT) -> np.ndarra
     # each foot touches the floor where it is lowest: its sole height and its contact point (ankle, toe or,
     # flat on the floor, between them, weighted by how close each is to the floor)
     ankles, toes = joints[:, ANKLES], joints[:, TOES]  # (T, 2, 3): left, right
-    above = np.stack([ankles[..., 1] - ANKLE_ABOVE_SOLE, toes[..., 1] - TOE_ABOVE_SOLE], axis=-1)  # (T, 2, 2)
+    above = _sole_under_joints(joints)  # (T, 2, 2)
     sole = np.maximum(above.min(axis=-1), 0.0)  # (T, 2) sole height of each foot
     closeness = np.clip(1.0 - (above - sole[..., None]) / height, 0.0, 1.0)  # (T, 2, 2)
     point = (closeness[..., :1] * ankles + closeness[..., 1:] * toes) / closeness.sum(-1, keepdims=True)  # (T, 2, 3)

@@ -72,7 +72,7 @@ def choose_start(model_dir: str | Path, config: str | Path | Any, songs: list[Pa
     if not codes_file.is_file():
         raise DanceError(f"{codes_file} not found: run the GPT stage of that config first")
     windows, _, split = load_windows(cfg.data)
-    window_styles = np.array([windows.clips[int(ci)].style or "" for ci in windows.index[:, 0]])
+    window_styles = np.array([s or "" for s in windows.styles()])
     with np.load(codes_file) as codes:
         up, down = codes["up"], codes["down"]
     if len(up) != len(windows):

@@ -29,6 +29,10 @@ from .clip import MotionClip, resample_positions
 MIN_TAIL_S = 5.0  # a held-out tail must hold at least one 4-s training window
 
 
+def _has_song(clip: MotionClip) -> bool:
+    return clip.music_path is not None or clip.music_features is not None
+
+
 def mirror_clip(clip: MotionClip) -> MotionClip:
     """The clip's left/right mirror image (x -> -x, l_* <-> r_*), named ``<name>~mirror``."""
     joints = clip.joints[:, MIRRORED_JOINTS].copy()  # (T, 24, 3)
@@ -41,7 +45,7 @@ def retime_clip(clip: MotionClip, rate: float) -> MotionClip:
     """The clip played ``rate`` times as fast (linear resampling at 60 fps), named ``<name>@x<rate>``."""
     if not (np.isfinite(rate) and 0.25 <= rate <= 4.0):
         raise DataError(f"a tempo rate must be within 0.25..4, got {rate}")
-    if clip.music_path is not None or clip.music_features is not None:
+    if _has_song(clip):
         raise DataError(f"clip {clip.name!r} has a recorded song: re-timing it would break the pairing")
     joints = resample_positions(clip.joints, clip.fps * rate, MOTION_FPS).astype(np.float32)
     return dataclasses.replace(clip, joints=joints, name=f"{clip.name}@x{rate:g}",
@@ -55,7 +59,7 @@ def augment_clips(clips: Sequence[MotionClip], mirror: bool = False,
     out = list(clips)
     for rate in tempo_rates:
         if rate != 1.0:
-            out += [retime_clip(c, rate) for c in clips if c.music_path is None and c.music_features is None]
+            out += [retime_clip(c, rate) for c in clips if not _has_song(c)]
     if mirror:
         out += [mirror_clip(c) for c in out]
     return out

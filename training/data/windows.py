@@ -148,3 +148,7 @@ class MotionWindows:
     def take_ids(self) -> list[str]:
         """Take id of every window, in index order."""
         return [self.clips[int(ci)].take_id for ci in self.index[:, 0]]
+
+    def styles(self) -> list[str | None]:
+        """Style of every window (its clip's, None when unknown), in index order."""
+        return [self.clips[int(ci)].style for ci in self.index[:, 0]]

@@ -82,6 +82,12 @@ def window_music_rows(windows, clip_tokens: list[int]) -> np.ndarray:
     return offsets[windows.index[:, 0]] + windows.index[:, 1] // FRAMES_PER_TOKEN
 
 
+def most_common_first_pair(codes_up: np.ndarray, codes_down: np.ndarray) -> list[int]:
+    """The (up, down) pair most windows (N, T) start with (the smallest pair among ties)."""
+    pairs, counts = np.unique(np.stack([codes_up[:, 0], codes_down[:, 0]], 1), axis=0, return_counts=True)
+    return [int(v) for v in pairs[counts.argmax()]]
+
+
 class GPTStage:
     name = "gpt"
 
@@ -135,8 +141,7 @@ class GPTStage:
             self.music_mean, self.music_std = music_statistics(cached["music"], counts)
         self.music = normalise_music(torch.from_numpy(cached["music"]).float(), self.music_mean, self.music_std)
         # each window's style (0 = any, 1.. = training.data.styles.STYLES); only a style-aware GPT reads it
-        self.styles = torch.tensor([style_index(windows.clips[int(ci)].style) for ci in windows.index[:, 0]],
-                                   dtype=torch.long)  # (N,)
+        self.styles = torch.tensor([style_index(s) for s in windows.styles()], dtype=torch.long)  # (N,)
         self.style_counts = {name: int((self.styles == i + 1).sum()) for i, name in enumerate(STYLES)}
         if not 0 <= cfg.data.style_balance <= 1:
             raise ConfigError(f"data.style_balance must be within 0..1, got {cfg.data.style_balance}")
@@ -145,17 +150,13 @@ class GPTStage:
             raise ConfigError(f"gpt.n_styles must be 0 (no style input) or {len(STYLES)} (the styles "
                               f"{', '.join(STYLES)}), got {cfg.gpt.n_styles}")
         # the most common first code pair: the exported model's default start
-        pairs, counts = np.unique(np.stack([cached["up"][:, 0], cached["down"][:, 0]], 1), axis=0,
-                                  return_counts=True)
-        self.default_start = [int(v) for v in pairs[counts.argmax()]] if len(pairs) else [0, 0]
-        # and each style's most common first pair, so that a dance asked for a style starts in its stance
+        self.default_start = most_common_first_pair(cached["up"], cached["down"]) if len(cached["up"]) else [0, 0]
+        # and each style's, so that a dance asked for a style starts in its stance
         self.style_starts: dict[str, list[int]] = {}
         for i, name in enumerate(STYLES) if cfg.gpt.n_styles else ():
             mine = (self.styles == i + 1).numpy()
             if mine.any():
-                pairs, counts = np.unique(np.stack([cached["up"][mine, 0], cached["down"][mine, 0]], 1), axis=0,
-                                          return_counts=True)
-                self.style_starts[name] = [int(v) for v in pairs[counts.argmax()]]
+                self.style_starts[name] = most_common_first_pair(cached["up"][mine], cached["down"][mine])
 
     def effective(self) -> dict[str, Any]:
         return {"gpt": self.cfg.gpt.to_dict(), "vqvae_run": self.cfg.init.vqvae_run,
