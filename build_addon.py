@@ -6,8 +6,9 @@ exists, and ``blender_manifest.toml``. It is built by Blender's own extension bu
 script ``bl_pkg/cli/blender_ext.py`` that ships inside Blender and the ``bpy`` module, so the result
 passes the same validation as ``blender --command extension build``.
 
-``--wheels`` downloads CPU torch + librosa wheels (without numpy, which Blender ships) for each
-platform and builds one zip per platform; ``--wheel-dir`` bundles wheels you already have.
+``--wheels`` downloads the pinned CPU torch + librosa wheels (without numpy, which Blender ships) for
+each platform and each Blender Python (3.11 and 3.13) and builds one zip per platform, which serves every
+Blender line on it; ``--wheel-dir`` bundles wheels you already have.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parent
 ADDON_DIR = REPO / "addon"
@@ -29,16 +34,28 @@ ENGINE_DIR = REPO / "engine"
 DEFAULT_MODEL_DIR = REPO / "assets" / "default_model"
 MANIFEST = "blender_manifest.toml"
 
-# What a bundled-dependency build downloads: pip platform tag -> Blender platform name.
-WHEEL_PLATFORMS = {
-    "manylinux_2_28_x86_64": "linux-x64",
-    "win_amd64": "windows-x64",
-    "macosx_11_0_arm64": "macos-arm64",
+
+def _load_dependencies():
+    """``addon/dependencies.py`` on its own (the ``addon`` package imports bpy): the pinned requirements."""
+    spec = importlib.util.spec_from_file_location("addon_dependencies", ADDON_DIR / "dependencies.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+dependencies = _load_dependencies()
+# What a bundled-dependency build downloads: pip platform tag -> Blender platform name, and one wheel set
+# per Blender Python (3.11: Blender 4.2-5.0; 3.13: 5.1-5.2). Blender installs the wheels matching its own
+# platform and Python from the list, so one zip per platform serves every Blender line.
+# Blender 4.2+ needs glibc 2.28, so wheels for any older manylinux tag run too; torch 2.13's macOS wheels
+# need macOS 14 (pip takes older macOS tags from the one given).
+WHEEL_PLATFORMS: dict[str, tuple[str, ...]] = {
+    "linux-x64": ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"),
+    "windows-x64": ("win_amd64",),
+    "macos-arm64": ("macosx_14_0_arm64",),
 }
-WHEEL_REQUIREMENTS = ("torch==2.13.0", "librosa==0.11.0", "soundfile>=0.12", "safetensors>=0.4")
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-# Blender already ships these; bundling a second copy breaks its own modules.
-SKIP_WHEELS = ("numpy",)
+WHEEL_PYTHONS: tuple[tuple[int, int], ...] = tuple(dependencies.TESTED_PINS)
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
@@ -72,16 +89,148 @@ def stage_extension(stage: Path, with_model: bool = True) -> Path:
     return stage
 
 
-def download_wheels(dest: Path, platforms: Sequence[str] = tuple(WHEEL_PLATFORMS)) -> list[Path]:
-    """pip-download cp311 binary wheels for each platform (needs network access)."""
+# The marker environment of each Blender platform, for requirements pip would judge by this machine.
+_MARKER_PLATFORMS = {
+    "linux-x64": {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
+                  "os_name": "posix"},
+    "windows-x64": {"sys_platform": "win32", "platform_system": "Windows", "platform_machine": "AMD64",
+                    "os_name": "nt"},
+    "macos-arm64": {"sys_platform": "darwin", "platform_system": "Darwin", "platform_machine": "arm64",
+                    "os_name": "posix"},
+}
+
+
+def wheel_requirements(wheel: Path, platform: str, python: tuple[int, int]) -> list[str]:
+    """The requirements a wheel declares that apply on ``platform`` with ``python``, markers judged for
+    that target (``pip download --platform`` judges them by the machine it runs on, which would pull
+    torch's Linux-only CUDA wheels into a Windows bundle)."""
+    from packaging.markers import default_environment
+
+    environment = {**default_environment(), **_MARKER_PLATFORMS[platform], "python_version": "{}.{}".format(
+        *python), "python_full_version": "{}.{}.0".format(*python), "implementation_name": "cpython",
+        "platform_python_implementation": "CPython", "extra": ""}
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = archive.read(metadata).decode("utf-8").splitlines()
+    found = []
+    for line in lines:
+        if not line.startswith("Requires-Dist:"):
+            continue
+        requirement = Requirement(line.partition(":")[2].strip())
+        if requirement.marker is None or requirement.marker.evaluate(environment):
+            requirement.marker = None
+            found.append(str(requirement))
+    return found
+
+
+def download_wheels(
+    dest: Path,
+    platforms: Sequence[str] = tuple(WHEEL_PLATFORMS),
+    pythons: Sequence[tuple[int, int]] = WHEEL_PYTHONS,
+    torch_index: str = dependencies.TORCH_CPU_INDEX,
+) -> list[Path]:
+    """pip-download the binary wheels of the pinned dependencies for each Blender platform and Python
+    (needs network access), resolved against the numpy that Blender line ships. ``torch_index`` is where
+    the CPU torch comes from (PyPI's Linux torch is the CUDA build, which is refused). torch is fetched
+    on its own and its requirements judged for the target platform (see ``wheel_requirements``)."""
     dest.mkdir(parents=True, exist_ok=True)
     for platform in platforms:
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(dest),
-               "--only-binary=:all:", "--python-version", "3.11", "--platform", platform,
-               "--extra-index-url", TORCH_CPU_INDEX, *WHEEL_REQUIREMENTS]
-        if subprocess.run(cmd).returncode != 0:
-            raise BuildError(f"pip could not download the wheels for {platform} (is the network reachable?)")
+        resolved: dict[tuple[int, int], list[Path]] = {}
+        for python in pythons:
+            version = "{}.{}".format(*python)
+            folder = dest / platform / f"cp{python[0]}{python[1]}"
+            folder.mkdir(parents=True, exist_ok=True)
+            target = ["--only-binary=:all:", "--python-version", version,
+                      *[arg for tag in WHEEL_PLATFORMS[platform] for arg in ("--platform", tag)]]
+            index = ["--extra-index-url", torch_index] if torch_index else []
+            pins = dependencies.requirements(python)
+            torch_pin = [r for r in pins if r.split("=")[0].strip() == "torch"]
+            _pip_download([*target, *index, "--no-deps", "--dest", str(folder), *torch_pin], platform, version)
+            (torch_wheel,) = folder.glob("torch-*.whl")
+            torch_needs = wheel_requirements(torch_wheel, platform, python)
+            if any(dependencies.is_cuda_project(Requirement(r).name) for r in torch_needs):
+                raise BuildError(f"{torch_wheel.name} is torch's CUDA build (it needs nvidia-* wheels of "
+                                 f"several GB): no CPU torch for {platform}, Python {version} at "
+                                 f"{torch_index or 'the configured indexes'}; give --torch-index, or "
+                                 "bundle CPU torch wheels you have with --wheel-dir")
+            others = [r for r in pins if r not in torch_pin]
+            _pip_download([*target, "--dest", str(folder), *others, *torch_needs,
+                           f"numpy=={dependencies.NUMPY_FOR_WHEELS[python]}"], platform, version)
+            resolved[python] = sorted(w for w in folder.glob("*.whl")
+                                      if _project(w.name) not in dependencies.BLENDER_SHIPS)
+        merge_python_sets(resolved, dest)
     return sorted(dest.glob("*.whl"))
+
+
+def _project(wheel_name: str) -> str:
+    return wheel_name.split("-", 1)[0].lower().replace("_", "-")
+
+
+def _version(wheel_name: str) -> tuple[Any, ...]:
+    from packaging.version import Version
+
+    return (Version(wheel_name.split("-")[1]),)
+
+
+def merge_python_sets(resolved: dict[tuple[int, int], list[Path]], dest: Path) -> list[Path]:
+    """Put the wheel sets pip resolved for each Blender Python of one platform into ``dest``, such that
+    Blender installs exactly each Python's own set. Blender takes, per project, the newest version among
+    the wheels whose tags fit its Python, so a pure-Python wheel that not every Python's set holds
+    (librosa 0.11 for 3.11, 1.0 for 3.13) is renamed to its Python's tag (``py311``, a valid PEP 425 tag
+    that Blender reads as Python 3.11 only). Checked against Blender's rule afterwards."""
+    names_per_python = [{w.name for w in wheels} for wheels in resolved.values()]
+    shared = set.intersection(*names_per_python) if names_per_python else set()
+    written: dict[tuple[int, int], list[str]] = {}
+    for python, wheels in resolved.items():
+        for wheel in wheels:
+            name = wheel.name
+            if _is_pure(name) and name not in shared:
+                parts = name[: -len(".whl")].split("-")
+                parts[-3] = f"py{python[0]}{python[1]}"
+                name = "-".join(parts) + ".whl"
+            shutil.copy2(wheel, dest / name)
+            written.setdefault(python, []).append(name)
+    every = sorted({n for names in written.values() for n in names})
+    for python, names in written.items():
+        chosen = blender_selection(every, python)
+        if sorted(chosen) != sorted(names):
+            raise BuildError(f"Blender with Python {python[0]}.{python[1]} would install "
+                             f"{sorted(set(chosen) ^ set(names))} differently from what pip resolved")
+    return [dest / n for n in every]
+
+
+def _is_pure(wheel_name: str) -> bool:
+    python_tag, abi, platform = wheel_name[: -len(".whl")].split("-")[-3:]
+    return abi == "none" and platform == "any"
+
+
+def blender_selection(wheel_names: Sequence[str], python: tuple[int, int]) -> list[str]:
+    """The wheels Blender's extension system installs for ``python`` from a one-platform list: those whose
+    Python tag fits (``py3``, ``py311``/``cp311`` exactly, or an older ``abi3``), then the newest version
+    of each project (``bl_pkg``'s wheel filter and ``wheel_manager``'s de-duplication)."""
+    fitting = []
+    for name in wheel_names:
+        python_tag, abi, _ = name[: -len(".whl")].split("-")[-3:]
+        for tag in python_tag.split("."):
+            digits = tag[2:]
+            if digits == str(python[0]) or digits == f"{python[0]}{python[1]}":
+                fitting.append(name)
+                break
+            if abi == "abi3" and len(digits) > 1 and (int(digits[0]), int(digits[1:])) <= python:
+                fitting.append(name)
+                break
+    newest: dict[str, str] = {}
+    for name in fitting:
+        seen = newest.get(_project(name))
+        if seen is None or _version(name) > _version(seen):
+            newest[_project(name)] = name
+    return sorted(newest.values())
+
+
+def _pip_download(args: list[str], platform: str, version: str) -> None:
+    if subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", *args]).returncode != 0:
+        raise BuildError(f"pip could not download the wheels for {platform}, Python {version} "
+                         "(is the network reachable?)")
 
 
 def wheel_platforms(wheel_name: str) -> set[str]:
@@ -109,8 +258,7 @@ def add_wheels(stage: Path, wheels: Sequence[Path]) -> list[str]:
     wheel_dir.mkdir(exist_ok=True)
     listed: list[str] = []
     for wheel in wheels:
-        project = wheel.name.split("-", 1)[0].lower()
-        if project in SKIP_WHEELS:
+        if _project(wheel.name) in dependencies.BLENDER_SHIPS:
             continue
         shutil.copy2(wheel, wheel_dir / wheel.name)
         listed.append(f"./wheels/{wheel.name}")
@@ -136,6 +284,9 @@ def build(
     wheel_dir: str | Path | None = None,
     with_model: bool = True,
     blender_ext: str | Path | None = None,
+    platforms: Sequence[str] = tuple(WHEEL_PLATFORMS),
+    pythons: Sequence[tuple[int, int]] = WHEEL_PYTHONS,
+    torch_index: str = dependencies.TORCH_CPU_INDEX,
 ) -> list[Path]:
     """Build the extension into ``out_dir``; returns the zip(s) written (one per platform with wheels)."""
     out_dir = Path(out_dir)
@@ -147,7 +298,7 @@ def build(
         if wheel_dir is not None:
             wheel_files += sorted(Path(wheel_dir).glob("*.whl"))
         if wheels:
-            wheel_files += download_wheels(Path(tmp) / "downloads")
+            wheel_files += download_wheels(Path(tmp) / "downloads", platforms, pythons, torch_index)
         listed = add_wheels(stage, wheel_files) if wheel_files else []
         before = set(out_dir.glob("*.zip"))
         cmd = [sys.executable, str(builder), "build", "--source-dir", str(stage), "--output-dir", str(out_dir)]
@@ -172,7 +323,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--out", type=Path, required=True, help="folder to write the zip(s) into")
     parser.add_argument("--wheels", action="store_true",
-                        help="download and bundle CPU torch + librosa wheels, one zip per platform")
+                        help="download and bundle the pinned CPU torch + librosa wheels for Python 3.11 and "
+                             "3.13, one zip per platform")
+    parser.add_argument("--platform", action="append", choices=sorted(WHEEL_PLATFORMS), default=None,
+                        help="with --wheels: only this Blender platform (repeatable; default: all)")
+    parser.add_argument("--python", action="append", choices=["{}.{}".format(*p) for p in WHEEL_PYTHONS],
+                        default=None, help="with --wheels: only this Blender Python (repeatable; default: all)")
+    parser.add_argument("--torch-index", default=dependencies.TORCH_CPU_INDEX,
+                        help="with --wheels: the index with CPU torch builds (default: %(default)s)")
     parser.add_argument("--wheel-dir", type=Path, default=None, help="bundle the *.whl files of this folder")
     parser.add_argument("--no-model", action="store_true", help="leave out assets/default_model")
     parser.add_argument("--blender-ext", type=Path, default=None,
@@ -180,7 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         zips = build(args.out, wheels=args.wheels, wheel_dir=args.wheel_dir, with_model=not args.no_model,
-                     blender_ext=args.blender_ext)
+                     blender_ext=args.blender_ext, platforms=args.platform or tuple(WHEEL_PLATFORMS),
+                     pythons=[tuple(map(int, v.split("."))) for v in args.python] if args.python
+                     else WHEEL_PYTHONS, torch_index=args.torch_index)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -17,22 +17,15 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 from bpy.types import AddonPreferences, Operator
 
-from .. import _engine
+from .. import _engine, dependencies
 from . import jobs
 
 # "addon" in the repository, "bl_ext.user_default.bailando_dance" once installed.
 ADDON_PACKAGE = __package__.rpartition(".")[0] if __package__ else "addon"
-DEPENDENCIES = ("torch", "librosa")
-# What "Install" asks pip for: per Blender Python, the versions the add-on's tests run with (Python 3.11:
-# Blender 4.2-5.0, numpy 1.26; Python 3.13: Blender 5.1-5.2, numpy 2: `make test-blender-lines`); on
-# any other Python the newest. numpy is pinned to Blender's own (see ``pip_command``), never installed twice.
-_TESTED_PINS = {
-    (3, 11): ("torch==2.13.0", "librosa==0.11.0"),
-    (3, 13): ("torch==2.13.0", "librosa==1.0.0"),
-}
-PIP_REQUIREMENTS = (*_TESTED_PINS.get(sys.version_info[:2], ("torch", "librosa")),
-                    "soundfile>=0.12", "soxr>=0.3", "safetensors>=0.4")
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+DEPENDENCIES = dependencies.IMPORT_NAMES
+# What "Install" asks pip for: the versions tested on this Blender's Python (see ``dependencies``);
+# numpy is pinned to Blender's own (see ``pip_command``), never installed twice.
+PIP_REQUIREMENTS = dependencies.requirements(sys.version_info[:2])
 
 
 class _Defaults:
@@ -82,7 +75,7 @@ def pip_command(target: Path) -> list[str]:
     import numpy
 
     return [sys.executable, "-m", "pip", "install", "--upgrade", "--target", str(target),
-            "--extra-index-url", TORCH_CPU_INDEX, *PIP_REQUIREMENTS, f"numpy=={numpy.__version__}"]
+            "--extra-index-url", dependencies.TORCH_CPU_INDEX, *PIP_REQUIREMENTS, f"numpy=={numpy.__version__}"]
 
 
 def drop_second_numpy(target: Path) -> list[str]:
