@@ -19,12 +19,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from .errors import InvalidOptionError
 from .rotation import make_continuous, quaternion_slerp
-from .skeleton import ANKLES, REST_JOINTS, TOES, check_joints
-
-# The SMPL toe joint sits at the ball of the foot, about 2 cm above the sole.
-TOE_ABOVE_SOLE = 0.02
-# Standing flat in the rest pose, the ankle joint is 6.1 cm above the toe joint: 8.1 cm above the sole.
-ANKLE_ABOVE_SOLE = TOE_ABOVE_SOLE + float(np.mean(REST_JOINTS[ANKLES, 1] - REST_JOINTS[TOES, 1]))
+from .skeleton import ANKLE_ABOVE_SOLE, ANKLES, TOE_ABOVE_SOLE, TOES, check_joints
 
 # Contact: the sole is within CONTACT_TOLERANCE of its lowest point over +-CONTACT_WINDOW_S. A jump apex is far
 # above its take-off and landing, slow drift in height moves the sole by much less in that window.

@@ -71,6 +71,10 @@ TOES = np.array([10, 11], dtype=np.int64)  # l_foot, r_foot (the toe joints)
 FOOT_JOINTS = np.array([7, 8, 10, 11], dtype=np.int64)  # ankles and toes: what touches the floor
 LEFT_FOOT = (7, 10)  # l_ankle, l_foot
 RIGHT_FOOT = (8, 11)  # r_ankle, r_foot
+# The SMPL toe joint sits at the ball of the foot, about 2 cm above the sole.
+TOE_ABOVE_SOLE = 0.02
+# Standing flat in the rest pose, the ankle joint is 6.1 cm above the toe joint: 8.1 cm above the sole.
+ANKLE_ABOVE_SOLE = TOE_ABOVE_SOLE + float(np.mean(REST_JOINTS[ANKLES, 1] - REST_JOINTS[TOES, 1]))
 LEGS = ((1, 4, 7), (2, 5, 8))  # (hip, knee, ankle), left then right
 # The joint that takes each joint's place in a left/right mirror image (x negated): l_* <-> r_*.
 MIRRORED_JOINTS = np.array(

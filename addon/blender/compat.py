@@ -13,7 +13,7 @@ Keep version checks here so the other modules read the same on every version:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import bpy
 
@@ -138,3 +138,19 @@ def action_fcurves(action: Any, obj: Any | None = None) -> list[Any]:
     # The stubs declare "-> None"; the function returns the slot's ActionChannelbag (or None).
     bag = anim_utils.action_get_channelbag_for_slot(action, slot)  # type: ignore[func-returns-value]
     return list(bag.fcurves) if bag is not None else []
+
+
+def plain_material(name: str, rgba: tuple[float, float, float, float], roughness: float = 0.5) -> Any:
+    """A material of one colour in every engine, reused by name: the viewport colour (what Workbench
+    draws) and the Principled BSDF's base colour (EEVEE, Cycles). Materials before 5.0 start without nodes."""
+    material = bpy.data.materials.get(name) or bpy.data.materials.new(name)
+    material.diffuse_color = rgba
+    material.roughness = roughness
+    if VERSION < (5, 0, 0) and not material.use_nodes:  # use_nodes is deprecated from 5.0 (always on)
+        material.use_nodes = True
+    tree = material.node_tree
+    bsdf = next((n for n in tree.nodes if n.type == "BSDF_PRINCIPLED"), None) if tree is not None else None
+    if bsdf is not None:
+        cast(Any, bsdf.inputs["Base Color"]).default_value = rgba  # a colour socket
+        cast(Any, bsdf.inputs["Roughness"]).default_value = roughness  # a float socket
+    return material

@@ -56,14 +56,19 @@ def render_mp4(
     frame_range: tuple[int, int] | None = None,
     cycles_samples: int = 16,
     timeout: float | None = None,
+    caption: str | None = None,
 ) -> Path:
     """Render ``scene`` to an H.264 MP4 at ``path`` in a child process; returns the path.
 
-    ``dancer`` (an armature object) gets a camera framing its whole path and a light; without it the
-    scene's camera is used. ``song_path`` is muxed in as AAC (a song strip already in the scene is
-    used when no path is given). Raises ``RenderError`` with the cause; nothing is written on failure.
+    ``dancer`` (an armature object) gets the preview's stage: a camera from the front three-quarters that
+    follows it and fills the picture with it, a light, a tiled floor with shadows, and the caption
+    (``caption``; by default "song · style · model" of its dance, "" for none). Without it the scene's
+    camera and look are used as they are. ``song_path`` is muxed in as AAC (a song strip already in the
+    scene is used when no path is given). Raises ``RenderError`` with the cause; nothing is written on
+    failure.
     """
     out, engine = _check_request(path, engine, resolution, song_path)
+    caption = _caption(caption, dancer, song_path)
     with _engine.files.atomic_file(out) as temp_out, tempfile.TemporaryDirectory(prefix="dance_render_") as work:
         blend = os.path.join(work, "scene.blend")
         bpy.ops.wm.save_as_mainfile(filepath=blend, copy=True, compress=False)
@@ -77,6 +82,7 @@ def render_mp4(
             "song_path": str(Path(song_path).resolve()) if song_path is not None else None,
             "frame_range": list(frame_range) if frame_range is not None else None,
             "cycles_samples": int(cycles_samples),
+            "caption": caption,
         }
         job_path = os.path.join(work, "job.json")
         with open(job_path, "w", encoding="utf-8") as f:
@@ -92,6 +98,12 @@ def render_mp4(
         if proc.returncode != 0 or not temp_out.is_file() or temp_out.stat().st_size == 0:
             raise RenderError(_failure_message(engine, proc.returncode, proc.stdout + proc.stderr))
     return out
+
+
+def _caption(caption: str | None, dancer: Any, song_path: str | os.PathLike[str] | None) -> str | None:
+    if caption is not None or dancer is None:
+        return caption or None
+    return render_setup.dance_caption(dancer, str(song_path) if song_path is not None else None) or None
 
 
 def _failure_message(engine: str, returncode: int, log: str) -> str:
@@ -116,19 +128,21 @@ def render_mp4_in_process(
     dancer: Any = None,
     frame_range: tuple[int, int] | None = None,
     cycles_samples: int = 16,
+    caption: str | None = None,
 ) -> Path:
     """Like ``render_mp4`` but in this process, changing this scene's render settings and camera.
 
     Only for Cycles, or when EGL is known to work: Workbench/EEVEE abort the process otherwise.
     """
     out, engine = _check_request(path, engine, resolution, song_path)
+    caption = _caption(caption, dancer, song_path)
     try:
         with _engine.files.atomic_file(out) as temp_out:
             render_setup.render_animation(
                 scene, str(temp_out), engine=engine, resolution=resolution,
                 dancer=dancer.name if dancer is not None else None,
                 song_path=str(Path(song_path).resolve()) if song_path is not None else None,
-                frame_range=frame_range, cycles_samples=cycles_samples,
+                frame_range=frame_range, cycles_samples=cycles_samples, caption=caption,
             )
             if temp_out.stat().st_size == 0:
                 raise RenderError(f"Blender wrote no video for {out.name}")

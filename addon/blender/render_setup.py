@@ -69,18 +69,45 @@ def dancer_bounds(scene: Any, obj: Any, frame_range: tuple[int, int], samples: i
     return lo, hi
 
 
-def _camera_distance(scene: Any, cam_data: Any, radius: float, margin: float) -> float:
-    """How far a camera must stand to see a sphere of ``radius`` with ``margin`` around it."""
+# The camera looks at the dancer (who faces -y) from the front three-quarters, slightly from above.
+VIEW_DIRECTION = Vector((0.62, -1.0, 0.28)).normalized()  # from the dancer towards the camera
+LENS_MM = 50.0
+FLOOR_NAME = "DanceFloor"
+FLOOR_TILE_M = 0.5
+FLOOR_COLORS = ((0.56, 0.57, 0.60, 1.0), (0.42, 0.43, 0.46, 1.0))
+BACKGROUND = (0.045, 0.05, 0.065)
+
+
+def _camera_basis(view_dir: Vector) -> tuple[Vector, Vector]:
+    """(right, up) of a camera looking along -view_dir with the world's z up."""
+    right = cast(Vector, Vector((0.0, 0.0, 1.0)).cross(view_dir)).normalized()
+    return right, cast(Vector, view_dir.cross(right)).normalized()
+
+
+def _camera_distance(scene: Any, cam_data: Any, view_dir: Vector, aims: list[Vector],
+                     boxes: list[tuple[Vector, Vector]], margin: float) -> float:
+    """The least distance from each aim point (along ``view_dir``) at which every corner of its box is
+    in the picture with ``margin`` to spare: the tightest framing that still shows the whole body."""
     width, height = scene.render.resolution_x, scene.render.resolution_y
-    half_fov = cam_data.angle / 2.0  # for the larger image side
-    half_fov_small = math.atan(math.tan(half_fov) * min(width, height) / max(width, height))
-    return radius * margin / math.sin(half_fov_small)
+    tan_half = math.tan(cam_data.angle / 2.0)  # the larger image side
+    tan_x = tan_half * (1.0 if width >= height else width / height)
+    tan_y = tan_half * (1.0 if height >= width else height / width)
+    right, up = _camera_basis(view_dir)
+    distance = 0.0
+    for aim, (lo, hi) in zip(aims, boxes):
+        for corner in ((x, y, z) for x in (lo.x, hi.x) for y in (lo.y, hi.y) for z in (lo.z, hi.z)):
+            r = Vector(corner) - aim
+            toward = r.dot(view_dir)  # how much nearer the camera the corner is than the aim point
+            distance = max(distance, abs(r.dot(right)) * margin / tan_x + toward,
+                           abs(r.dot(up)) * margin / tan_y + toward)
+    return max(distance, 1.0)
 
 
-def frame_dancer(scene: Any, obj: Any, frame_range: tuple[int, int], *, margin: float = 1.05,
+def frame_dancer(scene: Any, obj: Any, frame_range: tuple[int, int], *, margin: float = 1.08,
                  follow: bool = True) -> Any:
-    """Add (or reuse) a camera on the dancer from the front, slightly above, and a sun light; returns the
-    camera object. The dancer faces -Y (SMPL's +Z forward, converted).
+    """Add (or reuse) a camera on the dancer from the front three-quarters, slightly above, filling the
+    picture with the body, and a sun light; returns the camera object. The dancer faces -Y (SMPL's +Z
+    forward, converted).
 
     ``follow``: the camera travels with the dancer (keyed every ``FOLLOW_EVERY_S``, smoothed), framing the
     body rather than the whole path it travels, so a dancer who crosses the floor stays large in the
@@ -91,9 +118,9 @@ def frame_dancer(scene: Any, obj: Any, frame_range: tuple[int, int], *, margin: 
     if camera.name not in scene.collection.objects:
         scene.collection.objects.link(camera)
     camera.animation_data_clear()  # a reused camera forgets its previous path
-    cam_data.lens = 35.0
+    cam_data.lens = LENS_MM
     cam_data.clip_end = 1000.0
-    view_dir = Vector((0.0, -1.0, 0.3)).normalized()
+    view_dir = VIEW_DIRECTION
     camera.rotation_mode = "QUATERNION"
     camera.rotation_quaternion = (-view_dir).to_track_quat("-Z", "Y")
     scene.camera = camera
@@ -111,18 +138,20 @@ def frame_dancer(scene: Any, obj: Any, frame_range: tuple[int, int], *, margin: 
             near = centres[max(0, i - 1) : i + 2]
             mean = sum(near, Vector((0.0, 0.0, 0.0))) / len(near)
             path.append(Vector((mean.x, mean.y, height)))
-        # the sphere around each key's aim point must hold that frame's body, wherever smoothing left it
-        radius = max(max((box[1] - box[0]).length / 2.0 + (c - p).length for box, c, p in zip(boxes, centres, path)),
-                     0.5)
-        distance = _camera_distance(scene, cam_data, radius, margin)
+        # Keys are Bezier-interpolated: frames between keys see a body between two keys' boxes, so each
+        # key's distance must hold its neighbours' boxes too.
+        neighbours = [(path[i], boxes[k]) for i in range(len(path))
+                      for k in range(max(0, i - 1), min(len(path), i + 2))]
+        distance = _camera_distance(scene, cam_data, view_dir, [a for a, _ in neighbours],
+                                    [b for _, b in neighbours], margin)
         for frame, aim in zip(frames, path):
             camera.location = aim + view_dir * distance
             camera.keyframe_insert("location", frame=frame)
     else:
         lo, hi = dancer_bounds(scene, obj, frame_range)
         centre = (lo + hi) / 2.0
-        radius = max((hi - lo).length / 2.0, 0.5)
-        camera.location = centre + view_dir * _camera_distance(scene, cam_data, radius, margin)
+        camera.location = centre + view_dir * _camera_distance(scene, cam_data, view_dir, [centre], [(lo, hi)],
+                                                               margin)
 
     # energy is defined per light type, not on the base Light; DanceLight is made here as a sun.
     light_data = cast(
@@ -132,12 +161,100 @@ def frame_dancer(scene: Any, obj: Any, frame_range: tuple[int, int], *, margin: 
     if light.name not in scene.collection.objects:
         scene.collection.objects.link(light)
     light_data.energy = 3.0
-    light.rotation_euler = (math.radians(40.0), 0.0, math.radians(-30.0))
+    light.rotation_euler = (math.radians(40.0), 0.0, math.radians(30.0))
 
     if scene.world is None:
         scene.world = bpy.data.worlds.new("DanceWorld")
-    scene.world.color = (0.35, 0.35, 0.38)
+    scene.world.color = BACKGROUND
     return camera
+
+
+def add_floor(scene: Any, obj: Any, frame_range: tuple[int, int], *, margin_m: float = 8.0) -> Any:
+    """A tiled floor at z = 0 (where the engine puts the soles) under the dancer's whole path, reaching
+    ``margin_m`` beyond it: two tones of ``FLOOR_TILE_M`` tiles, so steps and travel read on screen.
+    Replaces a floor an earlier render made."""
+    old = bpy.data.objects.get(FLOOR_NAME)
+    if old is not None:
+        mesh = old.data
+        bpy.data.objects.remove(old)
+        if mesh is not None and mesh.users == 0:
+            bpy.data.meshes.remove(mesh)
+    lo, hi = dancer_bounds(scene, obj, frame_range)
+    tile = FLOOR_TILE_M
+    x0, x1 = (math.floor((lo.x - margin_m) / tile), math.ceil((hi.x + margin_m) / tile))
+    y0, y1 = (math.floor((lo.y - margin_m) / tile), math.ceil((hi.y + margin_m) / tile))
+    verts, faces, dark = [], [], []
+    nx = x1 - x0 + 1
+    for j in range(y0, y1 + 1):
+        for i in range(x0, x1 + 1):
+            verts.append((i * tile, j * tile, 0.0))
+    for j in range(y1 - y0):
+        for i in range(x1 - x0):
+            a = j * nx + i
+            faces.append((a, a + 1, a + 1 + nx, a + nx))
+            dark.append((i + x0 + j + y0) % 2)
+    mesh = bpy.data.meshes.new(FLOOR_NAME)
+    mesh.from_pydata(verts, [], faces)
+    for k, color in enumerate(FLOOR_COLORS):
+        mesh.materials.append(compat.plain_material(f"{FLOOR_NAME}{k}", color, roughness=0.8))
+    mesh.polygons.foreach_set("material_index", dark)
+    mesh.update()
+    floor = bpy.data.objects.new(FLOOR_NAME, mesh)
+    scene.collection.objects.link(floor)
+    return floor
+
+
+def stage_look(scene: Any) -> None:
+    """How the framed dancer is drawn: materials' colours, shadows on the floor, the dark background."""
+    shading = scene.display.shading
+    shading.light = "STUDIO"
+    shading.color_type = "MATERIAL"
+    shading.show_shadows = True
+    shading.shadow_intensity = 0.5
+    # Workbench's shadow light (its default direction): the shadow falls beside the feet, on screen
+    scene.display.light_direction = (0.577, 0.577, 0.577)
+    scene.display.shadow_shift = 0.05
+    shading.background_type = "WORLD"
+
+
+def set_caption(scene: Any, text: str) -> None:
+    """Burn ``text`` into every frame (Blender's render stamp, the note field alone)."""
+    render = scene.render
+    for field in ("date", "time", "render_time", "frame", "frame_range", "memory", "hostname", "camera",
+                  "lens", "scene", "marker", "filename", "sequencer_strip", "note"):
+        if hasattr(render, f"use_stamp_{field}"):
+            setattr(render, f"use_stamp_{field}", False)
+    render.use_stamp = True
+    render.use_stamp_note = True
+    render.stamp_note_text = text
+    render.stamp_font_size = max(12, scene.render.resolution_y // 24)
+    render.stamp_foreground = (1.0, 1.0, 1.0, 1.0)
+    render.stamp_background = (0.0, 0.0, 0.0, 0.45)
+
+
+# Custom properties a generated dance's action carries, for its caption.
+ACTION_STYLE_KEY = "dance_style"
+ACTION_MODEL_KEY = "dance_model"
+
+
+def tag_action(action: Any, meta: dict[str, Any]) -> None:
+    """Record on ``action`` the style and model of the dance it holds (a dance's ``meta``)."""
+    action[ACTION_STYLE_KEY] = meta.get("style") or "any"
+    if meta.get("model"):
+        action[ACTION_MODEL_KEY] = str(meta["model"])
+
+
+def dance_caption(obj: Any, song_path: str | None) -> str:
+    """'song · style · model' for the dance on ``obj`` (what ``tag_action`` recorded on its action)."""
+    action = obj.animation_data.action if obj is not None and obj.animation_data is not None else None
+    parts = [Path(song_path).stem if song_path else (action.name if action is not None else "")]
+    if action is not None and ACTION_STYLE_KEY in action:
+        style = action.get(ACTION_STYLE_KEY)
+        model = action.get(ACTION_MODEL_KEY)
+        parts.append(f"style: {style or 'any'}")
+        if model:
+            parts.append(f"model: {model}")
+    return "  ·  ".join(p for p in parts if p)
 
 
 def add_song_strip(scene: Any, song_path: str) -> None:
@@ -183,7 +300,8 @@ def configure_mp4(
     if render.engine == "BLENDER_WORKBENCH":
         # Workbench's default 8-sample anti-aliasing draws every frame 8 times, which software OpenGL
         # (a machine without a GPU) pays in full: FXAA rendered the demo song's first 10 s in 20.7 s
-        # instead of 44.3, with frames that differ by 0.06 % of the range after H.264
+        # instead of 44.3, with frames that differ by 0.06 % of the range after H.264. ``render_animation``
+        # turns even FXAA off on software OpenGL (see ``fit_antialiasing_to_gpu``).
         scene.display.render_aa = "FXAA"
     if render.engine == "CYCLES":
         scene.cycles.device = "CPU"
@@ -201,8 +319,10 @@ def render_animation(
     song_path: str | None = None,
     frame_range: tuple[int, int] | None = None,
     cycles_samples: int = 16,
+    caption: str | None = None,
 ) -> None:
-    """Set up camera/light/output on ``scene`` and render its animation to ``output`` (in-process)."""
+    """Set up camera/light/output on ``scene`` and render its animation to ``output`` (in-process).
+    With a ``dancer``: the stage too (floor, shadows, background) and a camera framing the dancer."""
     if frame_range is not None:
         scene.frame_start, scene.frame_end = int(frame_range[0]), int(frame_range[1])
     audio = compat.has_audio()  # the PyPI bpy 4.2 build has no Audaspace: a silent video, said on stderr
@@ -216,11 +336,36 @@ def render_animation(
     if song_path is not None and audio:
         add_song_strip(scene, song_path)
     if dancer is not None:
-        frame_dancer(scene, bpy.data.objects[dancer], (scene.frame_start, scene.frame_end))
+        obj = bpy.data.objects[dancer]
+        frame_dancer(scene, obj, (scene.frame_start, scene.frame_end))
+        add_floor(scene, obj, (scene.frame_start, scene.frame_end))
+        stage_look(scene)
+    if caption:
+        set_caption(scene, caption)
     if scene.camera is None:
         raise RuntimeError("the scene has no camera and no dancer to frame")
+    if render_engine_is_workbench(scene):
+        fit_antialiasing_to_gpu(scene)
     with bpy.context.temp_override(scene=scene):
         bpy.ops.render.render(animation=True, scene=scene.name)
+
+
+def render_engine_is_workbench(scene: Any) -> bool:
+    return bool(scene.render.engine == "BLENDER_WORKBENCH")
+
+
+def fit_antialiasing_to_gpu(scene: Any) -> str:
+    """FXAA on a GPU, where it is free; none on software OpenGL (llvmpipe, a machine without a GPU),
+    where FXAA took half of each frame's time (10 s of the demo song: 25.9 s with it, 12.7 s without).
+    Which one runs is only known once OpenGL is up, so one frame is rendered first (not written)."""
+    import gpu
+
+    with bpy.context.temp_override(scene=scene):
+        bpy.ops.render.render(write_still=False, scene=scene.name)
+    software = gpu.platform.device_type_get() == "SOFTWARE"
+    if software and scene.display.render_aa == "FXAA":
+        scene.display.render_aa = "OFF"
+    return str(scene.display.render_aa)
 
 
 def _has_sound_strip(scene: Any) -> bool:
@@ -246,6 +391,7 @@ def run_job(job_path: str) -> None:
         song_path=job.get("song_path"),
         frame_range=(frame_range[0], frame_range[1]) if frame_range else None,
         cycles_samples=job.get("cycles_samples", 16),
+        caption=job.get("caption"),
     )
 
 

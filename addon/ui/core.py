@@ -228,11 +228,16 @@ def apply_dances(
 def _key_dance(target: Any, dance: Any, name: str, preset: str | None, scene: Any) -> Any:
     """One dance as a new action on ``target``: directly on an SMPL armature the add-on made
     (``preset`` None), else through the rig map ``preset``."""
-    if preset is None:
-        return bl_keyframes.apply_dance(target, dance, name, scene=scene)
-    from ..blender import rigmap
+    from ..blender import render_setup
 
-    return rigmap.retarget_to_rig(target, dance, name, preset, scene=scene)
+    if preset is None:
+        action = bl_keyframes.apply_dance(target, dance, name, scene=scene)
+    else:
+        from ..blender import rigmap
+
+        action = rigmap.retarget_to_rig(target, dance, name, preset, scene=scene)
+    render_setup.tag_action(action, dance.meta)  # style and model, for the preview's caption
+    return action
 
 
 # --- start-pose preview (main thread) --------------------------------------------------------------

@@ -34,7 +34,35 @@ def test_armature_rest_matches_joints_and_has_a_skinned_body():
     mesh = body[0]
     assert {g.name for g in mesh.vertex_groups} == set(skeleton.JOINT_NAMES)
     assert any(m.type == "ARMATURE" and m.object == obj for m in mesh.modifiers)
-    assert len(mesh.data.vertices) == 8 * 24
+    # A smooth mannequin: closed capsules, shaded smooth, every vertex rigid to one bone.
+    data = mesh.data
+    assert all(p.use_smooth for p in data.polygons)
+    assert all(len(v.groups) == 1 and v.groups[0].weight == 1.0 for v in data.vertices)
+    edge_faces: dict[tuple[int, int], int] = {}
+    for polygon in data.polygons:
+        for key in polygon.edge_keys:
+            edge_faces[key] = edge_faces.get(key, 0) + 1
+    assert set(edge_faces.values()) == {2}  # closed surfaces: no hole to see into
+    assert data.materials[0].name == armature.MANNEQUIN_MATERIAL
+    # Its soles are where the engine puts the floor: the ankle's height above the sole below it.
+    lowest = min(v.co.z for v in data.vertices)
+    ankle = obj.data.bones["l_ankle"].head_local.z
+    assert lowest == pytest.approx(ankle - skeleton.ANKLE_ABOVE_SOLE, abs=0.003)
+    # Each piece is around its own bone: the bone nearest its middle is that bone or a neighbour of it.
+    from mathutils import Vector
+
+    for group in mesh.vertex_groups:
+        bone = obj.data.bones[group.name]
+        points = [v.co for v in data.vertices if v.groups[0].group == group.index]
+        middle = sum(points, Vector()) / len(points)
+        nearest = min(obj.data.bones, key=lambda b: _to_segment(middle, b))
+        assert nearest in (bone, bone.parent, *bone.children), (group.name, nearest.name)
+
+
+def _to_segment(p, bone) -> float:
+    a, b = bone.head_local, bone.tail_local
+    t = max(0.0, min(1.0, (p - a).dot(b - a) / max((b - a).length_squared, 1e-12)))
+    return float((a + (b - a) * t - p).length)
 
 
 def test_keyed_pose_matches_engine_fk(dance):

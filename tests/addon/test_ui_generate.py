@@ -152,6 +152,12 @@ def test_the_style_menu_offers_the_models_styles_and_reaches_the_engine(scene, e
     options, dance = seen
     assert options.style == "ballet" and dance.meta["style"] == "ballet"
     assert (int(dance.codes_up[0]), int(dance.codes_down[0])) == (5, 7)  # the style's own start pose
+    # The action records its style and model: the rendered preview's caption says them.
+    from addon.blender import render_setup
+
+    obj = scene.dance.armature
+    assert render_setup.dance_caption(obj, scene.dance.song_path) == (
+        f"clip  ·  style: ballet  ·  model: {dance.meta['model']}")
     enabled.model_dir = str(tiny_model_dir)  # a model without the chosen style: the menu falls back to "any"
     assert menu() == ["any"]
 

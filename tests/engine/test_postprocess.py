@@ -4,8 +4,6 @@ import pytest
 from engine import skeleton as sk
 from engine.errors import InvalidOptionError
 from engine.postprocess import (
-    ANKLE_ABOVE_SOLE,
-    TOE_ABOVE_SOLE,
     contact_frames,
     ground_feet,
     lock_feet,
@@ -14,6 +12,7 @@ from engine.postprocess import (
     sole_height,
 )
 from engine.rotation import axis_angle_to_matrix, matrix_to_quaternion, quaternion_to_matrix
+from engine.skeleton import ANKLE_ABOVE_SOLE, TOE_ABOVE_SOLE
 
 FPS = 60
 
