@@ -10,7 +10,7 @@ Every consumer (exporters, the Blender add-on, evaluation) takes the returned ``
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -26,7 +26,14 @@ from .errors import Cancelled, InvalidOptionError
 from .joint_rotations import solve_rotations
 from .models.vqvae import integrate_root
 from .postprocess import ground_feet, lock_feet, resample_joints
-from .sampling import APPROXIMATIONS, SamplingOptions, approximate_gpt, sample_codes
+from .sampling import (
+    APPROXIMATIONS,
+    SamplingOptions,
+    approximate_gpt,
+    can_batch,
+    sample_codes,
+    sample_codes_batch,
+)
 from .skeleton import LOWER_JOINTS, UPPER_JOINTS, bone_directions
 from .threads import thread_count, torch_threads
 
@@ -247,24 +254,80 @@ class Choreographer:
         timings["features_s"] = time.perf_counter() - t0
         _check_cancel(cancel)
 
-        # One token per 7.5 fps music frame: the start token stands at frame 0, and the GPT is
-        # conditioned on the music of the token it predicts (frames 1..N-1).
-        music = torch.as_tensor(feats.features[1:], dtype=torch.float32, device=self.device)
-        music = self.model.config.normalise_music(music)  # (N-1, 438), standardised as in training
-        n_steps = int(music.shape[0])
+        music = self._music(feats)
 
         def gpt_progress(done: int, total: int) -> None:
             _phase(progress, "gpt", done / max(total, 1), f"Dancing: token {done}/{total}")
 
         t0 = time.perf_counter()
-        # the model's default decoding wherever the user left the choice open, then the style input
-        sampling = replace(options.sampling.resolved(self.model.config.decoding),
-                           style=self.model.config.style_index(options.style))
+        sampling = self._sampling(options)
         codes_up, codes_down = sample_codes(gpt, start_up, start_down, music, sampling,
                                             progress=gpt_progress, cancel=cancel)
         timings["gpt_s"] = time.perf_counter() - t0
         _check_cancel(cancel)
+        return self._dance_from_codes(song, options, feats, codes_up, codes_down, sampling, timings, progress,
+                                      cancel)
 
+    def _music(self, feats: MusicFeatures) -> torch.Tensor:
+        # One token per 7.5 fps music frame: the start token stands at frame 0, and the GPT is
+        # conditioned on the music of the token it predicts (frames 1..N-1).
+        music = torch.as_tensor(feats.features[1:], dtype=torch.float32, device=self.device)
+        return self.model.config.normalise_music(music)  # (N-1, 438), standardised as in training
+
+    def _sampling(self, options: GenerateOptions) -> SamplingOptions:
+        """The model's default decoding wherever the user left the choice open, then the style input."""
+        return replace(options.sampling.resolved(self.model.config.decoding),
+                       style=self.model.config.style_index(options.style))
+
+    def generate_many(
+        self,
+        song: str | Path,
+        options_list: Sequence[GenerateOptions],
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+        features: MusicFeatures | None = None,
+    ) -> list[Dance]:
+        """Several dances to one song (variations: seeds, temperatures, styles, start codes), the same
+        dances ``generate`` makes one by one, token for token: the music is read once and the GPT decodes
+        them all as one batch (``sample_codes_batch``) when their options allow it."""
+        options_list = list(options_list)
+        starts = [self.check_options(o) for o in options_list]  # every option set, before the slow part
+        samplings = [self._sampling(o) for o in options_list]
+        precisions = {o.precision for o in options_list}
+        if len(options_list) < 2 or len(precisions) > 1 or not can_batch(samplings):
+            feats = features if features is not None else self.features(song, progress)
+            return [self.generate(song, o, progress, cancel, feats) for o in options_list]
+        threads = thread_count(self.model.config.gpt.n_embd, options_list[0].threads, options_list[0].reserve_cores)
+        with torch_threads(threads):
+            t0 = time.perf_counter()
+            _phase(progress, "features", 0.0, "Reading the song")
+            feats = features if features is not None else self.features(song, progress)
+            features_s = time.perf_counter() - t0
+            _check_cancel(cancel)
+            music = self._music(feats)
+
+            def gpt_progress(done: int, total: int) -> None:
+                _phase(progress, "gpt", done / max(total, 1), f"Dancing {len(starts)} variations: token {done}/{total}")
+
+            t0 = time.perf_counter()
+            codes = sample_codes_batch(self.gpt_for(precisions.pop()), starts, music, samplings,
+                                       progress=gpt_progress, cancel=cancel)
+            gpt_s = time.perf_counter() - t0
+            _check_cancel(cancel)
+            dances = []
+            for options, (up, down), sampling in zip(options_list, codes, samplings):
+                timings = {"features_s": features_s, "gpt_s": gpt_s, "gpt_batch": len(starts)}
+                dance = self._dance_from_codes(song, options, feats, up, down, sampling, timings, progress, cancel)
+                dance.meta["threads"] = threads
+                dances.append(dance)
+        return dances
+
+    def _dance_from_codes(self, song: str | Path, options: GenerateOptions, feats: MusicFeatures,
+                          codes_up: np.ndarray, codes_down: np.ndarray, sampling: SamplingOptions,
+                          timings: dict[str, float], progress: ProgressFn | None, cancel: CancelFn | None) -> Dance:
+        """Codes -> joints, post-processing, rotations: the dance."""
+        start_up, start_down = int(codes_up[0]), int(codes_down[0])
+        n_steps = len(codes_up) - 1
         t0 = time.perf_counter()
         _phase(progress, "decode", 0.0, "Decoding poses")
         codes_up = np.asarray(codes_up, dtype=np.int64).reshape(-1)

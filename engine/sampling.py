@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -240,6 +242,22 @@ def _as_music(music: torch.Tensor | np.ndarray, gpt: CrossCondGPT, device: torch
     return music.to(device=device, dtype=dtype)
 
 
+def _checked(gpt: CrossCondGPT, start_up: int, start_down: int, options: SamplingOptions | None) -> SamplingOptions:
+    """The options resolved (defaults left open: the official decoding) and checked with the start codes."""
+    options = (options or SamplingOptions()).resolved()
+    options.check()
+    config = gpt.config
+    for name, code, vocab in (
+        ("start_up", start_up, config.vocab_size_up),
+        ("start_down", start_down, config.vocab_size_down),
+    ):
+        if not 0 <= int(code) < vocab:
+            raise InvalidOptionError(f"{name} must be a code in 0..{vocab - 1}, got {code}")
+    if options.style > config.n_styles:
+        raise InvalidOptionError(f"style {options.style} is not one of this GPT's {config.n_styles} styles")
+    return options
+
+
 def sample_codes(
     gpt: CrossCondGPT,
     start_up: int,
@@ -256,21 +274,11 @@ def sample_codes(
     ``progress(done, N)`` is called after each token; ``cancel()`` is polled before each token and
     a true result raises ``Cancelled``. The model is put in eval mode.
     """
-    options = (options or SamplingOptions()).resolved()  # defaults left open: the official decoding
-    options.check()
+    options = _checked(gpt, start_up, start_down, options)
     config = gpt.config
-    for name, code, vocab in (
-        ("start_up", start_up, config.vocab_size_up),
-        ("start_down", start_down, config.vocab_size_down),
-    ):
-        if not 0 <= int(code) < vocab:
-            raise InvalidOptionError(f"{name} must be a code in 0..{vocab - 1}, got {code}")
-
     device = next(gpt.parameters()).device
     music = _as_music(music, gpt, device)  # (N, n_music)
     n_new = music.shape[0]
-    if options.style > config.n_styles:
-        raise InvalidOptionError(f"style {options.style} is not one of this GPT's {config.n_styles} styles")
     # (1,) the style input of every call; None (no input at all) for "any", as the official model runs
     style = torch.tensor([options.style], device=device) if options.style else None
     guided = options.style > 0 and options.style_guidance != 1.0
@@ -336,6 +344,113 @@ def sample_codes(
             if progress is not None:
                 progress(step + 1, n_new)
     return codes_up.cpu().numpy(), codes_down.cpu().numpy()
+
+
+def can_batch(options_list: list[SamplingOptions]) -> bool:
+    """Whether these dances' decodings can run as one batch: the cached (fast) mode without a draft,
+    and one window rule for all (the rows advance through the same windows in lockstep)."""
+    resolved = [(o or SamplingOptions()).resolved() for o in options_list]
+    return (len(resolved) > 1 and all(o.fast and o.draft is None for o in resolved)
+            and len({o.effective_shift() for o in resolved}) == 1)
+
+
+@contextmanager
+def _linears_per_group(gpt: nn.Module, groups: list[int]) -> Iterator[None]:
+    """Run each linear layer of ``gpt`` once per group of batch rows (sizes ``groups``) instead of once
+    over the whole batch. A matrix product's rounding depends on how many rows it multiplies (the BLAS
+    picks its kernel by shape), so this keeps every dance's numbers those of its own run: one row, or
+    the two rows of a style-guided dance. Attention, layer norms and embeddings work row by row anyway."""
+    def grouped(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2 or x.shape[0] != sum(groups):
+            return F.linear(x, layer.weight, layer.bias)
+        return torch.cat([F.linear(part, layer.weight, layer.bias) for part in x.split(groups)])
+
+    linears = [m for m in gpt.modules() if isinstance(m, nn.Linear)]
+    for layer in linears:
+        layer.forward = partial(grouped, layer)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for layer in linears:
+            del layer.forward  # back to nn.Linear.forward
+
+
+def sample_codes_batch(
+    gpt: CrossCondGPT,
+    starts: list[tuple[int, int]],
+    music: torch.Tensor | np.ndarray,
+    options_list: list[SamplingOptions | None],
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Several dances to one music (each its start codes and sampling options: seed, temperature, style,
+    ...) decoded in lockstep as one batch through the GPT: the codes ``sample_codes`` gives each alone,
+    token for token, for about the time of one (a small GPT's step is mostly overhead, not arithmetic).
+    Decodings that cannot share a batch (see ``can_batch``) run one after another."""
+    if len(starts) != len(options_list):
+        raise InvalidOptionError(f"{len(starts)} start code pairs for {len(options_list)} sets of options")
+    resolved = [_checked(gpt, up, down, o) for (up, down), o in zip(starts, options_list)]
+    if not can_batch(resolved):
+        return [sample_codes(gpt, up, down, music, o, progress, cancel) for (up, down), o in zip(starts, resolved)]
+    device = next(gpt.parameters()).device
+    music = _as_music(music, gpt, device)  # (N, n_music)
+    n_new = music.shape[0]
+    # Rows of the batch: one per dance, two for a style-guided one ("any", then the style).
+    guided = [o.style > 0 and o.style_guidance != 1.0 for o in resolved]
+    groups = [2 if g else 1 for g in guided]
+    first_row = np.cumsum([0, *groups[:-1]]).tolist()
+    styles = [s for o, g in zip(resolved, guided) for s in ((0, o.style) if g else (o.style,))]
+    style = torch.tensor(styles, device=device) if any(styles) or gpt.config.n_styles else None
+    rows = len(styles)
+    generators = []
+    for o in resolved:
+        generator = None
+        if not o.greedy:
+            generator = torch.Generator(device=device)
+            generator.seed() if o.seed is None else generator.manual_seed(int(o.seed))
+        generators.append(generator)
+
+    codes_up = torch.empty(rows, n_new + 1, dtype=torch.long, device=device)  # (R, N + 1)
+    codes_down = torch.empty(rows, n_new + 1, dtype=torch.long, device=device)
+    for i, (up, down) in enumerate(starts):
+        codes_up[first_row[i] : first_row[i] + groups[i], 0] = int(up)
+        codes_down[first_row[i] : first_row[i] + groups[i], 0] = int(down)
+    n_context = gpt.config.block_size - 1
+    shift = resolved[0].effective_shift()
+    cache: KVCache | None = None
+    cache_start = -1
+    gpt.eval()
+    with torch.inference_mode(), _linears_per_group(gpt, groups):
+        for step in range(n_new):
+            if cancel is not None and cancel():
+                raise Cancelled(f"dance generation cancelled after {step} of {n_new} tokens")
+            start, length = context_window(step, n_context, shift)
+            if cache is None or start != cache_start or cache.length != length - 1:
+                cache, cache_start = KVCache(), start
+                new = slice(start, step + 1)
+            else:
+                new = slice(step, step + 1)
+            logits_up, logits_down = gpt(codes_up[:, new], codes_down[:, new],
+                                         music[None, new].expand(rows, -1, -1), cache=cache, style=style)
+            for i, o in enumerate(resolved):
+                r = first_row[i]
+                if guided[i]:  # as sample_codes mixes them: any + w (style - any), on (1, t, V) slices
+                    w = o.style_guidance
+                    lu = (logits_up[r : r + 1] + w * (logits_up[r + 1 : r + 2] - logits_up[r : r + 1]))[0, -1]
+                    ld = (logits_down[r : r + 1] + w * (logits_down[r + 1 : r + 2] - logits_down[r : r + 1]))[0, -1]
+                else:
+                    lu, ld = logits_up[r, -1], logits_down[r, -1]
+                _check_logits(lu)
+                _check_logits(ld)
+                up = _pick(lu, o, generators[i])
+                down = _pick(ld, o, generators[i])
+                if _repeats_too_long(codes_up[r], codes_down[r], step, up, down, o.max_repeat):
+                    up, down = _avoid_repeat(lu, ld, up, down, o, generators[i])
+                codes_up[r : r + groups[i], step + 1] = up
+                codes_down[r : r + groups[i], step + 1] = down
+            if progress is not None:
+                progress(step + 1, n_new)
+    return [(codes_up[r].cpu().numpy(), codes_down[r].cpu().numpy()) for r in first_row]
 
 
 def _speculative_greedy(

@@ -94,6 +94,25 @@ def test_seeded_variations_differ_and_repeat(choreographer, short_song):
     assert not np.array_equal(run(3), run(4))
 
 
+def test_variations_in_one_batch_are_the_dances_made_one_by_one(choreographer, short_song):
+    feats = choreographer.features(short_song)
+    variations = [
+        GenerateOptions(sampling=SamplingOptions(greedy=False, seed=3)),
+        GenerateOptions(sampling=SamplingOptions(greedy=False, seed=4, temperature=0.5), fps=30.0),
+        GenerateOptions(sampling=SamplingOptions(greedy=True), start_codes=(1, 2), beat_sync=None),
+    ]
+    seen = []
+    batch = choreographer.generate_many(short_song, variations, features=feats,
+                                        progress=lambda fraction, message: seen.append(message))
+    assert any("Dancing 3 variations" in m for m in seen)  # one batch through the GPT
+    for options, dance in zip(variations, batch):
+        alone = choreographer.generate(short_song, options, features=feats)
+        np.testing.assert_array_equal(dance.codes_up, alone.codes_up)
+        np.testing.assert_array_equal(dance.codes_down, alone.codes_down)
+        np.testing.assert_array_equal(dance.joints, alone.joints)
+        assert dance.fps == alone.fps and dance.meta["sampling"] == alone.meta["sampling"]
+
+
 def test_cancel_raises_and_writes_nothing(choreographer, short_song, tmp_path):
     with pytest.raises(Cancelled):
         choreographer.generate(short_song, cancel=lambda: True)

@@ -15,9 +15,11 @@ from engine.sampling import (
     FAST_DEFAULT_SHIFT,
     SamplingOptions,
     approximate_gpt,
+    can_batch,
     context_window,
     longest_repeat,
     sample_codes,
+    sample_codes_batch,
 )
 from tests.engine.golden import load_tiny_official_gpt
 
@@ -294,3 +296,43 @@ def test_style_guidance_mixes_the_style_with_any(golden_io) -> None:
     np.testing.assert_array_equal(dance(1, 3.0, fast=False), guided)  # exact and cached decoding agree
     with pytest.raises(InvalidOptionError, match="not one of this GPT's 2 styles"):
         dance(3, 1.0)
+
+
+def test_a_batch_of_variations_decodes_each_as_it_would_alone(golden_io) -> None:
+    """Seeds, temperatures, top-k, greedy, start codes, styles with and without guidance, and the repeat
+    limit, mixed in one batch: every dance's tokens are those of its own run."""
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig.tiny(n_styles=2)).eval()
+    with torch.no_grad():
+        gpt.gpt_base.style_emb.weight.normal_(std=2.0)
+    music = golden_io["music_cond"][0][:60]
+    variations = [
+        ((5, 7), SamplingOptions(greedy=False, seed=0)),
+        ((5, 7), SamplingOptions(greedy=False, seed=1, temperature=0.6, top_k=5)),
+        ((1, 2), SamplingOptions(greedy=True, style=2, style_guidance=3.0)),
+        ((3, 4), SamplingOptions(greedy=False, seed=7, style=1)),
+        ((5, 7), SamplingOptions(greedy=True, max_repeat=2)),
+    ]
+    alone = [sample_codes(gpt, up, down, music, o) for (up, down), o in variations]
+    steps = []
+    batch = sample_codes_batch(gpt, [s for s, _ in variations], music, [o for _, o in variations],
+                               progress=lambda done, total: steps.append((done, total)))
+    for (up, down), (b_up, b_down) in zip(alone, batch):
+        np.testing.assert_array_equal(b_up, up)
+        np.testing.assert_array_equal(b_down, down)
+    assert len({tuple(u) for u, _ in batch}) == len(variations)  # they are different dances
+    assert steps[-1] == (60, 60) and len(steps) == 60  # one progress call per token for the whole batch
+    assert not any("forward" in m.__dict__ for m in gpt.modules())  # the linear layers are themselves again
+    with pytest.raises(Cancelled):
+        sample_codes_batch(gpt, [(5, 7), (1, 2)], music, [None, None], cancel=lambda: True)
+
+
+def test_variations_that_cannot_share_windows_run_one_after_another(gpt, golden_io) -> None:
+    options = [SamplingOptions(fast=False), SamplingOptions(shift=10)]
+    assert not can_batch(options)
+    start = (int(golden_io["start_up"][0]), int(golden_io["start_down"][0]))
+    batch = sample_codes_batch(gpt, [start, start], golden_io["music_cond"][0], options)
+    for (up, down), o in zip(batch, options):
+        alone = _sample(gpt, golden_io, o)
+        np.testing.assert_array_equal(up, alone[0])
+        np.testing.assert_array_equal(down, alone[1])
