@@ -31,9 +31,9 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
 import torch
@@ -317,7 +317,9 @@ def sample_codes(
 
     cache: KVCache | None = None
     cache_start = -1
-    with torch.inference_mode():
+    # cached decoding multiplies its rows as a batch of variations would (see _row_stable_linears)
+    stable = _row_stable_linears(gpt, [2 if guided else 1]) if options.fast else nullcontext()
+    with torch.inference_mode(), stable:
         for step in range(n_new):
             if cancel is not None and cancel():
                 raise Cancelled(f"dance generation cancelled after {step} of {n_new} tokens")
@@ -354,20 +356,75 @@ def can_batch(options_list: list[SamplingOptions]) -> bool:
             and len({o.effective_shift() for o in resolved}) == 1)
 
 
-@contextmanager
-def _linears_per_group(gpt: nn.Module, groups: list[int]) -> Iterator[None]:
-    """Run each linear layer of ``gpt`` once per group of batch rows (sizes ``groups``) instead of once
-    over the whole batch. A matrix product's rounding depends on how many rows it multiplies (the BLAS
-    picks its kernel by shape), so this keeps every dance's numbers those of its own run: one row, or
-    the two rows of a style-guided dance. Attention, layer norms and embeddings work row by row anyway."""
-    def grouped(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() < 2 or x.shape[0] != sum(groups):
-            return F.linear(x, layer.weight, layer.bias)
-        return torch.cat([F.linear(part, layer.weight, layer.bias) for part in x.split(groups)])
+# --- linear layers whose rows do not depend on the batch -------------------------------------------
+# A matrix product's rounding depends on its shape: the BLAS picks its kernel (and splits the work
+# between threads) by the number of rows, so one dance's rows came out 5e-6 apart when three cached-step
+# rows were multiplied alone or among other dances' rows. During decoding every linear layer therefore
+# multiplies a padded number of rows (a multiple of 8), alone or in a batch, and a batch
+# shares one product only where this machine is checked to give every dance the bits of its own run.
+def _padded_rows(rows: int) -> int:
+    return max(8, -(-rows // 8) * 8)
 
+
+def _linear_padded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   buffers: dict[tuple[int, int], torch.Tensor] | None = None) -> torch.Tensor:
+    """F.linear on rows x (m, C), computed over ``_padded_rows(m)`` rows (zeros added, then dropped).
+    ``buffers`` keeps the zero-padded inputs between calls (only their first m rows are ever written)."""
+    rows, width = x.shape
+    padded = _padded_rows(rows)
+    if padded != rows:
+        key = (padded, width)
+        buffer = buffers.get(key) if buffers is not None else None
+        if buffer is None or buffer.dtype != x.dtype or buffer.device != x.device:
+            buffer = x.new_zeros(padded, width)
+            if buffers is not None:
+                buffers[key] = buffer
+        buffer[:rows].copy_(x)
+        x = buffer
+    return F.linear(x, weight, bias)[:rows]
+
+
+@cache
+def _batch_keeps_rows(n_in: int, n_out: int, dtype: torch.dtype, device: str, group_rows: tuple[int, ...],
+                      threads: int) -> bool:
+    """Whether one padded product over all ``group_rows`` gives each group exactly the bits of its own
+    padded product, on this machine with this many threads (tried once on random numbers: when the
+    kernels differ, their rounding differs somewhere in the rows; when they agree, for every input)."""
+    generator = torch.Generator().manual_seed(20261129)
+    weight = torch.randn(n_out, n_in, generator=generator).to(dtype=dtype, device=device)
+    bias = torch.randn(n_out, generator=generator).to(dtype=dtype, device=device)
+    x = torch.randn(sum(group_rows), n_in, generator=generator).to(dtype=dtype, device=device)
+    whole = _linear_padded(x, weight, bias)
+    return all(torch.equal(_linear_padded(part, weight, bias), rows)
+               for part, rows in zip(x.split(group_rows), whole.split(group_rows)))
+
+
+@contextmanager
+def _row_stable_linears(gpt: nn.Module, groups: list[int]) -> Iterator[None]:
+    """While decoding: each linear layer of ``gpt`` multiplies padded rows (``_linear_padded``); with
+    several dances (``groups``: each dance's batch rows, two for a style-guided one) in one product when
+    ``_batch_keeps_rows`` says it gives each dance its own run's bits, else once per dance."""
+    buffers: dict[tuple[int, int], torch.Tensor] = {}  # padded inputs, shared by the layers (used one at a time)
+
+    def alone(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+        out = _linear_padded(x.reshape(-1, x.shape[-1]), weight, bias, buffers)
+        return out.reshape(*x.shape[:-1], weight.shape[0])
+
+    def batched(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        per_row = flat.shape[0] // sum(groups)
+        group_rows = tuple(g * per_row for g in groups)
+        if _batch_keeps_rows(weight.shape[1], weight.shape[0], flat.dtype, str(flat.device), group_rows,
+                             torch.get_num_threads()):
+            out = _linear_padded(flat, weight, bias, buffers)
+        else:
+            out = torch.cat([_linear_padded(part, weight, bias, buffers) for part in flat.split(group_rows)])
+        return out.reshape(*x.shape[:-1], weight.shape[0])
+
+    forward = alone if len(groups) == 1 else batched
     linears = [m for m in gpt.modules() if isinstance(m, nn.Linear)]
     for layer in linears:
-        layer.forward = partial(grouped, layer)  # type: ignore[method-assign]
+        layer.forward = partial(forward, layer.weight, layer.bias)  # type: ignore[method-assign]
     try:
         yield
     finally:
@@ -385,7 +442,9 @@ def sample_codes_batch(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Several dances to one music (each its start codes and sampling options: seed, temperature, style,
     ...) decoded in lockstep as one batch through the GPT: the codes ``sample_codes`` gives each alone,
-    token for token, for about the time of one (a small GPT's step is mostly overhead, not arithmetic).
+    token for token (see ``_row_stable_linears``). A small GPT's cached step is mostly overhead, so the
+    batch costs little more per step than one dance; the windows recomputed when the context re-anchors
+    are arithmetic and grow with the batch (4 dances of the demo song: 1.7x the time of one).
     Decodings that cannot share a batch (see ``can_batch``) run one after another."""
     if len(starts) != len(options_list):
         raise InvalidOptionError(f"{len(starts)} start code pairs for {len(options_list)} sets of options")
@@ -420,7 +479,7 @@ def sample_codes_batch(
     cache: KVCache | None = None
     cache_start = -1
     gpt.eval()
-    with torch.inference_mode(), _linears_per_group(gpt, groups):
+    with torch.inference_mode(), _row_stable_linears(gpt, groups):
         for step in range(n_new):
             if cancel is not None and cancel():
                 raise Cancelled(f"dance generation cancelled after {step} of {n_new} tokens")

@@ -126,7 +126,7 @@ def generate_dances(
     cancel: CancelFn | None = None,
 ) -> list[Any]:
     """One dance per option set on one song: the engine reads the music once and decodes the variations
-    as one batch (``Choreographer.generate_many``: the same dances as one by one, in about the time of one)."""
+    as one batch (``Choreographer.generate_many``: the same dances as one by one, 4 in 1.7x the time of one)."""
     if progress is not None:
         progress(0.0, "Loading the model")
     choreographer = get_choreographer(model_dir, device)

@@ -298,9 +298,15 @@ def test_style_guidance_mixes_the_style_with_any(golden_io) -> None:
         dance(3, 1.0)
 
 
-def test_a_batch_of_variations_decodes_each_as_it_would_alone(golden_io) -> None:
+@pytest.mark.parametrize("shared_products", [True, False])
+def test_a_batch_of_variations_decodes_each_as_it_would_alone(golden_io, monkeypatch, shared_products) -> None:
     """Seeds, temperatures, top-k, greedy, start codes, styles with and without guidance, and the repeat
-    limit, mixed in one batch: every dance's tokens are those of its own run."""
+    limit, mixed in one batch: every dance's tokens are those of its own run. Also where the machine's
+    matrix products would not keep a dance's rows apart (then each dance's rows are multiplied alone)."""
+    from engine import sampling
+
+    if not shared_products:
+        monkeypatch.setattr(sampling, "_batch_keeps_rows", lambda *args: False)
     torch.manual_seed(0)
     gpt = CrossCondGPT(GPTConfig.tiny(n_styles=2)).eval()
     with torch.no_grad():
