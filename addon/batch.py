@@ -49,25 +49,27 @@ def render_song(choreographer_args: tuple[Path, str], song: Path, args: argparse
     """One song -> its files in ``args.out``. Raises a ``DanceError`` (or a bug) on failure."""
     import bpy
 
+    from . import _engine
     from .blender import render as bl_render
     from .blender import rig_export
     from .ui import core
 
     song = core.check_song(song)
     model_dir, device = choreographer_args
-    (dance,) = core.generate_dances(model_dir, device, song, [options])
-
-    bpy.ops.wm.read_homefile(use_empty=True)
-    scene = bpy.context.scene
-    obj = core.apply_dances(scene, [dance], song, with_mesh=True).armature
+    variations = _engine.options.variation_options(options, args.variations)
+    dances = core.generate_dances(model_dir, device, song, variations)  # one batch through the GPT
     files = []
-    mp4 = args.out / f"{song.stem}.mp4"
-    bl_render.render_mp4(scene, mp4, args.engine.upper(), tuple(args.resolution), str(song), dancer=obj)
-    files.append(mp4)
-    if args.fbx:
-        fbx = args.out / f"{song.stem}.fbx"
-        rig_export.export_fbx(obj, fbx, song_path=str(song))
-        files.append(fbx)
+    for dance, stem in zip(dances, _engine.options.variation_stems(song.stem, len(dances))):
+        bpy.ops.wm.read_homefile(use_empty=True)
+        scene = bpy.context.scene
+        obj = core.apply_dances(scene, [dance], song, with_mesh=True).armature
+        mp4 = args.out / f"{stem}.mp4"
+        bl_render.render_mp4(scene, mp4, args.engine.upper(), tuple(args.resolution), str(song), dancer=obj)
+        files.append(mp4)
+        if args.fbx:
+            fbx = args.out / f"{stem}.fbx"
+            rig_export.export_fbx(obj, fbx, song_path=str(song))
+            files.append(fbx)
     return files
 
 
@@ -94,6 +96,8 @@ def _checked_run(args: argparse.Namespace) -> int:
 
     try:
         args.out = _engine.files.check_output_folder(args.out)
+        if args.variations < 1:
+            raise _engine.errors.InvalidOptionError(f"--variations must be at least 1, got {args.variations}")
         options = _engine.options.options_from_args(args)
         model_dir = core.resolve_model_dir(args.model)
         core.get_choreographer(model_dir, args.device).check_options(options)  # load once, fail early

@@ -59,19 +59,24 @@ def _generate(args: argparse.Namespace) -> int:
     from .dance_files import check_formats, write_dance
     from .files import check_output_folder
     from .generate import Choreographer
-    from .options import options_from_args
+    from .options import options_from_args, variation_options, variation_stems
 
     formats = check_formats(args.formats)
     out_dir = check_output_folder(args.out)
+    if args.variations < 1:
+        raise InvalidOptionError(f"--variations must be at least 1, got {args.variations}")
     stems: dict[str, Path] = {}
     for song in args.songs:
-        if song.stem in stems and stems[song.stem] != song:
-            raise InvalidOptionError(f"{stems[song.stem]} and {song} would both be written as "
-                                     f"{out_dir / song.stem}.*; rename one or run them separately")
-        stems[song.stem] = song
+        for stem in variation_stems(song.stem, args.variations):
+            if stem in stems and stems[stem] != song:
+                raise InvalidOptionError(f"{stems[stem]} and {song} would both be written as "
+                                         f"{out_dir / stem}.*; rename one or run them separately")
+            stems[stem] = song
     options = options_from_args(args, rotations="bvh" in formats or "npz" in formats)
+    variations = variation_options(options, args.variations)
     choreographer = Choreographer(args.model or default_model_dir(), device=args.device)
-    choreographer.check_options(options)
+    for option_set in variations:
+        choreographer.check_options(option_set)
 
     failed = 0
     for song in args.songs:
@@ -84,15 +89,24 @@ def _generate(args: argparse.Namespace) -> int:
                     bar.set_postfix_str(message, refresh=False)
                     bar.refresh()
 
-                dance = choreographer.generate(song, options, progress=progress)
-            files = write_dance(dance, out_dir, song.stem, formats)
+                dances = choreographer.generate_many(song, variations, progress=progress)
+            files: dict[str, Path] = {}
+            try:  # a song's variations appear together or not at all, as one dance's files do
+                for dance, stem in zip(dances, variation_stems(song.stem, len(dances))):
+                    written = write_dance(dance, out_dir, stem, formats)
+                    files.update({f"{stem}.{kind}": path for kind, path in written.items()})
+            except BaseException:
+                for path in files.values():
+                    path.unlink(missing_ok=True)
+                raise
         except DanceError as exc:
             failed += 1
             print(f"error: {song.name}: {exc}" if len(args.songs) > 1 else f"error: {exc}", file=sys.stderr,
                   flush=True)
             continue
         elapsed = time.perf_counter() - t0
-        print(f"{song.name}: {dance.duration:.1f} s of dance, {len(dance.codes_up)} tokens, "
+        what = f"{len(dances)} dances" if len(dances) > 1 else "dance"
+        print(f"{song.name}: {dances[0].duration:.1f} s of {what}, {len(dances[0].codes_up)} tokens, "
               f"{elapsed:.1f} s -> {', '.join(str(p) for p in files.values())}", flush=True)
     if len(args.songs) > 1:
         print(f"{len(args.songs) - failed}/{len(args.songs)} songs done" + (f", {failed} failed" if failed else ""),

@@ -8,6 +8,7 @@ flags that the engine's CLI and the batch renderer share, and ``options_from_arg
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from .beats import BeatSyncOptions
 from .checkpoint import ANY_STYLE
@@ -109,6 +110,9 @@ def add_generation_arguments(parser: argparse.ArgumentParser, *, fps: float = MO
                         help="let planted feet slide as decoded (default: the body moves over the planted foot)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: 1 for small models, the free cores for large ones)")
+    parser.add_argument("--variations", type=int, default=1, metavar="N",
+                        help="N dances per song (seeds --seed, --seed + 1, ..., sampled), decoded as one batch: "
+                             "files <song>_v1 .. <song>_vN, each the dance its seed gives alone")
 
 
 def options_from_args(args: argparse.Namespace, *, rotations: bool = True) -> GenerateOptions:
@@ -120,3 +124,18 @@ def options_from_args(args: argparse.Namespace, *, rotations: bool = True) -> Ge
         beat_sync=args.beat_sync, fps=args.fps, ground=not args.no_ground, lock_feet=not args.no_foot_lock,
         precision=args.approximate or "float32", rotations=rotations, threads=args.threads,
     )
+
+
+def variation_options(options: GenerateOptions, count: int) -> list[GenerateOptions]:
+    """``count`` option sets that differ only by seed (seed, seed + 1, ...), sampled, never greedy (at the
+    chosen temperature, or the model's when the decoding is left to the model); ``[options]`` for one."""
+    if count <= 1:
+        return [options]
+    base_seed = options.sampling.seed or 0
+    return [replace(options, sampling=replace(options.sampling, greedy=False, seed=base_seed + i))
+            for i in range(count)]
+
+
+def variation_stems(stem: str, count: int) -> list[str]:
+    """File stems of a song's variations: the song's own for one, ``<stem>_v1``, ``<stem>_v2``, ... else."""
+    return [stem] if count <= 1 else [f"{stem}_v{i + 1}" for i in range(count)]

@@ -12,7 +12,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,18 +103,6 @@ def check_song(path: str | Path) -> Path:
         raise errors.InvalidOptionError("choose a song first (wav, mp3, ogg or flac)")
     song = _engine.audio.check_song_file(Path(str(path)).expanduser())
     return song.resolve()
-
-
-def variation_options(options: Any, count: int) -> list[Any]:
-    """``count`` option sets that differ only by seed (seed, seed + 1, ...), sampled, never greedy (at the
-    chosen temperature, or the model's when the decoding is left to the model)."""
-    if count <= 1:
-        return [options]
-    base_seed = options.sampling.seed or 0
-    return [
-        replace(options, sampling=replace(options.sampling, greedy=False, seed=base_seed + i))
-        for i in range(count)
-    ]
 
 
 def generate_dances(

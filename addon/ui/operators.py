@@ -133,7 +133,7 @@ class DANCE_OT_generate(Operator):
         return {
             "song": song, "model_dir": model_dir, "device": device, "target": target,
             "preset": settings.preset, "with_mesh": settings.with_mesh,
-            "options_list": core.variation_options(options, self.variations),
+            "options_list": _engine.options.variation_options(options, self.variations),
         }
 
     def _start(self, context: Any) -> bool:

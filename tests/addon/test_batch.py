@@ -63,6 +63,19 @@ def test_two_songs_two_videos_and_a_failure_reported(egl, short_song, tiny_model
     assert not list(out.glob("broken.*")) and not list(out.glob(".*"))  # nothing partial left
 
 
+@needs_audio
+@pytest.mark.slow
+def test_variations_render_one_video_each(egl, short_song, tiny_model_dir, tmp_path):
+    song = short_song(2.2, name="clip")
+    out = tmp_path / "out"
+    done = run_batch(str(song), "-o", str(out), "--model", str(tiny_model_dir), "--variations", "2",
+                     "--resolution", "64", "48", "--fps", "24", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["clip_v1.mp4", "clip_v2.mp4"]
+    for stem in ("clip_v1", "clip_v2"):
+        assert_video_with_song(out / f"{stem}.mp4", 2.2)
+
+
 def test_missing_model_fails_before_any_song(short_song, tmp_path):
     song = short_song(1.0)
     done = run_batch(str(song), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "nothing"), cwd=tmp_path)
@@ -72,7 +85,8 @@ def test_missing_model_fails_before_any_song(short_song, tmp_path):
     assert not (tmp_path / "out").exists()  # the output folder is made only once the run can start
 
 
-@pytest.mark.parametrize("option, message", [(("--beat-sync", "-1"), "strength"), (("--max-hold", "-2"), "hold")])
+@pytest.mark.parametrize("option, message", [(("--beat-sync", "-1"), "strength"), (("--max-hold", "-2"), "hold"),
+                                             (("--variations", "0"), "variations must be at least 1")])
 def test_bad_timing_options_fail_before_any_song(short_song, tiny_model_dir, tmp_path, option, message):
     song = short_song(1.0)
     done = run_batch(str(song), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), *option, cwd=tmp_path)

@@ -199,6 +199,26 @@ def test_cli_generate_contract(tiny_model_dir, short_song, tmp_path):
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
 
 
+def test_cli_variations_are_the_seeds_alone(tiny_model_dir, short_song, tmp_path):
+    out = tmp_path / "out"
+    proc = _run_cli("generate", str(short_song), "-o", str(out), "--model", str(tiny_model_dir), "-q",
+                    "--formats", "npz", "--variations", "3", "--seed", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"{short_song.stem}_v{i}.npz" for i in (1, 2, 3)]
+    assert "3 dances" in proc.stdout
+    alone = tmp_path / "alone"
+    proc = _run_cli("generate", str(short_song), "-o", str(alone), "--model", str(tiny_model_dir), "-q",
+                    "--formats", "npz", "--seed", "6")
+    assert proc.returncode == 0, proc.stderr
+    second, own = np.load(out / f"{short_song.stem}_v2.npz"), np.load(alone / f"{short_song.stem}.npz")
+    np.testing.assert_array_equal(second["codes_up"], own["codes_up"])  # variation 2 is seed 6's dance
+    np.testing.assert_array_equal(second["codes_down"], own["codes_down"])
+    proc = _run_cli("generate", str(short_song), "-o", str(tmp_path / "none"), "--model", str(tiny_model_dir),
+                    "--variations", "0")
+    assert proc.returncode != 0 and "--variations must be at least 1" in proc.stderr
+    assert not (tmp_path / "none").exists()
+
+
 def test_cli_bad_inputs_write_nothing(tiny_model_dir, tmp_path):
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("these are not the droids")
