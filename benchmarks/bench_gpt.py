@@ -1,6 +1,10 @@
 """Speed of dance-code decoding with the official-size GPT (random weights), per token and per song.
 
     .venv/bin/python benchmarks/bench_gpt.py [--tokens 64] [--threads 1] [--shifts 20 12] [--approx bfloat16 int8] [--drafts int8]
+    .venv/bin/python benchmarks/bench_gpt.py --model assets/default_model --song assets/demo_song.ogg  # a trained model
+
+The weight-reading floor of the model is measured in the same run (every linear layer's weights
+multiplied once by the rows of one cached step), and each cached mode is reported against it.
 
 Runs ``sample_codes`` for ``--tokens`` tokens in each mode, times every token through the progress
 callback, and extrapolates to a 3-minute song (1,350 tokens at 7.5 tokens/s): the first 28 tokens
@@ -37,7 +41,7 @@ def timed_sample(gpt, music: np.ndarray, options: SamplingOptions, period: int) 
     stamps: list[float] = []
     start = time.perf_counter()
     codes = sample_codes(
-        gpt, 423, 12, music, options, progress=lambda done, total: stamps.append(time.perf_counter())
+        gpt, *START, music, options, progress=lambda done, total: stamps.append(time.perf_counter())
     )
     per_token = np.diff([start] + stamps) * 1000.0  # ms for each token
     first = per_token[:N_CONTEXT]
@@ -50,6 +54,8 @@ def timed_sample(gpt, music: np.ndarray, options: SamplingOptions, period: int) 
 
 
 BASELINE: dict[str, float] = {}  # ms/token of the exact shift=None mode measured in this run
+FLOOR: dict[str, float] = {}  # ms of the weight-reading floor measured in this run
+START = [423, 12]  # the start codes (a trained model's own default start with --model)
 
 
 def report(name: str, result: dict, reference: tuple[np.ndarray, np.ndarray] | None = None) -> None:
@@ -57,7 +63,8 @@ def report(name: str, result: dict, reference: tuple[np.ndarray, np.ndarray] | N
     same_run = BASELINE.get("exact", float("nan")) / result["steady_ms"]
     line = (
         f"{name:<38} {result['steady_ms']:7.1f} ms/token  {ratio:5.2f}x official 140 ms  "
-        f"{same_run:5.2f}x exact-None this run  song {result['song_s']:6.1f} s"
+        f"{same_run:5.2f}x exact-None this run  {result['steady_ms'] / FLOOR['ms']:5.2f}x floor  "
+        f"song {result['song_s']:6.1f} s"
     )
     if reference is not None:
         same = np.concatenate([result["codes"][0] == reference[0], result["codes"][1] == reference[1]])
@@ -87,6 +94,25 @@ def same_context_agreement(
     return float(np.mean(same))
 
 
+def weight_floor_ms(gpt: torch.nn.Module, repeats: int = 7) -> float:
+    """The least time one cached step can take: every linear layer's weights read once, in the model's
+    order (the product with the step's 3 rows, or with them padded to 8 rows, whichever this machine's
+    BLAS does faster: its 3-row kernel is the slower one here); the median of ``repeats`` passes."""
+    layers = [m for m in gpt.modules() if isinstance(m, torch.nn.Linear)]
+    best = float("inf")
+    for rows in (3, 8):
+        inputs = {m.in_features: torch.randn(rows, m.in_features, dtype=m.weight.dtype) for m in layers}
+        times = []
+        with torch.inference_mode():
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for m in layers:
+                    torch.nn.functional.linear(inputs[m.in_features], m.weight, m.bias)
+                times.append(time.perf_counter() - t0)
+        best = min(best, float(np.median(times)) * 1000.0)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64, help="tokens to time per mode (>= 28 + one period)")
@@ -101,20 +127,37 @@ def main() -> None:
     parser.add_argument(
         "--drafts", nargs="*", default=["int8"], help="draft models for draft-checked greedy decoding"
     )
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a trained model folder instead of random official-size weights")
+    parser.add_argument("--song", type=Path, default=None, help="with --model: its music (default: random)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    gpt = CrossCondGPT(GPTConfig.official()).eval()
     music = np.random.default_rng(0).standard_normal((args.tokens, 438)).astype(np.float32)
+    if args.model is not None:
+        from engine.generate import Choreographer
+
+        choreographer = Choreographer(args.model)
+        gpt = choreographer.model.gpt.eval()
+        START[:] = choreographer.model.config.start_for("any")
+        if args.song is not None:
+            music = choreographer._music(choreographer.features(args.song)).numpy()[: args.tokens]
+        what = f"{args.model} ({'music of ' + args.song.name if args.song else 'random music'})"
+    else:
+        gpt = CrossCondGPT(GPTConfig.official()).eval()
+        what = "official-size GPT, random weights"
+    floor = weight_floor_ms(gpt)
+    FLOOR["ms"] = floor
     print(
-        f"official-size GPT: {gpt.num_parameters() / 1e6:.1f} M parameters, random weights; "
+        f"{what}: {gpt.num_parameters() / 1e6:.1f} M parameters; weight-reading floor of one cached step "
+        f"{floor:.1f} ms (this run); "
         f"{args.tokens} tokens per mode (song figures extrapolate the steady state to {SONG_TOKENS}), "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     with torch.inference_mode():
-        sample_codes(gpt, 423, 12, music[:30], SamplingOptions(shift=20))  # warm-up
+        sample_codes(gpt, *START, music[:30], SamplingOptions(shift=20))  # warm-up
 
     exact_by_shift = {}
     if not args.no_exact:
