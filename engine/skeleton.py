@@ -99,6 +99,17 @@ def check_joints(joints: np.ndarray, name: str = "joints", min_frames: int = 1) 
     return arr
 
 
+def facing_direction(joints: np.ndarray) -> np.ndarray:
+    """Where the body faces on the floor: the horizontal unit vector (..., 3) perpendicular to the hips'
+    line (left hip minus right hip, crossed with up), for joints (..., 24, 3) y-up. The rest pose faces
+    +z (SMPL's forward)."""
+    joints = np.asarray(joints, dtype=np.float64)
+    across = joints[..., 1, :] - joints[..., 2, :]  # l_hip - r_hip
+    facing = np.cross(across, np.array([0.0, 1.0, 0.0]))
+    facing[..., 1] = 0.0
+    return facing / np.maximum(np.linalg.norm(facing, axis=-1, keepdims=True), 1e-12)
+
+
 def bone_directions(joints: np.ndarray) -> np.ndarray:
     """Unit direction of each bone, parent -> joint: (..., 24, 3) -> (..., 24, 3); row 0 (root) is zero."""
     joints = np.asarray(joints, dtype=np.float64)

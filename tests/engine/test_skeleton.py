@@ -38,3 +38,16 @@ def test_quaternion_matrix_round_trip():
     aa = np.random.default_rng(2).normal(size=(200, 3)) * 1.5
     m = axis_angle_to_matrix(aa)
     np.testing.assert_allclose(quaternion_to_matrix(matrix_to_quaternion(m)), m, atol=1e-10)
+
+
+def test_facing_direction_is_forward_on_the_floor():
+    from engine.skeleton import REST_JOINTS, facing_direction
+
+    np.testing.assert_allclose(facing_direction(REST_JOINTS), [0.035, 0.0, 0.999], atol=1e-3)  # SMPL's +z
+    turned = REST_JOINTS @ np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]]).T  # +z -> +x
+    leaning = turned + np.array([0.0, 1.0, 0.0]) * REST_JOINTS[:, :1] * 0.3  # hips tilted: still on the floor
+    frames = np.stack([REST_JOINTS, turned, leaning])
+    facing = facing_direction(frames)
+    assert facing.shape == (3, 3) and np.all(facing[:, 1] == 0.0)
+    np.testing.assert_allclose(np.linalg.norm(facing, axis=1), 1.0)
+    assert facing[1, 0] > 0.99 and facing[2, 0] > 0.99

@@ -170,22 +170,28 @@ def smpl_leg_length() -> float:
     return float(sum(REST_BONE_LENGTHS[knee] + REST_BONE_LENGTHS[ankle] for _, knee, ankle in LEGS) / 2)
 
 
-def retarget_to_smpl(
-    points: dict[str, np.ndarray], rest: dict[str, np.ndarray], rig: RigMap
-) -> tuple[np.ndarray, float]:
-    """Capture points {name: (T, 3)} + their rest positions {name: (3,)} -> (SMPL joints (T, 24, 3), scale).
-
-    Output is not grounded; ``scale`` is the factor applied to the capture's root trajectory.
-    """
-    J = REST_JOINTS
-
+def retarget_scale(rest: dict[str, np.ndarray], rig: RigMap) -> float:
+    """The factor that gives the capture's legs (rest pose) SMPL's leg length: capture units -> metres
+    of an SMPL-sized dancer."""
     def rest_len(a: str, b: str) -> float:
         return float(np.linalg.norm(rest[b] - rest[a]))
 
     leg = sum(rest_len(h, k) + rest_len(k, a) for h, k, a in zip(rig.hips, rig.knees, rig.ankles)) / 2
     if leg <= 0:
         raise DataFormatError(f"{rig.name}: the capture's legs have zero length in the rest pose")
-    scale = smpl_leg_length() / leg
+    return smpl_leg_length() / leg
+
+
+def retarget_to_smpl(
+    points: dict[str, np.ndarray], rest: dict[str, np.ndarray], rig: RigMap, *, scale: float | None = None
+) -> tuple[np.ndarray, float]:
+    """Capture points {name: (T, 3)} + their rest positions {name: (3,)} -> (SMPL joints (T, 24, 3), scale).
+
+    Output is not grounded; ``scale`` is the factor applied to the capture's root trajectory: the
+    dancer's own (``retarget_scale``) unless given (a duet shares one for its whole world).
+    """
+    J = REST_JOINTS
+    scale = retarget_scale(rest, rig) if scale is None else float(scale)
     n = next(iter(points.values())).shape[0]
 
     def stack(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
