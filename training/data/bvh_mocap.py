@@ -384,6 +384,21 @@ def _take_id(path: Path, rig: RigMap) -> str:
     return f"cmu_{path.stem}" if m else path.stem
 
 
+def read_capture(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], RigMap, float]:
+    """A CMU BVH take's capture points at 60 fps {name: (T, 3)}, rest points {name: (3,)}, rig and true
+    frame rate (an added T-pose first frame dropped)."""
+    from engine.bvh import read_bvh  # imported late: a cache hit needs no BVH parser
+
+    points, rest, header_fps = capture_points(read_bvh(path))
+    fps = true_fps(path, header_fps)
+    rig = detect_rig(list(points))
+    if rig.name in TPOSE_FIRST_FRAME:
+        points = {k: v[1:] for k, v in points.items()}
+    if fps != MOTION_FPS:
+        points = {k: resample_positions(v, fps, MOTION_FPS) for k, v in points.items()}
+    return points, rest, rig, fps
+
+
 def load_bvh_clip(
     path: str | Path,
     *,
@@ -398,16 +413,7 @@ def load_bvh_clip(
     info: dict[str, Any] = {}
 
     def compute() -> dict[str, np.ndarray]:
-        from engine.bvh import read_bvh  # imported late: a cache hit needs no BVH parser
-
-        motion = read_bvh(path)
-        points, rest, header_fps = capture_points(motion)
-        fps = true_fps(path, header_fps)
-        rig = detect_rig(list(points))
-        if rig.name in TPOSE_FIRST_FRAME:
-            points = {k: v[1:] for k, v in points.items()}
-        if fps != MOTION_FPS:
-            points = {k: resample_positions(v, fps, MOTION_FPS) for k, v in points.items()}
+        points, rest, rig, fps = read_capture(path)
         joints, scale = retarget_to_smpl(points, rest, rig)
         start, stop = trim_settling_frames(joints)
         joints, repaired = repair_glitches(joints[start:stop])

@@ -31,17 +31,8 @@ from engine.clock import MOTION_FPS
 from engine.skeleton import MIRRORED_JOINTS, NUM_JOINTS
 from training.errors import DataError, DataFormatError
 
-from .bvh_mocap import (
-    TPOSE_FIRST_FRAME,
-    capture_points,
-    detect_rig,
-    repair_glitches,
-    retarget_scale,
-    retarget_to_smpl,
-    trim_settling_frames,
-    true_fps,
-)
-from .clip import floor_height, resample_positions
+from .bvh_mocap import read_capture, repair_glitches, retarget_scale, retarget_to_smpl, trim_settling_frames
+from .clip import floor_height
 
 LEADER_SUBJECT, FOLLOWER_SUBJECT = "60", "61"
 # The couple is dancing once their pelvises come within this factor of their usual (median) distance.
@@ -115,27 +106,13 @@ def walk_in_frames(leader: np.ndarray, follower: np.ndarray, fps: float = MOTION
     return int(close[0])
 
 
-def _dancer(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], Any, float]:
-    """A dancer's capture points at 60 fps, rest points, rig and true frame rate."""
-    from engine.bvh import read_bvh
-
-    points, rest, header_fps = capture_points(read_bvh(path))
-    fps = true_fps(path, header_fps)
-    rig = detect_rig(list(points))
-    if rig.name in TPOSE_FIRST_FRAME:
-        points = {k: v[1:] for k, v in points.items()}
-    if fps != MOTION_FPS:
-        points = {k: resample_positions(v, fps, MOTION_FPS) for k, v in points.items()}
-    return points, rest, rig, fps
-
-
 def load_duet(leader_path: str | Path, follower_path: str | Path, *, name: str | None = None) -> DuetClip:
     """One take's two BVH files -> a ``DuetClip`` (see the module docstring for what is shared)."""
     leader_path, follower_path = Path(leader_path), Path(follower_path)
     for path in (leader_path, follower_path):
         if not path.is_file():
             raise DataError(f"BVH file not found: {path}")
-    (pts_l, rest_l, rig_l, fps_l), (pts_f, rest_f, rig_f, fps_f) = _dancer(leader_path), _dancer(follower_path)
+    (pts_l, rest_l, rig_l, fps_l), (pts_f, rest_f, rig_f, fps_f) = read_capture(leader_path), read_capture(follower_path)
     if fps_l != fps_f:
         raise DataFormatError(f"{leader_path.name} is {fps_l:g} fps and {follower_path.name} {fps_f:g} fps: "
                               "the two dancers of a take were captured together, at one rate")
