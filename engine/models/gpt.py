@@ -108,7 +108,7 @@ class GPTConfig:
 class KVCache:
     """Per-layer keys and values of the window decoded so far (one cache per window).
 
-    ``length`` is the number of time steps in the window. Keys are kept per stream, (B, nh, 3, T, hs),
+    ``length`` is the number of time steps in the window. Keys are kept per stream, (B, nh, S, T, hs),
     so that flattened they are in the same [music | up | down] order as a full computation of the
     window and a new step's queries see exactly the keys the 3 x 3-tiled causal mask gives them.
     """
@@ -136,9 +136,13 @@ class KVCache:
 
 
 class CausalCrossConditionalSelfAttention(nn.Module):
-    def __init__(self, config: GPTConfig, attn_pdrop: float, resid_pdrop: float) -> None:
+    """Attention over ``n_streams`` streams side by side (3 in Bailando: music, up, down): a token at time
+    i sees every stream at times <= i."""
+
+    def __init__(self, config: GPTConfig, attn_pdrop: float, resid_pdrop: float, n_streams: int = 3) -> None:
         super().__init__()
         self.n_head = config.n_head
+        self.n_streams = n_streams
         self.key = nn.Linear(config.n_embd, config.n_embd)
         self.query = nn.Linear(config.n_embd, config.n_embd)
         self.value = nn.Linear(config.n_embd, config.n_embd)
@@ -151,19 +155,20 @@ class CausalCrossConditionalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         B, T3, C = x.shape  # (B, 3t, C): t new time steps of the three streams, [music | up | down]
-        t, nh, hs = T3 // 3, self.n_head, C // self.n_head
+        S = self.n_streams
+        t, nh, hs = T3 // S, self.n_head, C // self.n_head
         q = self.query(x).view(B, T3, nh, hs).transpose(1, 2)  # (B, nh, 3t, hs)
         k = self.key(x).view(B, T3, nh, hs).transpose(1, 2)
         v = self.value(x).view(B, T3, nh, hs).transpose(1, 2)
         t_all = t  # time steps in the window, cached ones included
         if cache is not None:
-            k, v = cache.append(layer, k.view(B, nh, 3, t, hs), v.view(B, nh, 3, t, hs))
+            k, v = cache.append(layer, k.view(B, nh, S, t, hs), v.view(B, nh, S, t, hs))
             t_all = k.shape[3]
-            k, v = k.reshape(B, nh, 3 * t_all, hs), v.reshape(B, nh, 3 * t_all, hs)  # (B, nh, 3T, hs)
+            k, v = k.reshape(B, nh, S * t_all, hs), v.reshape(B, nh, S * t_all, hs)  # (B, nh, 3T, hs)
         # Written out (not SDPA) so that the float32 results equal the official ones bit for bit.
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, 3t, 3T)
         if t > 1:  # a single new step sees every key; otherwise tril over time, tiled 3 x 3
-            causal = self.mask[:, :, t_all - t : t_all, :t_all].repeat(1, 1, 3, 3)  # (1, 1, 3t, 3T)
+            causal = self.mask[:, :, t_all - t : t_all, :t_all].repeat(1, 1, S, S)  # (1, 1, 3t, 3T)
             att = att.masked_fill(causal == 0, float("-inf"))
         att = self.attn_drop(F.softmax(att, dim=-1))
         y = att @ v  # (B, nh, 3t, hs)
@@ -174,11 +179,11 @@ class CausalCrossConditionalSelfAttention(nn.Module):
 class Block(nn.Module):
     """Pre-LN transformer block: x + attn(ln1(x)), then x + mlp(ln2(x))."""
 
-    def __init__(self, config: GPTConfig, attn_pdrop: float, resid_pdrop: float) -> None:
+    def __init__(self, config: GPTConfig, attn_pdrop: float, resid_pdrop: float, n_streams: int = 3) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(config.n_embd)
         self.ln2 = nn.LayerNorm(config.n_embd)
-        self.attn = CausalCrossConditionalSelfAttention(config, attn_pdrop, resid_pdrop)
+        self.attn = CausalCrossConditionalSelfAttention(config, attn_pdrop, resid_pdrop, n_streams)
         self.mlp = nn.Sequential(  # names mlp.0 / mlp.2 as in the official checkpoints
             nn.Linear(config.n_embd, 4 * config.n_embd),
             nn.GELU(),
@@ -269,6 +274,17 @@ class GPTHead(nn.Module):
         return self.head_up(x[:, t : 2 * t]), self.head_down(x[:, 2 * t :])
 
 
+def init_gpt_weights(module: nn.Module) -> None:
+    """GPT initialisation (``model.apply``): N(0, 0.02) weights, zero biases, unit layer norms."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
 class CrossCondGPT(nn.Module):
     """Bailando's CrossCondGPT2 (n_layer_critic == 0) or CrossCondGPT2AC (n_layer_critic > 0)."""
 
@@ -287,17 +303,8 @@ class CrossCondGPT(nn.Module):
         self.critic_net = (
             GPTHead(config, config.n_layer_critic, 1, 1, (0.0, 0.0)) if config.n_layer_critic > 0 else None
         )
-        self.apply(self._init_weights)
+        self.apply(init_gpt_weights)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
     @property
     def block_size(self) -> int:
