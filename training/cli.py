@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "root": ("training.stages.root", "stage 2: train the root-velocity decoder of the VQ-VAE"),
     "gpt": ("training.stages.gpt", "stage 3: train the cross-conditional motion GPT on VQ-VAE codes"),
     "actor-critic": ("training.stages.actor_critic", "stage 4: actor-critic fine-tuning with the beat reward"),
+    "duet": ("training.stages.duet", "train the duet's follower GPT on the salsa couples (the solo model's VQ-VAE)"),
     "export": ("training.model_export", "write an engine model folder from training runs"),
     "choose-start": ("training.choose_start", "set a model's default start codes by how the dances from them move"),
 }

@@ -2,7 +2,7 @@
 
 A config has these sections (every key optional unless a stage needs it; defaults are the paper's)::
 
-    stage: vqvae                 # vqvae | root | gpt | actor-critic (must match the command)
+    stage: vqvae                 # vqvae | root | gpt | actor-critic | duet (must match the command)
     run_dir: runs/paper_vqvae    # where checkpoint.pt, metrics.csv and loss.png go
     batch_size: 32
     epochs: 500                  # optional: sets loop.steps from the number of training windows
@@ -15,6 +15,8 @@ A config has these sections (every key optional unless a stage needs it; default
     init:   {vqvae_run, gpt_run} # run folders the later stages start from
     music:  {...}                # MusicConfig: feature mode, caches, accompaniment of silent motion
     actor_critic: {...}          # ActorCriticConfig: songs, reward form and weights, iterations
+    follower: {...}              # engine.models.follower.FollowerConfig (duet stage)
+    duet:   {...}                # DuetConfig: the couples, held-out takes, copies, music or not
 
 Relative paths (data sources, run folders, caches, songs) are resolved against the repository root,
 so ``../shared/data/...`` works from any working directory. ``--set section.key=value`` on the command
@@ -34,6 +36,7 @@ from typing import Any
 import yaml
 
 from engine.errors import DanceError
+from engine.models.follower import FollowerConfig
 from engine.models.gpt import GPTConfig
 from engine.models.vqvae import VQVAEConfig
 from training.data.sources import DataConfig
@@ -41,7 +44,7 @@ from training.errors import ConfigError
 from training.trainer import LoopConfig, OptimConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("vqvae", "root", "gpt", "actor-critic")
+STAGES = ("vqvae", "root", "gpt", "actor-critic", "duet")
 REWARD_FORMS = ("released", "paper", "balanced")
 
 
@@ -53,6 +56,7 @@ class InitConfig:
 
     vqvae_run: str | None = None  # root: the step-1 run; gpt / actor-critic: the root run (or step 1)
     gpt_run: str | None = None  # actor-critic: the GPT run
+    model_dir: str | None = None  # duet: an engine model folder whose VQ-VAE (and music scaling) it uses
 
 
 @dataclass
@@ -92,6 +96,20 @@ class ActorCriticConfig:
 
 
 @dataclass
+class DuetConfig:
+    """The duet stage's couples (training.data.duet)."""
+
+    duet_dir: str = "../shared/data/cmu_salsa_duet"
+    # Takes no stage may see: the default model held salsa take 11 (both dancers) out of every stage.
+    held_out: list[str] = field(default_factory=lambda: ["cmu_salsa_11"])
+    mirror: bool = True  # + the mirror image of each training couple
+    rotations_deg: list[float] = field(default_factory=lambda: [90.0, 180.0, 270.0])  # + turned copies
+    # Condition on music synthesised on the leader's motion beats (training.accompaniment); false: none
+    # (zero features), to measure what the music adds.
+    music: bool = True
+
+
+@dataclass
 class TrainConfig:
     stage: str
     run_dir: str
@@ -106,6 +124,8 @@ class TrainConfig:
     init: InitConfig = field(default_factory=InitConfig)
     music: MusicConfig = field(default_factory=MusicConfig)
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+    follower: FollowerConfig = field(default_factory=FollowerConfig)
+    duet: DuetConfig = field(default_factory=DuetConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
@@ -140,7 +160,7 @@ def _resolve_paths(cfg: TrainConfig) -> None:
     for name in _DATA_PATH_LISTS:
         setattr(cfg.data, name, [str(resolve_path(p)) for p in getattr(cfg.data, name)])
     cfg.run_dir = str(resolve_path(cfg.run_dir))
-    for name in ("vqvae_run", "gpt_run"):
+    for name in ("vqvae_run", "gpt_run", "model_dir"):
         value = getattr(cfg.init, name)
         if value is not None:
             setattr(cfg.init, name, str(resolve_path(value)))
@@ -149,6 +169,7 @@ def _resolve_paths(cfg: TrainConfig) -> None:
         if value is not None:
             setattr(cfg.music, name, str(resolve_path(value)))
     cfg.actor_critic.songs = [str(resolve_path(p)) for p in cfg.actor_critic.songs]
+    cfg.duet.duet_dir = str(resolve_path(cfg.duet.duet_dir))
 
 
 # --- dataclass building with type checks ------------------------------------------------------------

@@ -174,12 +174,18 @@ class FollowerGPT(nn.Module):
 
     def loss(self, *inputs: torch.Tensor, targets: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
              ) -> tuple[torch.Tensor, dict[str, float]]:
-        """CE(up) + CE(down) + CE(rel) of ``forward(*inputs)`` against the next step's codes ``targets``
-        (each (B, t)); also each part's value."""
-        logits = self(*inputs)
-        parts = {name: F.cross_entropy(lg.flatten(0, 1), target.flatten())
-                 for name, lg, target in zip(("up", "down", "rel"), logits, targets)}
-        return sum(parts.values(), torch.zeros(())), {k: float(v.detach()) for k, v in parts.items()}
+        """``follower_loss`` of ``forward(*inputs)`` against the next step's codes ``targets``."""
+        return follower_loss(self(*inputs), targets)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def follower_loss(logits: tuple[torch.Tensor, ...], targets: tuple[torch.Tensor, ...]
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
+    """CE(up) + CE(down) + CE(rel) of the follower's logits (each (B, t, V)) against the next step's codes
+    (each (B, t)); also each part's value."""
+    parts = {name: F.cross_entropy(lg.flatten(0, 1).float(), target.flatten())
+             for name, lg, target in zip(("up", "down", "rel"), logits, targets)}
+    return sum(parts.values(), torch.zeros((), device=logits[0].device)), {
+        k: float(v.detach()) for k, v in parts.items()}
