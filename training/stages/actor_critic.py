@@ -49,9 +49,9 @@ from engine.sampling import SamplingOptions, sample_codes
 from training.config import TrainConfig
 from training.data.cache import save_npz_atomic
 from training.errors import ConfigError, TrainingError
-from training.trainer import DistInfo
 
 from .common import (
+    StageBase,
     add_stage_arguments,
     is_main_process,
     read_run,
@@ -92,7 +92,9 @@ def find_songs(entries: list[str]) -> list[Path]:
     return songs
 
 
-class ActorCriticStage:
+class ActorCriticStage(StageBase):
+    # actor steps leave the critic without gradients and critic steps the actor
+    ddp_options = {"find_unused_parameters": True}
     name = "actor-critic"
 
     def __init__(self, cfg: TrainConfig, run_dir: Path):
@@ -159,13 +161,7 @@ class ActorCriticStage:
         self.vqvae.to(device)
         return self.model
 
-    def trainable_parameters(self, model: nn.Module):
-        return [p for p in model.parameters() if p.requires_grad]
 
-    def wrap_ddp(self, model: nn.Module, info: DistInfo) -> nn.Module:
-        ids = [info.local_rank] if next(model.parameters()).is_cuda else None
-        # actor steps leave the critic without gradients and critic steps the actor
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
 
     # --- rollouts -----------------------------------------------------------------------------------------
     def _saved_rollout(self, path: Path, epoch: int) -> list[tuple[np.ndarray, np.ndarray]] | None:

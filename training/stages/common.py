@@ -21,7 +21,7 @@ from training.config import TrainConfig, load_config
 from training.data.clip import MotionClip
 from training.data.windows import MotionWindows
 from training.errors import ConfigError, TrainingError
-from training.trainer import CHECKPOINT_NAME, load_checkpoint, train
+from training.trainer import CHECKPOINT_NAME, DistInfo, load_checkpoint, train
 
 
 # --- motion windows -------------------------------------------------------------------------------------
@@ -130,6 +130,21 @@ def clip_music_tokens(clip: MotionClip, cfg: TrainConfig) -> np.ndarray:
     if feats.shape[0] < n_tokens:  # the song ends first: hold its last frame
         feats = np.concatenate([feats, np.repeat(feats[-1:], n_tokens - feats.shape[0], axis=0)])
     return np.ascontiguousarray(feats[:n_tokens], dtype=np.float32)
+
+
+# --- the stage protocol's shared parts --------------------------------------------------------------------
+class StageBase:
+    """What every stage does alike: train the parameters that want gradients, and wrap the model for DDP
+    with the stage's ``ddp_options`` (e.g. ``broadcast_buffers=False`` where buffers are EMA codebooks)."""
+
+    ddp_options: dict[str, Any] = {}
+
+    def trainable_parameters(self, model: nn.Module):
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def wrap_ddp(self, model: nn.Module, info: DistInfo) -> nn.Module:
+        ids = [info.local_rank] if next(model.parameters()).is_cuda else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids, **self.ddp_options)
 
 
 # --- CLI ------------------------------------------------------------------------------------------------

@@ -34,9 +34,8 @@ from training.config import TrainConfig
 from training.data.cache import save_npz_atomic
 from training.data.duet import DuetClip, load_duets, mirror_duet, rotate_duet, split_duets
 from training.errors import ConfigError
-from training.trainer import DistInfo
 
-from .common import add_stage_arguments, is_main_process, poses_and_root_velocity, run_stage_cli
+from .common import StageBase, add_stage_arguments, is_main_process, poses_and_root_velocity, run_stage_cli
 
 CODES_FILE = "duet_codes.npz"
 STREAMS = ("leader_up", "leader_down", "up", "down", "rel", "music")
@@ -84,7 +83,7 @@ def couple_music(duet: DuetClip, cfg: TrainConfig, n_tokens: int, normalise) -> 
     return normalise(torch.from_numpy(np.ascontiguousarray(feats[:n_tokens], dtype=np.float32))).numpy()
 
 
-class DuetStage:
+class DuetStage(StageBase):
     name = "duet"
 
     def __init__(self, cfg: TrainConfig, run_dir: Path):
@@ -148,12 +147,7 @@ class DuetStage:
     def build(self, device: torch.device) -> nn.Module:
         return FollowerGPT(self.cfg.follower).to(device)
 
-    def trainable_parameters(self, model: nn.Module):
-        return model.parameters()
 
-    def wrap_ddp(self, model: nn.Module, info: DistInfo) -> nn.Module:
-        ids = [info.local_rank] if next(model.parameters()).is_cuda else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def batch(self, step: int, generator: torch.Generator, device: torch.device):
         block, ahead = self.cfg.follower.block_size, self.cfg.follower.lookahead

@@ -34,9 +34,10 @@ from training.data.cache import save_npz_atomic
 from training.data.sources import load_windows
 from training.data.styles import STYLES, style_index
 from training.errors import ConfigError
-from training.trainer import CHECKPOINT_NAME, DistInfo
+from training.trainer import CHECKPOINT_NAME
 
 from .common import (
+    StageBase,
     add_stage_arguments,
     clip_music_tokens,
     file_digest,
@@ -88,7 +89,7 @@ def most_common_first_pair(codes_up: np.ndarray, codes_down: np.ndarray) -> list
     return [int(v) for v in pairs[counts.argmax()]]
 
 
-class GPTStage:
+class GPTStage(StageBase):
     name = "gpt"
 
     def __init__(self, cfg: TrainConfig, run_dir: Path):
@@ -169,12 +170,7 @@ class GPTStage:
     def build(self, device: torch.device) -> nn.Module:
         return CrossCondGPT(self.cfg.gpt).to(device)
 
-    def trainable_parameters(self, model: nn.Module):
-        return model.parameters()
 
-    def wrap_ddp(self, model: nn.Module, info: DistInfo) -> nn.Module:
-        ids = [info.local_rank] if next(model.parameters()).is_cuda else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def batch(self, step: int, generator: torch.Generator, device: torch.device):
         idx = torch.from_numpy(sample_indices(self.num_windows, self.cfg.batch_size, generator, self.window_weights))

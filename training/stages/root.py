@@ -22,9 +22,9 @@ from engine.models.vqvae import SepVQVAE
 from training.config import TrainConfig
 from training.data.sources import load_windows
 from training.errors import ConfigError, TrainingError
-from training.trainer import DistInfo
 
 from .common import (
+    StageBase,
     add_stage_arguments,
     gather_windows,
     poses_and_root_velocity,
@@ -45,7 +45,8 @@ class RootStep(nn.Module):
         return self.vqvae.forward_root(pose, velocity)
 
 
-class RootStage:
+class RootStage(StageBase):
+    ddp_options = {"broadcast_buffers": False}
     name = "root"
 
     def __init__(self, cfg: TrainConfig, run_dir: Path):
@@ -71,12 +72,7 @@ class RootStage:
             p.requires_grad_(name.startswith("vqvae_down.decoders_root."))
         return RootStep(vqvae).to(device)
 
-    def trainable_parameters(self, model: nn.Module):
-        return [p for p in model.parameters() if p.requires_grad]
 
-    def wrap_ddp(self, model: nn.Module, info: DistInfo) -> nn.Module:
-        ids = [info.local_rank] if next(model.parameters()).is_cuda else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
     def batch(self, step: int, generator: torch.Generator, device: torch.device):
         idx = sample_indices(self.num_windows, self.cfg.batch_size, generator)

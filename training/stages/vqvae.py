@@ -22,9 +22,10 @@ from torch import nn
 from engine.models.vqvae import SepVQVAE
 from training.config import TrainConfig
 from training.data.sources import load_windows
-from training.trainer import DistInfo, all_reduce_sum
+from training.trainer import all_reduce_sum
 
 from .common import (
+    StageBase,
     add_stage_arguments,
     broadcast_from_rank0,
     gather_windows,
@@ -34,7 +35,8 @@ from .common import (
 )
 
 
-class VQVAEStage:
+class VQVAEStage(StageBase):
+    ddp_options = {"broadcast_buffers": False}
     name = "vqvae"
 
     def __init__(self, cfg: TrainConfig, run_dir: Path):
@@ -52,12 +54,7 @@ class VQVAEStage:
         model.set_distributed(all_reduce_sum, broadcast_from_rank0)
         return model
 
-    def trainable_parameters(self, model: nn.Module):
-        return model.parameters()
 
-    def wrap_ddp(self, model: nn.Module, info: DistInfo) -> nn.Module:
-        ids = [info.local_rank] if next(model.parameters()).is_cuda else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
     def batch(self, step: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
         idx = sample_indices(self.num_windows, self.cfg.batch_size, generator)
