@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -38,6 +39,7 @@ from .errors import (
     WeightsMismatchError,
 )
 from .files import atomic_file
+from .models.follower import FollowerConfig, FollowerGPT
 from .models.gpt import CrossCondGPT, GPTConfig
 from .models.vqvae import SepVQVAE, VQVAEConfig
 from .sampling import DECODING_KEYS, SamplingOptions
@@ -48,6 +50,7 @@ CONFIG_FILE = "config.json"
 VQVAE_FILE = "vqvae.safetensors"
 GPT_FILE = "gpt.safetensors"
 MODEL_FILES = (CONFIG_FILE, VQVAE_FILE, GPT_FILE)
+FOLLOWER_FILE = "follower.safetensors"  # optional: the duet's follower GPT (config "follower")
 ANY_STYLE = "any"  # the style of a dance that asks for none: the GPT's style input 0
 
 
@@ -83,6 +86,8 @@ class ModelConfig:
     # The decoding this model dances best with when the user asks for none (engine.sampling.DECODING_KEYS:
     # greedy, temperature, top_k, style_guidance); {} = the official greedy decoding.
     decoding: dict[str, object] = field(default_factory=dict)
+    # The duet's follower GPT on this model's codes (engine.models.follower), when the folder has one.
+    follower: FollowerConfig | None = None
 
     def __post_init__(self) -> None:
         if self.feature_mode not in FEATURE_MODES:
@@ -117,6 +122,10 @@ class ModelConfig:
                 raise CheckpointError(f"style_starts[{style!r}] {pair} is outside the codebooks")
             starts[style] = (up, down)
         self.style_starts = starts
+        if self.follower is not None and (self.follower.vocab_size_up, self.follower.vocab_size_down) != (
+                self.gpt.vocab_size_up, self.gpt.vocab_size_down):
+            raise CheckpointError("the follower GPT's codebooks must be the model's "
+                                  f"({self.gpt.vocab_size_up}, {self.gpt.vocab_size_down})")
         self.decoding = dict(self.decoding)
         unknown = set(self.decoding) - set(DECODING_KEYS)
         if unknown:
@@ -161,6 +170,7 @@ class ModelConfig:
             **({"styles": self.styles,
                 "style_starts": {k: list(v) for k, v in self.style_starts.items()}} if self.styles else {}),
             **({"decoding": self.decoding} if self.decoding else {}),
+            **({"follower": self.follower.to_dict()} if self.follower is not None else {}),
         }
 
     @classmethod
@@ -180,6 +190,7 @@ class ModelConfig:
                 styles=list(d.get("styles", [])),
                 style_starts=dict(d.get("style_starts", {})),
                 decoding=dict(d.get("decoding", {})),
+                follower=_fields_config(FollowerConfig, d["follower"], "follower") if "follower" in d else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"invalid model config: {exc}") from exc
@@ -194,12 +205,16 @@ def normalise_music(features: torch.Tensor, mean: list[float] | None, std: list[
     return (features - mean_t) / std_t
 
 
-def _gpt_config_from_dict(d: dict) -> GPTConfig:
-    known = {f.name for f in fields(GPTConfig)}
-    unknown = set(d) - known
+def _fields_config(cls: type, d: dict, what: str) -> Any:
+    """``cls(**d)`` for a config dataclass, refusing fields it does not have."""
+    unknown = set(d) - {f.name for f in fields(cls)}
     if unknown:
-        raise ValueError(f"unknown GPT config fields: {sorted(unknown)}")
-    return GPTConfig(**d)
+        raise ValueError(f"unknown {what} config fields: {sorted(unknown)}")
+    return cls(**d)
+
+
+def _gpt_config_from_dict(d: dict) -> GPTConfig:
+    return _fields_config(GPTConfig, d, "GPT")
 
 
 @dataclass
@@ -208,22 +223,27 @@ class DanceModel:
     vqvae: SepVQVAE
     gpt: CrossCondGPT
     path: Path | None = field(default=None, compare=False)  # where it was loaded from, if anywhere
+    follower: FollowerGPT | None = None  # the duet's follower, when the model has one
+
+    def modules(self) -> list[nn.Module]:
+        return [m for m in (self.vqvae, self.gpt, self.follower) if m is not None]
 
     def to(self, device: str | torch.device) -> DanceModel:
-        self.vqvae.to(device)
-        self.gpt.to(device)
+        for module in self.modules():
+            module.to(device)
         return self
 
     def eval(self) -> DanceModel:
-        self.vqvae.eval()
-        self.gpt.eval()
+        for module in self.modules():
+            module.eval()
         return self
 
 
 def build_model(config: ModelConfig) -> DanceModel:
     """A model with random weights (the codebooks are random until the first training batch re-initialises
     them from encoder outputs)."""
-    return DanceModel(config, SepVQVAE(config.vqvae), CrossCondGPT(config.gpt))
+    follower = FollowerGPT(config.follower) if config.follower is not None else None
+    return DanceModel(config, SepVQVAE(config.vqvae), CrossCondGPT(config.gpt), follower=follower)
 
 
 def debug_model_config(name: str = "debug-tiny") -> ModelConfig:
@@ -276,6 +296,8 @@ def save_model(model: DanceModel, directory: str | Path) -> Path:
         meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
         save_file(_tensors(model.vqvae), str(staging / VQVAE_FILE), metadata=meta)
         save_file(_tensors(model.gpt), str(staging / GPT_FILE), metadata=meta)
+        if model.follower is not None:
+            save_file(_tensors(model.follower), str(staging / FOLLOWER_FILE), metadata=meta)
         write_config(model.config, staging)
         if target.exists():  # swap: old -> backup, new -> target, then drop the backup
             backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
@@ -436,7 +458,13 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Dan
     path = _check_folder(directory)
     config = _read_config(path)
     model = _build_empty(config)
-    for module, file in ((model.vqvae, path / VQVAE_FILE), (model.gpt, path / GPT_FILE)):
+    parts = [(model.vqvae, path / VQVAE_FILE), (model.gpt, path / GPT_FILE)]
+    if model.follower is not None:
+        if not (path / FOLLOWER_FILE).is_file():
+            raise MissingModelFileError(f"model folder {path} is incomplete: its config has a follower but "
+                                        f"{FOLLOWER_FILE} is missing")
+        parts.append((model.follower, path / FOLLOWER_FILE))
+    for module, file in parts:
         state = _read_weights(file)
         check_finite(state, str(file))
         load_state_strict(module, state, str(file))
@@ -452,7 +480,11 @@ def model_info(directory: str | Path) -> dict:
     info["path"] = str(path.resolve())
     info["stored_values"] = {}
     info["file_bytes"] = {name: (path / name).stat().st_size for name in MODEL_FILES}
-    for key, file in (("vqvae", VQVAE_FILE), ("gpt", GPT_FILE)):
+    files = [("vqvae", VQVAE_FILE), ("gpt", GPT_FILE)]
+    if config.follower is not None and (path / FOLLOWER_FILE).is_file():
+        files.append(("follower", FOLLOWER_FILE))
+        info["file_bytes"][FOLLOWER_FILE] = (path / FOLLOWER_FILE).stat().st_size
+    for key, file in files:
         try:
             with safe_open(str(path / file), framework="pt") as f:
                 count = 0

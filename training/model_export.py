@@ -96,3 +96,4 @@ def run(args: argparse.Namespace) -> int:
     out = export_model(args.run, args.out, args.name, args.keep_critic, args.description, args.decoding)
     print(f"wrote {out}")
     return 0
+

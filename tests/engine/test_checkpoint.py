@@ -284,3 +284,34 @@ def test_model_styles_round_trip_and_are_checked(tmp_path):
     ]:
         with pytest.raises(CheckpointError, match=re.escape(message)):
             dataclasses.replace(config, **changes)
+
+
+def test_a_model_folder_may_carry_the_duets_follower(tmp_path):
+    import dataclasses
+
+    from engine.checkpoint import (
+        FOLLOWER_FILE,
+        build_model,
+        debug_model_config,
+        load_model,
+        model_info,
+        save_model,
+    )
+    from engine.errors import CheckpointError, MissingModelFileError
+    from engine.models.follower import FollowerConfig
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(debug_model_config(), follower=FollowerConfig.tiny())
+    model = build_model(config)
+    folder = save_model(model, tmp_path / "duo")
+    loaded = load_model(folder)
+    assert loaded.follower is not None and loaded.config.follower == config.follower
+    for (name, a), (_, b) in zip(model.follower.state_dict().items(), loaded.follower.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert model_info(folder)["stored_values"]["follower"] == sum(v.numel() for v in model.follower.state_dict().values())
+    assert load_model(save_model(build_model(debug_model_config()), tmp_path / "solo")).follower is None
+    (folder / FOLLOWER_FILE).unlink()
+    with pytest.raises(MissingModelFileError, match=FOLLOWER_FILE):
+        load_model(folder)
+    with pytest.raises(CheckpointError, match="codebooks"):
+        dataclasses.replace(debug_model_config(), follower=FollowerConfig.tiny(vocab_size_up=32))

@@ -67,3 +67,25 @@ def test_bad_duet_configs_are_named(data_dir, tiny_model_dir, tmp_path):
     cfg.init.model_dir = None
     with pytest.raises(ConfigError, match="init.model_dir"):
         DuetStage(cfg, tmp_path / "run")
+
+
+def test_the_follower_goes_into_the_model_it_was_trained_on(data_dir, tiny_model_dir, styled_model_dir, tmp_path):
+    import shutil
+
+    from engine.checkpoint import load_model
+    from training.errors import TrainingError
+    from training.follower_export import add_follower
+
+    cfg = _config(data_dir, tiny_model_dir, tmp_path)
+    cfg.loop.steps = 2
+    trained = train_stage(DuetStage, cfg, tmp_path / "run", progress=False)
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    add_follower(tmp_path / "run", model_dir)
+    model = load_model(model_dir)
+    assert model.follower is not None and model.config.follower == cfg.follower
+    for (name, a), (_, b) in zip(trained.state_dict().items(), model.follower.state_dict().items()):
+        assert torch.equal(a.cpu(), b), name
+    other = shutil.copytree(styled_model_dir, tmp_path / "other")
+    with pytest.raises(TrainingError, match="VQ-VAE"):
+        add_follower(tmp_path / "run", other)
+    assert load_model(other).follower is None  # refused: nothing written

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.checkpoint import load_model
+from engine.checkpoint import VQVAE_FILE, load_model
 from engine.clock import FRAMES_PER_TOKEN
 from engine.models.follower import FollowerGPT, follower_loss
 from engine.relative_position import DEFAULT_GRID
@@ -35,7 +35,14 @@ from training.data.cache import save_npz_atomic
 from training.data.duet import DuetClip, load_duets, mirror_duet, rotate_duet, split_duets
 from training.errors import ConfigError
 
-from .common import StageBase, add_stage_arguments, is_main_process, poses_and_root_velocity, run_stage_cli
+from .common import (
+    StageBase,
+    add_stage_arguments,
+    file_digest,
+    is_main_process,
+    poses_and_root_velocity,
+    run_stage_cli,
+)
 
 CODES_FILE = "duet_codes.npz"
 STREAMS = ("leader_up", "leader_down", "up", "down", "rel", "music")
@@ -140,6 +147,7 @@ class DuetStage(StageBase):
 
     def effective(self) -> dict[str, Any]:
         return {"follower": self.cfg.follower.to_dict(), "model_dir": self.cfg.init.model_dir,
+                "vqvae_digest": file_digest(Path(self.cfg.init.model_dir) / VQVAE_FILE),
                 "held_out": self.held_out, "couples": self.num_couples, "train_windows": self.num_windows,
                 "relative_position_grid": {"radii": list(DEFAULT_GRID.radii), "bearings": DEFAULT_GRID.bearings},
                 "music": self.cfg.duet.music}
