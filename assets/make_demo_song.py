@@ -2,7 +2,7 @@
 
 ``python assets/make_demo_song.py`` writes ``assets/demo_song.ogg`` (and prints its tempo and length).
 
-The sounds are the ones the default model's GPT was trained with (``training.accompaniment.synthesise``:
+The sounds are the ones the default model's GPT was trained with (``engine.accompaniment.synthesise``:
 kick and hi-hat on every beat, snare on beats 2 and 4, a bass note per beat and an I-V-vi-IV chord per
 bar), so there is one synthesiser in the project. The song is written by the project itself and carries
 no third-party rights; the CC-BY songs stay in ../shared.
@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
-from training.accompaniment import SAMPLE_RATE, synthesise  # noqa: E402
+from engine.accompaniment import SAMPLE_RATE, synthesise  # noqa: E402
 
 DEMO_BPM = 120.0
 DEMO_BARS = 16  # 64 beats: 32 s at 120 bpm

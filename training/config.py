@@ -104,7 +104,7 @@ class DuetConfig:
     held_out: list[str] = field(default_factory=lambda: ["cmu_salsa_11"])
     mirror: bool = True  # + the mirror image of each training couple
     rotations_deg: list[float] = field(default_factory=lambda: [90.0, 180.0, 270.0])  # + turned copies
-    # Condition on music synthesised on the leader's motion beats (training.accompaniment); false: none
+    # Condition on music synthesised on the leader's motion beats (engine.accompaniment); false: none
     # (zero features), to measure what the music adds.
     music: bool = True
 

@@ -4,7 +4,7 @@
   dance mirrored is still that dance; it doubles the poses the VQ-VAE and the GPT see.
 * ``retime_clip``: the motion played ``rate`` times as fast (1.15: 15 % faster, fewer frames). The GPT
   then sees each move at several tempi; the accompaniment of a clip without music is synthesised on the
-  re-timed motion's own beats (``training.accompaniment``), so the drum hits move with the moves. A
+  re-timed motion's own beats (``engine.accompaniment``), so the drum hits move with the moves. A
   clip with a recorded song is not re-timed (its song would no longer fit).
 * ``hold_out_tail``: a style with a single take (CMU subject 94) would otherwise be all training or all
   held out; its last ``share`` becomes a take of its own, prescribed to the validation side.

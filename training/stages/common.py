@@ -108,7 +108,7 @@ def clip_music_tokens(clip: MotionClip, cfg: TrainConfig) -> np.ndarray:
     """7.5 fps features (N, 438) aligned so that row k is the music of the clip's token k (frames 8k..8k+7).
 
     The clip's own song where it has one (from ``music_offset_s`` on); otherwise, when enabled, the
-    synthesised accompaniment fitted to its motion beats (training.accompaniment).
+    synthesised accompaniment fitted to its motion beats (engine.accompaniment).
     """
     n_tokens = clip.num_frames // FRAMES_PER_TOKEN
     if clip.music_path is not None and Path(clip.music_path).is_file():
@@ -117,7 +117,7 @@ def clip_music_tokens(clip: MotionClip, cfg: TrainConfig) -> np.ndarray:
         first = int(round(clip.music_offset_s * TOKEN_FPS))
         feats = song.features[first:]
     elif cfg.music.accompaniment:
-        from training.accompaniment import accompaniment_for_motion
+        from engine.accompaniment import accompaniment_for_motion
 
         if cfg.music.accompaniment_dir is None:
             raise ConfigError("music.accompaniment_dir must be set to synthesise accompaniments")

@@ -78,8 +78,8 @@ def couple_music(duet: DuetClip, cfg: TrainConfig, n_tokens: int, normalise) -> 
     """(n_tokens, 438) music per token: the accompaniment of the leader's motion, scaled; or zeros."""
     if not cfg.duet.music:
         return np.zeros((n_tokens, 438), dtype=np.float32)
+    from engine.accompaniment import accompaniment_for_motion
     from engine.audio import extract_features
-    from training.accompaniment import accompaniment_for_motion
 
     if cfg.music.accompaniment_dir is None:
         raise ConfigError("music.accompaniment_dir must be set to synthesise the duets' music")

@@ -5,7 +5,7 @@
 Every 240-frame window (stride 8 frames = 1 token) is encoded by the frozen VQ-VAE of ``init.vqvae_run``
 into 30 (up, down) codes; the codes are computed once and cached in the run folder. Each window's
 music is the 7.5 fps features of its clip's song (or synthesised accompaniment, see
-``training.accompaniment``) from the window's first token on; its style is its clip's
+``engine.accompaniment``) from the window's first token on; its style is its clip's
 (``training.data.styles``), dropped to "any" with probability ``gpt.style_pdrop`` when the GPT has a
 style input (``gpt.n_styles``). Alignment as the official code:
 inputs codes[0..28], targets codes[1..29], music m[1..29] (the music of the *target* token).

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.accompaniment import accompaniment_for_motion, fit_beat_grid
 from engine.audio import extract_features
-from training.accompaniment import accompaniment_for_motion, fit_beat_grid
 from training.data import load_csv_dir
 from training.metrics.beats import beat_align_score, motion_beats
 

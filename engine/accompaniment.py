@@ -5,7 +5,7 @@ could never learn to follow music. Instead of pairing it with unrelated songs (w
 GPT that music and motion are independent), each clip gets a track whose *musical beats sit on the
 motion's kinematic beats*:
 
-1. motion beats = minima of the smoothed mean joint speed (``training.metrics.beats.motion_beats``);
+1. motion beats = minima of the smoothed mean joint speed (``engine.beats.motion_beats``);
 2. a steady tempo and phase are fitted to them (``fit_beat_grid``: the period and phase that best
    explain the beats, scored by an F-measure of matched beats), and every grid beat with a motion beat
    close by is snapped onto it;
@@ -18,7 +18,8 @@ motion's kinematic beats*:
    ``engine.audio`` like any song, so the GPT sees real audio features.
 
 What the GPT can learn from this is the link "drum hits <-> motion beats"; it cannot learn genre or
-style from music it never heard. Users with AIST++ train on the real pairs instead.
+style from music it never heard. Users with AIST++ train on the real pairs instead. The engine uses the
+same track where a model trained on it needs music and the user has none (a duet without a song).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.files import atomic_file
-from training.metrics.beats import motion_beats
+from .beats import motion_beats
+from .files import atomic_file
 
 SAMPLE_RATE = 22050
 SYNTH_VERSION = 1  # bump when the sound changes: part of the cache key
