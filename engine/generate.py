@@ -34,7 +34,7 @@ from .sampling import (
     sample_codes,
     sample_codes_batch,
 )
-from .skeleton import LOWER_JOINTS, UPPER_JOINTS, bone_directions
+from .skeleton import LOWER_JOINTS, UPPER_JOINTS, bone_directions, check_joints
 from .threads import thread_count, torch_threads
 
 # progress(fraction in [0, 1], message)
@@ -81,6 +81,16 @@ class GenerateOptions:
     precision: str = "float32"
     threads: int | None = None
     reserve_cores: int = 0
+
+
+def _with_rotations(dance: Dance, timings: dict[str, float], progress: ProgressFn | None) -> Dance:
+    """The dance with its joint rotations solved (timed into ``timings``)."""
+    t0 = time.perf_counter()
+    _phase(progress, "rotations", 0.0, "Solving joint rotations")
+    solution = solve_rotations(dance.joints)
+    timings["rotations_s"] = time.perf_counter() - t0
+    return dance.replace(rotations=solution.rotations, translation=solution.translation,
+                         rest_joints=solution.rest_joints)
 
 
 def _phase(progress: ProgressFn | None, name: str, inner: float, message: str) -> None:
@@ -322,6 +332,91 @@ class Choreographer:
                 dances.append(dance)
         return dances
 
+    def accompany(
+        self,
+        leader: np.ndarray | Dance,
+        song: str | Path | None = None,
+        options: GenerateOptions | None = None,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+    ) -> Dance:
+        """A follower dancing with ``leader`` (world joints (T, 24, 3) at 60 fps, y-up metres, or a
+        ``Dance``), in the leader's world and time: the model's follower GPT (``engine.duet``) hears
+        ``song`` from the leader's frame 0, or without one the accompaniment synthesised on the leader's
+        own beats (what it was trained with). ``options``: the decoding (``sampling``: the model's
+        default where left open), ``fps``, ``rotations``, ``threads``; start codes and style do not apply."""
+        from .accompaniment import accompaniment_for_motion
+        from .audio.cache import default_cache_dir
+        from .duet import dance_codes, follower_joints, sample_follower, start_place
+
+        options = options or GenerateOptions()
+        follower = self.model.follower
+        if follower is None:
+            raise InvalidOptionError(f"the model {self.model.config.name!r} has no follower (duet) GPT; "
+                                     "add one with 'python -m training add-follower'")
+        if float(options.fps) not in SUPPORTED_FPS:
+            raise InvalidOptionError(f"fps must be one of {', '.join(str(int(f)) for f in SUPPORTED_FPS)}, "
+                                     f"got {options.fps}")
+        if isinstance(leader, Dance):
+            joints = leader.joints if leader.fps == MOTION_FPS else resample_joints(leader.joints, leader.fps,
+                                                                                   MOTION_FPS)
+        else:
+            joints = np.asarray(leader)
+        joints = check_joints(joints, "the leader's joints", min_frames=2 * 8)  # at least two tokens
+        sampling = options.sampling.resolved(self.model.config.decoding)
+        sampling.check()
+        threads = thread_count(self.model.config.gpt.n_embd, options.threads, options.reserve_cores)
+        timings: dict[str, float] = {}
+        with torch_threads(threads):
+            t0 = time.perf_counter()
+            _phase(progress, "features", 0.0, "Reading the music")
+            if song is not None:
+                feats = self.features(song, progress)
+                music_source = str(song)
+            else:
+                wav, _ = accompaniment_for_motion(joints, default_cache_dir().parent / "accompaniment", "leader")
+                feats = extract_features(wav, mode=self.model.config.feature_mode, with_beats=True)
+                music_source = "accompaniment on the leader's beats"
+            timings["features_s"] = time.perf_counter() - t0
+            _check_cancel(cancel)
+            up_l, down_l = dance_codes(self.model.vqvae, joints)
+            n = len(up_l)
+            music = torch.as_tensor(feats.features[:n], dtype=torch.float32, device=self.device)
+            if music.shape[0] < n:  # the song ends first: hold its last frame
+                music = torch.cat([music, music[-1:].expand(n - music.shape[0], -1)])
+            music = self.model.config.normalise_music(music)
+
+            def gpt_progress(done: int, total: int) -> None:
+                _phase(progress, "gpt", done / max(total, 1), f"Following the leader: step {done}/{total}")
+
+            t0 = time.perf_counter()
+            start = (*self.model.config.start_for(ANY_STYLE), start_place())
+            up, down, rel = sample_follower(follower, up_l, down_l, music, start, sampling, gpt_progress, cancel)
+            timings["gpt_s"] = time.perf_counter() - t0
+            _check_cancel(cancel)
+            t0 = time.perf_counter()
+            _phase(progress, "decode", 0.0, "Placing the follower")
+            follower_world = follower_joints(self.model.vqvae, up, down, rel, joints)
+            beats = np.asarray(feats.beats, dtype=np.int64)
+            beats = beats[beats < follower_world.shape[0]]
+            if float(options.fps) != MOTION_FPS:
+                follower_world = resample_joints(follower_world, MOTION_FPS, options.fps)
+                beats = np.unique(np.round(beats * options.fps / BEAT_FPS).astype(np.int64))
+                beats = beats[beats < follower_world.shape[0]]
+            timings["decode_s"] = time.perf_counter() - t0
+            dance = Dance(
+                joints=follower_world.astype(np.float32), fps=float(options.fps), codes_up=up, codes_down=down,
+                music_beats=beats, song_path=None if song is None else str(song),
+                meta={"model": self.model.config.name, "role": "follower", "music": music_source,
+                      "sampling": asdict(sampling), "relative_position_codes": [int(c) for c in rel],
+                      "leader_frames": int(len(joints)), "tokens": int(n)},
+            )
+            if options.rotations:
+                dance = _with_rotations(dance, timings, progress)
+        dance.meta["timings"] = timings
+        dance.meta["threads"] = threads
+        return dance
+
     def _dance_from_codes(self, song: str | Path, options: GenerateOptions, feats: MusicFeatures,
                           codes_up: np.ndarray, codes_down: np.ndarray, sampling: SamplingOptions,
                           timings: dict[str, float], progress: ProgressFn | None, cancel: CancelFn | None) -> Dance:
@@ -374,12 +469,7 @@ class Choreographer:
             },
         )
         if options.rotations:
-            t0 = time.perf_counter()
-            _phase(progress, "rotations", 0.0, "Solving joint rotations")
-            solution = solve_rotations(dance.joints)
-            dance = dance.replace(rotations=solution.rotations, translation=solution.translation,
-                                  rest_joints=solution.rest_joints)
-            timings["rotations_s"] = time.perf_counter() - t0
+            dance = _with_rotations(dance, timings, progress)
         dance.meta["timings"] = timings
         _phase(progress, "rotations", 1.0, "Done")
         return dance

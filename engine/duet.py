@@ -1,0 +1,137 @@
+"""A follower for a leader's dance (the duet): codes from the follower GPT, then joints in the leader's world.
+
+    leader joints (T, 24, 3) ─► VQ-VAE codes (N = T // 8) ─┐
+    music per token (the song's, or the leader's own accompaniment) ─┤
+                                                            └► sample_follower ─► follower up/down/rel codes
+    follower codes ─► VQ-VAE decode (pose, height) + relative position (the pelvis on the floor around the
+    leader, ``engine.relative_position``) ─► follower joints (T', 24, 3), feet on the floor
+
+The GPT's input i is the follower's step i and the condition of step i + 1 with its look-ahead (the
+leader's codes and the music of steps i + 1 .. i + 1 + lookahead, the leader's last step held past his
+end), as the duet stage trains it (``training.stages.duet``); windows follow the solo sampler's rule
+(``sampling.context_window``) with the key/value cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .clock import FRAMES_PER_TOKEN, MOTION_FPS
+from .errors import Cancelled, InvalidOptionError
+from .models.follower import FollowerGPT
+from .models.gpt import KVCache
+from .models.vqvae import SepVQVAE, integrate_root
+from .postprocess import ground_feet
+from .relative_position import DEFAULT_GRID, PolarGrid
+from .sampling import FAST_DEFAULT_SHIFT, SamplingOptions, _check_logits, _pick, context_window
+from .skeleton import check_joints
+
+ProgressFn = Callable[[int, int], None]
+CancelFn = Callable[[], bool]
+
+# Where a follower starts when nobody says: 0.7 m in front of the leader (the real couples' median
+# distance is 0.57-0.75 m, training.data.duet).
+START_DISTANCE_M = 0.7
+
+
+@torch.no_grad()
+def dance_codes(vqvae: SepVQVAE, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A dance's codes (N,) up and down (N = frames // 8; the last partial token dropped)."""
+    joints = check_joints(joints, "the leader's joints", min_frames=FRAMES_PER_TOKEN)
+    frames = (len(joints) // FRAMES_PER_TOKEN) * FRAMES_PER_TOKEN
+    rel = (joints[:frames] - joints[:frames, :1]).astype(np.float32).reshape(1, frames, 72)
+    device = next(vqvae.parameters()).device
+    up, down = vqvae.encode(torch.from_numpy(rel).to(device))
+    return up[0].cpu().numpy(), down[0].cpu().numpy()
+
+
+def start_place(grid: PolarGrid = DEFAULT_GRID) -> int:
+    """The relative-position code of a follower ``START_DISTANCE_M`` straight in front of the leader."""
+    ring = int(np.searchsorted(grid.radii, START_DISTANCE_M, side="right") - 1)
+    return ring * grid.bearings  # sector 0: straight ahead
+
+
+def sample_follower(
+    follower: FollowerGPT,
+    leader_up: np.ndarray,
+    leader_down: np.ndarray,
+    music: torch.Tensor,
+    start: tuple[int, int, int],
+    options: SamplingOptions | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The follower's codes (N,) up, down and relative position for a leader's codes (N,) and the music
+    per token (N, n_music), the follower's first step ``start``. ``options``: greedy, temperature, top_k,
+    seed, shift (the window rule; cached decoding); other fields do not apply to a follower."""
+    options = (options or SamplingOptions()).resolved()
+    options.check()
+    config = follower.config
+    n = len(leader_up)
+    if len(leader_down) != n or music.shape[0] != n:
+        raise InvalidOptionError(f"the leader has {n} up, {len(leader_down)} down codes and {music.shape[0]} "
+                                 "music rows: one of each per step")
+    for name, code, vocab in zip(("up", "down", "relative position"), start,
+                                 (config.vocab_size_up, config.vocab_size_down, config.n_relpos)):
+        if not 0 <= int(code) < vocab:
+            raise InvalidOptionError(f"the follower's start {name} code must be in 0..{vocab - 1}, got {code}")
+    device = next(follower.parameters()).device
+    hold = np.minimum(np.arange(n + config.lookahead), n - 1)  # the leader's last step held past his end
+    lead_up = torch.as_tensor(np.asarray(leader_up)[hold], device=device)[None]  # (1, N + L)
+    lead_down = torch.as_tensor(np.asarray(leader_down)[hold], device=device)[None]
+    cond_music = music.to(device=device, dtype=torch.float32)[torch.as_tensor(hold, device=device)][None]
+    codes = torch.empty(3, n, dtype=torch.long, device=device)  # up, down, rel
+    codes[:, 0] = torch.tensor([int(c) for c in start], device=device)
+    generator = None
+    if not options.greedy:
+        generator = torch.Generator(device=device)
+        generator.seed() if options.seed is None else generator.manual_seed(int(options.seed))
+    shift = options.shift if options.shift is not None else FAST_DEFAULT_SHIFT
+    n_context, L = config.block_size - 1, config.lookahead
+    cache: KVCache | None = None
+    cache_start = -1
+    follower.eval()
+    with torch.inference_mode():
+        for step in range(n - 1):
+            if cancel is not None and cancel():
+                raise Cancelled(f"the follower was cancelled after {step} of {n - 1} steps")
+            start_i, length = context_window(step, n_context, shift)
+            if cache is None or start_i != cache_start or cache.length != length - 1:
+                cache, cache_start = KVCache(), start_i
+                first = start_i
+            else:
+                first = step
+            own = slice(first, step + 1)
+            cond = slice(first + 1, step + 2 + L)
+            logits = follower(codes[0, None, own], codes[1, None, own], codes[2, None, own],
+                              lead_up[:, cond], lead_down[:, cond], cond_music[:, cond], cache)
+            for k, lg in enumerate(logits):
+                _check_logits(lg[0, -1])
+                codes[k, step + 1] = _pick(lg[0, -1], options, generator)
+            if progress is not None:
+                progress(step + 1, n - 1)
+    up, down, rel = codes.cpu().numpy()
+    return up, down, rel
+
+
+@torch.no_grad()
+def follower_joints(vqvae: SepVQVAE, up: np.ndarray, down: np.ndarray, rel: np.ndarray, leader: np.ndarray,
+                    grid: PolarGrid = DEFAULT_GRID) -> np.ndarray:
+    """The follower's world joints (8N, 24, 3) at 60 fps: the decoded pose, its pelvis placed on the floor
+    around the leader by the relative-position codes (one per token, decoded per frame and smoothed),
+    its height from the decoded motion, feet on the floor."""
+    device = next(vqvae.parameters()).device
+    decoded = vqvae.decode(torch.as_tensor(up, device=device)[None], torch.as_tensor(down, device=device)[None])
+    joints = integrate_root(decoded)[0].float().cpu().numpy().astype(np.float64)  # (8N, 24, 3)
+    frames = joints.shape[0]
+    leader = check_joints(leader, "the leader's joints")
+    leader = leader[np.minimum(np.arange(frames), len(leader) - 1)]
+    place = np.repeat(np.asarray(rel), FRAMES_PER_TOKEN)[:frames]
+    smooth = PolarGrid(grid.radii, grid.bearings, smooth_s=max(grid.smooth_s, 0.1))  # token-rate codes
+    pelvis = smooth.decode(place, leader, MOTION_FPS)  # (8N, 3), y = 0
+    joints[:, :, 0] += (pelvis[:, 0] - joints[:, 0, 0])[:, None]
+    joints[:, :, 2] += (pelvis[:, 2] - joints[:, 0, 2])[:, None]
+    return ground_feet(joints, fps=MOTION_FPS)

@@ -1,0 +1,77 @@
+"""A follower for a leader (engine.duet, Choreographer.accompany) with a tiny random model: the contract."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import Cancelled, InvalidMotionError, InvalidOptionError
+from engine.generate import Choreographer, GenerateOptions
+from engine.models.follower import FollowerConfig
+from engine.relative_position import DEFAULT_GRID
+from engine.sampling import SamplingOptions
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def duo(tmp_path_factory) -> Choreographer:
+    from engine.checkpoint import build_model, debug_model_config, save_model
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(debug_model_config("debug-duo"),
+                                 follower=FollowerConfig.tiny(n_relpos=DEFAULT_GRID.size))
+    model = build_model(config)
+    with torch.no_grad():
+        for name, buffer in model.vqvae.named_buffers():
+            if name.endswith("bottleneck.level_blocks.0.k"):
+                buffer.normal_()
+    return Choreographer(save_model(model, tmp_path_factory.mktemp("models") / "duo"))
+
+
+@pytest.fixture(scope="module")
+def leader(data_dir) -> np.ndarray:
+    from training.data.duet import load_duet
+
+    duet = load_duet(data_dir / "cmu_salsa_duet" / "60_02.bvh", data_dir / "cmu_salsa_duet" / "61_02.bvh")
+    return duet.leader[:600]  # 10 s
+
+
+def test_a_follower_dances_in_the_leaders_world_and_time(duo, leader):
+    stages = []
+    dance = duo.accompany(leader, options=GenerateOptions(sampling=SamplingOptions(seed=3)),
+                          progress=lambda fraction, message: stages.append(message))
+    assert dance.joints.shape == (600, 24, 3) and dance.fps == 60.0 and np.all(np.isfinite(dance.joints))
+    assert len(dance.codes_up) == 75 and dance.meta["role"] == "follower"
+    assert dance.meta["music"] == "accompaniment on the leader's beats"
+    assert any("Following the leader" in m for m in stages)
+    # its pelvis where its relative-position codes put it around the leader (within the grid's reach)
+    distance = np.linalg.norm((dance.joints[:, 0] - leader[:, 0])[:, [0, 2]], axis=1)
+    assert distance.max() < DEFAULT_GRID.radii[-1] + 0.1
+    assert dance.rotations is not None and dance.rotations.shape == (600, 24, 4)
+    # reproducible with a seed; 30 fps on request
+    again = duo.accompany(leader, options=GenerateOptions(sampling=SamplingOptions(seed=3), rotations=False))
+    np.testing.assert_array_equal(again.codes_up, dance.codes_up)
+    assert duo.accompany(leader, options=GenerateOptions(fps=30.0, rotations=False)).joints.shape[0] == 300
+
+
+def test_bad_leaders_and_models_are_refused(duo, leader, tiny_model_dir):
+    with pytest.raises(InvalidMotionError):
+        duo.accompany(leader[:, :20])
+    with pytest.raises(InvalidMotionError):
+        duo.accompany(leader[:8])  # less than two steps
+    with pytest.raises(InvalidOptionError, match="no follower"):
+        Choreographer(tiny_model_dir).accompany(leader)
+    with pytest.raises(Cancelled):
+        duo.accompany(leader, options=GenerateOptions(rotations=False), cancel=lambda: True)
+
+
+def test_a_song_is_heard_from_the_leaders_first_frame(duo, leader, short_song):
+    song = short_song(6.0, name="with music")  # shorter than the leader: its last frame is held
+    dance = duo.accompany(leader, song=song, options=GenerateOptions(rotations=False))
+    assert dance.song_path == str(song) and dance.meta["music"] == str(song)
+    assert dance.joints.shape == (600, 24, 3)
+    assert len(dance.music_beats) > 3 and dance.music_beats.max() < 600
