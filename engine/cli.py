@@ -1,4 +1,4 @@
-"""Command line: ``python -m engine generate|import-official|info``.
+"""Command line: ``python -m engine generate|accompany|import-official|info``.
 
 Contract other tools rely on: ``python -m engine generate SONG -o OUTDIR [--model MODEL_DIR]`` writes
 ``OUTDIR/<song stem>.npz`` (``joints`` (T, 24, 3) world positions in metres, y-up, ``fps``,
@@ -6,7 +6,8 @@ Contract other tools rely on: ``python -m engine generate SONG -o OUTDIR [--mode
 stderr (never a traceback) and nothing is written for that song; what does not depend on the song
 (options, output folder, formats, model) is checked before any work. With several songs a failed one
 does not stop the others; the exit status is 1 when any failed. Ctrl-C exits 130, SIGTERM 143,
-leaving no partial file.
+leaving no partial file. ``python -m engine accompany LEADER.npz|LEADER.bvh [--song S] -o OUTDIR`` writes
+the follower as ``OUTDIR/<leader stem>_follower.*`` the same way (its NPZ also holds ``leader_joints``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from .checkpoint import default_model_dir
+from .clock import MOTION_FPS
 from .errors import DanceError, InvalidOptionError
 
 EXIT_ERROR = 1
@@ -40,6 +44,23 @@ def _build_parser() -> argparse.ArgumentParser:
     add_generation_arguments(gen)
     gen.add_argument("--formats", default="npz,bvh,json", help="comma-separated subset of npz,bvh,json")
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    from .generate import SUPPORTED_FPS
+
+    acc = sub.add_parser("accompany", help="a follower dancing with a leader's dance (the duet)")
+    acc.add_argument("leader", type=Path, help="the leader's dance: an .npz or .bvh this engine wrote")
+    acc.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    acc.add_argument("--song", type=Path, default=None,
+                     help="the music, from the leader's first frame (default: an accompaniment on his beats)")
+    acc.add_argument("--model", type=str, default=None, help="model folder with a follower (default: the shipped)")
+    acc.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps")
+    acc.add_argument("--fps", type=float, default=MOTION_FPS, choices=SUPPORTED_FPS, help="output frame rate")
+    acc.add_argument("--greedy", action="store_true", help="always the most likely code")
+    acc.add_argument("--temperature", type=float, default=None, help="sample with this temperature")
+    acc.add_argument("--seed", type=int, default=None, help="random seed of the sampling")
+    acc.add_argument("--threads", type=int, default=None, help="torch threads (default: the engine's policy)")
+    acc.add_argument("--formats", default="npz,bvh,json", help="comma-separated subset of npz,bvh,json")
+    acc.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     imp = sub.add_parser("import-official", help="convert the official Bailando checkpoints")
     imp.add_argument("experiments", type=Path,
@@ -114,6 +135,43 @@ def _generate(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else 0
 
 
+def _accompany(args: argparse.Namespace) -> int:
+    """The follower of one leader: files ``<leader stem>_follower.*``; the NPZ also holds the leader's
+    joints as read (``leader_joints``, at the follower's frame rate, the same world)."""
+    from tqdm import tqdm
+
+    from .dance_files import check_formats, read_dance_joints, write_dance
+    from .files import check_output_folder
+    from .generate import Choreographer, GenerateOptions
+    from .postprocess import resample_joints
+    from .sampling import SamplingOptions
+
+    formats = check_formats(args.formats)
+    out_dir = check_output_folder(args.out)
+    greedy = True if args.greedy else (False if args.temperature is not None or args.seed is not None else None)
+    options = GenerateOptions(
+        sampling=SamplingOptions(greedy=greedy, temperature=args.temperature, seed=args.seed),
+        fps=args.fps, rotations="bvh" in formats or "npz" in formats, threads=args.threads)
+    options.sampling.check()
+    leader = read_dance_joints(args.leader)
+    choreographer = Choreographer(args.model or default_model_dir(), device=args.device)
+    t0 = time.perf_counter()
+    with tqdm(total=1000, desc=args.leader.name, unit="‰", disable=args.quiet, leave=False,
+              bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}") as bar:
+        def progress(fraction: float, message: str) -> None:
+            bar.n = int(fraction * 1000)
+            bar.set_postfix_str(message, refresh=False)
+            bar.refresh()
+
+        follower = choreographer.accompany(leader, song=args.song, options=options, progress=progress)
+    leader_out = leader if args.fps == MOTION_FPS else resample_joints(leader, MOTION_FPS, args.fps)
+    files = write_dance(follower, out_dir, f"{args.leader.stem}_follower", formats,
+                        extra_arrays={"leader_joints": leader_out[: len(follower.joints)].astype(np.float32)})
+    print(f"{args.leader.name}: a follower for {len(leader) / MOTION_FPS:.1f} s, {time.perf_counter() - t0:.1f} s "
+          f"-> {', '.join(str(p) for p in files.values())}", flush=True)
+    return 0
+
+
 def _import_official(args: argparse.Namespace) -> int:
     from .official import import_official
 
@@ -156,7 +214,7 @@ class Terminated(KeyboardInterrupt):
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    handlers = {"generate": _generate, "import-official": _import_official, "info": _info}
+    handlers = {"generate": _generate, "accompany": _accompany, "import-official": _import_official, "info": _info}
     try:
         with terminate_as_interrupt():
             return handlers[args.command](args)

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from .bvh import BvhError, write_bvh
+from .clock import MOTION_FPS
 from .dance import Dance
 from .errors import InvalidOptionError
 from .files import OutputError, atomic_files, check_output_folder
 from .rotation import quaternion_to_axis_angle
-from .skeleton import REST_JOINTS
+from .skeleton import JOINT_NAMES, REST_JOINTS, check_joints
 
 FORMATS = ("npz", "bvh", "json")
 
@@ -81,10 +82,12 @@ def write_dance(
     stem: str,
     formats: Iterable[str] = FORMATS,
     on_file: Callable[[Path], None] | None = None,
+    extra_arrays: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Path]:
     """Write ``OUTDIR/<stem>.<ext>`` for each format; all appear together or none does, with the
     permissions of the user's umask. Raises ``OutputError`` when the folder cannot be written (a file in
-    the way, read-only, a full disk), leaving nothing behind."""
+    the way, read-only, a full disk), leaving nothing behind. ``extra_arrays`` go into the NPZ too (a
+    follower's ``leader_joints``)."""
     formats = check_formats(formats)
     if "bvh" in formats and dance.rotations is None:
         raise InvalidOptionError("BVH needs joint rotations; generate with rotations enabled")
@@ -97,7 +100,7 @@ def write_dance(
         out_dir.mkdir(parents=True, exist_ok=True)
         with atomic_files(list(final.values())) as temps:
             for fmt, tmp in zip(formats, temps):
-                _write_format(dance, fmt, tmp, final)
+                _write_format(dance, fmt, tmp, final, extra_arrays or {})
         if on_file is not None:
             for path in final.values():
                 on_file(path)
@@ -108,13 +111,14 @@ def write_dance(
     return final
 
 
-def _write_format(dance: Dance, fmt: str, tmp: Path, final: dict[str, Path]) -> None:
+def _write_format(dance: Dance, fmt: str, tmp: Path, final: dict[str, Path],
+                  extra_arrays: dict[str, np.ndarray]) -> None:
     """Write ``dance`` in one format to ``tmp`` (its final name ``final[fmt]``)."""
     if fmt == "npz":
         # Zipped in memory first: a zip writer that fails half-way (a full disk) leaves an object
         # that errors again when it is collected.
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **dance_arrays(dance))
+        np.savez_compressed(buffer, **dance_arrays(dance), **extra_arrays)
         tmp.write_bytes(buffer.getbuffer())
     elif fmt == "bvh":
         write_bvh(tmp, dance.rotations, dance.translation, dance.rest_joints, dance.fps)
@@ -131,3 +135,40 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_dance_joints(path: str | Path) -> np.ndarray:
+    """World joints (T, 24, 3) at 60 fps, y-up metres, of a dance file the engine wrote: its NPZ
+    (``joints`` and ``fps``) or its BVH (SMPL joint names, y-up metres). Raises ``InvalidOptionError``
+    naming what is wrong with any other file."""
+    from .bvh import read_bvh
+    from .postprocess import resample_joints
+
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidOptionError(f"dance file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "joints" not in data.files or "fps" not in data.files:
+                    raise InvalidOptionError(f"{path.name} is not a dance NPZ of this engine (it needs 'joints' "
+                                             f"and 'fps'; it has {', '.join(data.files) or 'nothing'})")
+                joints, fps = np.asarray(data["joints"], dtype=np.float64), float(data["fps"])
+        except (OSError, ValueError) as exc:
+            raise InvalidOptionError(f"{path.name} is not a readable NPZ file: {exc}") from None
+    elif suffix == ".bvh":
+        motion = read_bvh(path)
+        missing = [n for n in JOINT_NAMES if n not in motion.names]
+        if missing:
+            raise InvalidOptionError(f"{path.name} is not an SMPL BVH (the engine's export): it has no "
+                                     f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        world = np.asarray(motion.world_positions(), dtype=np.float64)  # (T, J, 3) in file order
+        joints, fps = world[:, [list(motion.names).index(n) for n in JOINT_NAMES]], float(motion.fps)
+    else:
+        raise InvalidOptionError(f"{path.name}: a dance is read from the engine's .npz or .bvh, "
+                                 f"not {suffix or 'a file without extension'}")
+    joints = check_joints(joints, path.name)
+    if not np.isfinite(fps) or fps <= 0:
+        raise InvalidOptionError(f"{path.name}: frame rate {fps} is not a positive number")
+    return joints if fps == MOTION_FPS else resample_joints(joints, fps, MOTION_FPS)

@@ -75,3 +75,34 @@ def test_a_song_is_heard_from_the_leaders_first_frame(duo, leader, short_song):
     assert dance.song_path == str(song) and dance.meta["music"] == str(song)
     assert dance.joints.shape == (600, 24, 3)
     assert len(dance.music_beats) > 3 and dance.music_beats.max() < 600
+
+
+def _run_cli(*args: str):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_the_accompany_command_writes_the_follower_beside_its_leader(duo, leader, tmp_path):
+    from engine.dance import Dance
+    from engine.dance_files import read_dance_joints, write_dance
+
+    lead = write_dance(Dance(joints=leader, fps=60.0), tmp_path, "lead", ["npz"])["npz"]
+    np.testing.assert_allclose(read_dance_joints(lead), leader, atol=1e-6)
+    out = tmp_path / "out"
+    done = _run_cli("accompany", str(lead), "-o", str(out), "--model", str(duo.model.path), "-q", "--seed", "1",
+                    "--fps", "30")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["lead_follower.bvh", "lead_follower.json", "lead_follower.npz"]
+    with np.load(out / "lead_follower.npz") as data:
+        assert data["joints"].shape == (300, 24, 3) and float(data["fps"]) == 30.0
+        np.testing.assert_allclose(data["leader_joints"], leader[::2], atol=1e-5)  # the leader as read, at 30 fps
+    # the BVH it wrote reads back as the follower (the engine's own BVH is a valid leader too)
+    assert read_dance_joints(out / "lead_follower.bvh").shape[1:] == (24, 3)
+    for bad, message in ((tmp_path / "none.npz", "not found"), (out / "lead_follower.json", "not .json")):
+        done = _run_cli("accompany", str(bad), "-o", str(tmp_path / "x"), "--model", str(duo.model.path))
+        assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
+        assert not (tmp_path / "x").exists()
