@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter1d
 
 from .clock import FRAMES_PER_TOKEN, MOTION_FPS
 from .errors import Cancelled, InvalidOptionError
@@ -35,6 +36,8 @@ CancelFn = Callable[[], bool]
 # Where a follower starts when nobody says: 0.7 m in front of the leader (the real couples' median
 # distance is 0.57-0.75 m, training.data.duet).
 START_DISTANCE_M = 0.7
+# The follower's own steps are kept; its place around the leader is corrected over this time (seconds).
+PLACEMENT_SMOOTH_S = 0.4
 
 
 @torch.no_grad()
@@ -120,9 +123,9 @@ def sample_follower(
 @torch.no_grad()
 def follower_joints(vqvae: SepVQVAE, up: np.ndarray, down: np.ndarray, rel: np.ndarray, leader: np.ndarray,
                     grid: PolarGrid = DEFAULT_GRID) -> np.ndarray:
-    """The follower's world joints (8N, 24, 3) at 60 fps: the decoded pose, its pelvis placed on the floor
-    around the leader by the relative-position codes (one per token, decoded per frame and smoothed),
-    its height from the decoded motion, feet on the floor."""
+    """The follower's world joints (8N, 24, 3) at 60 fps: the decoded dance (its own steps and height),
+    its place on the floor kept around the leader where the relative-position codes (one per token) put
+    it, corrected slowly (``PLACEMENT_SMOOTH_S``); feet on the floor."""
     device = next(vqvae.parameters()).device
     decoded = vqvae.decode(torch.as_tensor(up, device=device)[None], torch.as_tensor(down, device=device)[None])
     joints = integrate_root(decoded)[0].float().cpu().numpy().astype(np.float64)  # (8N, 24, 3)
@@ -130,8 +133,12 @@ def follower_joints(vqvae: SepVQVAE, up: np.ndarray, down: np.ndarray, rel: np.n
     leader = check_joints(leader, "the leader's joints")
     leader = leader[np.minimum(np.arange(frames), len(leader) - 1)]
     place = np.repeat(np.asarray(rel), FRAMES_PER_TOKEN)[:frames]
-    smooth = PolarGrid(grid.radii, grid.bearings, smooth_s=max(grid.smooth_s, 0.1))  # token-rate codes
-    pelvis = smooth.decode(place, leader, MOTION_FPS)  # (8N, 3), y = 0
-    joints[:, :, 0] += (pelvis[:, 0] - joints[:, 0, 0])[:, None]
-    joints[:, :, 2] += (pelvis[:, 2] - joints[:, 0, 2])[:, None]
+    target = grid.decode(place, leader, MOTION_FPS)  # (8N, 3), y = 0: where the codes put the pelvis
+    # The decoded steps move the pelvis as the feet carry it; the codes say where it should be around
+    # the leader. Forcing it there every frame would slide the planted feet (and jitter from bin to bin),
+    # so the pelvis keeps its own motion and only the slow part of the difference is corrected.
+    drift = gaussian_filter1d((target - joints[:, 0])[:, [0, 2]], PLACEMENT_SMOOTH_S * MOTION_FPS, axis=0,
+                              mode="nearest")  # (8N, 2)
+    joints[:, :, 0] += drift[:, None, 0]
+    joints[:, :, 2] += drift[:, None, 1]
     return ground_feet(joints, fps=MOTION_FPS)
