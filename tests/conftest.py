@@ -54,6 +54,17 @@ def one_thread():
     torch.set_num_threads(saved)
 
 
+def _seed_codebooks(model) -> None:
+    """Fill the VQ-VAE codebooks with seeded noise: they start at zero (training initialises them from
+    data), and then every code would decode to the same pose."""
+    import torch
+
+    with torch.no_grad():
+        for name, buffer in model.vqvae.named_buffers():
+            if name.endswith("bottleneck.level_blocks.0.k"):
+                buffer.normal_()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-init model folder (engine.checkpoint's debug config), made once per session.
@@ -67,11 +78,27 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     model = build_model(debug_model_config())
-    with torch.no_grad():
-        for name, buffer in model.vqvae.named_buffers():
-            if name.endswith("bottleneck.level_blocks.0.k"):
-                buffer.normal_()
+    _seed_codebooks(model)
     return save_model(model, tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def duo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a tiny follower (duet) GPT on its codes, random weights."""
+    import dataclasses
+
+    import torch
+
+    from engine.checkpoint import build_model, debug_model_config, save_model
+    from engine.models.follower import FollowerConfig
+    from engine.relative_position import DEFAULT_GRID
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(debug_model_config("debug-duo"),
+                                 follower=FollowerConfig.tiny(n_relpos=DEFAULT_GRID.size))
+    model = build_model(config)
+    _seed_codebooks(model)
+    return save_model(model, tmp_path_factory.mktemp("models") / "duo")
 
 
 @pytest.fixture(scope="session")
@@ -89,10 +116,8 @@ def styled_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = dataclasses.replace(base, gpt=dataclasses.replace(base.gpt, n_styles=2), styles=["salsa", "ballet"],
                                  style_starts={"ballet": (5, 7)})
     model = build_model(config)
+    _seed_codebooks(model)
     with torch.no_grad():
-        for name, buffer in model.vqvae.named_buffers():
-            if name.endswith("bottleneck.level_blocks.0.k"):
-                buffer.normal_()
         model.gpt.gpt_base.style_emb.weight.normal_(std=2.0)
     return save_model(model, tmp_path_factory.mktemp("models") / "styled")
 

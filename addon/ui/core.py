@@ -251,6 +251,16 @@ def encode_joints(choreographer: Any, joints: np.ndarray) -> tuple[int, int]:
         return choreographer.encode_pose(joints)
 
 
+def scene_frame_rate(scene: Any) -> float:
+    """The scene's frame rate as the engine takes it (24, 30 or 60 fps); another one is refused."""
+    fps = bl_scene.scene_fps(scene)
+    for supported in _engine.generate.SUPPORTED_FPS:
+        if abs(fps - supported) < 1e-3:
+            return float(supported)
+    raise errors.InvalidOptionError(f"the scene runs at {fps:g} fps; the engine makes dances at 24, 30 or 60 fps: "
+                                    "set the scene's frame rate (Output Properties) to one of them")
+
+
 def is_smpl_armature(obj: Any) -> bool:
     return getattr(obj, "type", None) == "ARMATURE" and all(n in obj.data.bones for n in skeleton.JOINT_NAMES)
 

@@ -18,6 +18,7 @@ from bpy.types import Operator
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from .. import _engine
+from ..blender import partner as bl_partner
 from . import core, jobs, prefs, props
 
 errors = _engine.errors
@@ -88,17 +89,13 @@ class DANCE_OT_load_song(Operator, ImportHelper):  # type: ignore[misc]
         return {"FINISHED"}
 
 
-class DANCE_OT_generate(Operator):
-    """Generate a dance for the song in the background and key it as a new action"""
+class _EngineJobOperator:
+    """What every operator that runs the engine does alike: gather options on the main thread
+    (``_gather``), run the engine in a worker thread (``_work``; progress in the panel, Esc cancels),
+    then change the scene on the main thread as one undo step (``_apply``), or report why not.
+    From a script (``execute``) it waits; from the UI (``invoke``) it runs modally."""
 
-    bl_idname = "dance.generate"
-    bl_label = "Generate Dance"
-    bl_options = {"REGISTER", "UNDO"}
-
-    variations: IntProperty(  # type: ignore[valid-type]
-        name="Variations", description="How many actions to make (seeds seed, seed+1, ...)", default=1, min=1,
-        max=16,
-    )
+    what = "Generation"  # what the messages call it
 
     _job: jobs.Job | None = None
     _timer: Any = None
@@ -109,48 +106,30 @@ class DANCE_OT_generate(Operator):
         job = jobs.active()
         return job is None or job.done
 
-    # --- options -> engine request ------------------------------------------------------------------
     def _gather(self, context: Any) -> dict[str, Any]:
-        settings = context.scene.dance
-        song = core.check_song(bpy.path.abspath(settings.song_path))
-        model_dir, device = prefs.engine_setup(context)
-        target = None
-        if settings.target == "SELECTED":
-            target = context.active_object
-            if target is None or target.type != "ARMATURE":
-                raise errors.InvalidOptionError("select the armature to apply the dance to (or target a new one)")
-            core.check_target(target, settings.preset)  # a rig lacking bones fails now, not after the engine
-        options = _engine.options.build_options(
-            style=settings.style or "any", style_guidance=settings.style_guidance or None,
-            start=(settings.start_up, settings.start_down) if settings.use_start_codes else None,
-            **decoding_choice(settings), max_hold=settings.max_hold, beat_sync=settings.beat_sync,
-            lock_feet=settings.lock_feet,
-            fps=float(settings.fps),
-            reserve_cores=1,  # Blender's own threads (the UI, the viewport) keep a core busy
-        )
-        if options.beat_sync is not None:
-            options.beat_sync.check()  # a bad value fails here; the rest is checked against the model
-        return {
-            "song": song, "model_dir": model_dir, "device": device, "target": target,
-            "preset": settings.preset, "with_mesh": settings.with_mesh,
-            "options_list": _engine.options.variation_options(options, self.variations),
-        }
+        raise NotImplementedError
+
+    def _work(self, request: dict[str, Any], progress: jobs.ProgressFn, cancel: jobs.CancelFn) -> Any:
+        raise NotImplementedError
+
+    def _apply(self, context: Any, result: Any, request: dict[str, Any]) -> tuple[str, bool]:
+        """Change the scene; returns (message, whether it is a warning)."""
+        raise NotImplementedError
 
     def _start(self, context: Any) -> bool:
         try:
             request = self._gather(context)
         except (errors.DanceError, ImportError) as exc:
-            _report_error(self, exc, "Generation")
+            _report_error(self, exc, self.what)  # type: ignore[arg-type]
             return False
 
-        def work(progress: jobs.ProgressFn, cancel: jobs.CancelFn) -> list[Any]:
-            return core.generate_dances(request["model_dir"], request["device"], request["song"],
-                                        request["options_list"], progress=progress, cancel=cancel)
+        def work(progress: jobs.ProgressFn, cancel: jobs.CancelFn) -> Any:
+            return self._work(request, progress, cancel)
 
         try:
-            self._job = jobs.Job("generate", work).start()
+            self._job = jobs.Job(self.what.lower(), work).start()
         except jobs.JobBusyError as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, str(exc))  # type: ignore[attr-defined]
             return False
         self._request = request
         job_props = context.window_manager.dance_job
@@ -165,23 +144,17 @@ class DANCE_OT_generate(Operator):
         job_props = context.window_manager.dance_job
         job_props.running = False
         if job.error is not None:
-            _report_error(self, job.error, "Generation")
+            _report_error(self, job.error, self.what)  # type: ignore[arg-type]
             job_props.status = "Cancelled" if isinstance(job.error, errors.Cancelled) else f"Failed: {job.error}"
             return {"CANCELLED"}
         try:
-            applied = core.apply_dances(context.scene, job.result, request["song"], target=request["target"],
-                                        preset=request["preset"], with_mesh=request["with_mesh"])
+            message, warning = self._apply(context, job.result, request)
         except Exception as exc:
-            _report_error(self, exc, "Applying the dance")
+            _report_error(self, exc, f"Applying the {self.what.lower()}")  # type: ignore[arg-type]
             job_props.status = f"Failed: {exc}"
             return {"CANCELLED"}
-        obj = applied.armature
-        context.scene.dance.armature = obj
-        obj.dance.song_path = str(request["song"])
-        if context.view_layer.objects.get(obj.name) is not None:
-            context.view_layer.objects.active = obj
-        job_props.progress, job_props.status = 1.0, f"Done: {applied.message()}"
-        self.report({"WARNING"} if applied.stashed is not None or applied.warnings else {"INFO"}, applied.message())
+        job_props.progress, job_props.status = 1.0, f"Done: {message}"
+        self.report({"WARNING"} if warning else {"INFO"}, message)  # type: ignore[attr-defined]
         return {"FINISHED"}
 
     # --- blocking (scripts, headless) ---------------------------------------------------------------
@@ -229,6 +202,99 @@ class DANCE_OT_generate(Operator):
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
         return self._finish(context)
+
+
+class DANCE_OT_generate(_EngineJobOperator, Operator):
+    """Generate a dance for the song in the background and key it as a new action"""
+
+    bl_idname = "dance.generate"
+    bl_label = "Generate Dance"
+    bl_options = {"REGISTER", "UNDO"}
+
+    variations: IntProperty(  # type: ignore[valid-type]
+        name="Variations", description="How many actions to make (seeds seed, seed+1, ...)", default=1, min=1,
+        max=16,
+    )
+
+    # --- options -> engine request ------------------------------------------------------------------
+    def _gather(self, context: Any) -> dict[str, Any]:
+        settings = context.scene.dance
+        song = core.check_song(bpy.path.abspath(settings.song_path))
+        model_dir, device = prefs.engine_setup(context)
+        target = None
+        if settings.target == "SELECTED":
+            target = context.active_object
+            if target is None or target.type != "ARMATURE":
+                raise errors.InvalidOptionError("select the armature to apply the dance to (or target a new one)")
+            core.check_target(target, settings.preset)  # a rig lacking bones fails now, not after the engine
+        options = _engine.options.build_options(
+            style=settings.style or "any", style_guidance=settings.style_guidance or None,
+            start=(settings.start_up, settings.start_down) if settings.use_start_codes else None,
+            **decoding_choice(settings), max_hold=settings.max_hold, beat_sync=settings.beat_sync,
+            lock_feet=settings.lock_feet,
+            fps=float(settings.fps),
+            reserve_cores=1,  # Blender's own threads (the UI, the viewport) keep a core busy
+        )
+        if options.beat_sync is not None:
+            options.beat_sync.check()  # a bad value fails here; the rest is checked against the model
+        return {
+            "song": song, "model_dir": model_dir, "device": device, "target": target,
+            "preset": settings.preset, "with_mesh": settings.with_mesh,
+            "options_list": _engine.options.variation_options(options, self.variations),
+        }
+
+    def _work(self, request: dict[str, Any], progress: jobs.ProgressFn, cancel: jobs.CancelFn) -> Any:
+        return core.generate_dances(request["model_dir"], request["device"], request["song"],
+                                    request["options_list"], progress=progress, cancel=cancel)
+
+    def _apply(self, context: Any, result: Any, request: dict[str, Any]) -> tuple[str, bool]:
+        applied = core.apply_dances(context.scene, result, request["song"], target=request["target"],
+                                    preset=request["preset"], with_mesh=request["with_mesh"])
+        obj = applied.armature
+        context.scene.dance.armature = obj
+        obj.dance.song_path = str(request["song"])
+        if context.view_layer.objects.get(obj.name) is not None:
+            context.view_layer.objects.active = obj
+        return applied.message(), applied.stashed is not None or bool(applied.warnings)
+
+
+class DANCE_OT_dance_with_partner(_EngineJobOperator, Operator):
+    """Add a follower dancing with the selected armature's dance (its rig read through the bone map)"""
+
+    bl_idname = "dance.dance_with_partner"
+    bl_label = "Dance with this partner"
+    bl_options = {"REGISTER", "UNDO"}
+    what = "Partner"
+
+    def _gather(self, context: Any) -> dict[str, Any]:
+        scene, settings = context.scene, context.scene.dance
+        leader = context.active_object
+        if leader is None or leader.type != "ARMATURE":
+            raise errors.InvalidOptionError("select the armature whose dance the partner follows")
+        anim = leader.animation_data
+        if anim is None or anim.action is None:
+            raise errors.InvalidOptionError(f"{leader.name!r} has no action: key a dance on it first")
+        fps = core.scene_frame_rate(scene)
+        model_dir, device = prefs.engine_setup(context)
+        preset = "smpl" if core.is_smpl_armature(leader) else settings.preset
+        first, last = (int(v) for v in anim.action.frame_range)
+        joints, scale = bl_partner.leader_joints(scene, leader, preset, range(first, last + 1))
+        song = bpy.path.abspath(settings.song_path) if settings.song_path else None
+        options = _engine.options.build_options(**decoding_choice(settings), fps=fps, reserve_cores=1)
+        return {"model_dir": model_dir, "device": device, "joints": joints, "scale": scale, "fps": fps,
+                "song": core.check_song(song) if song else None, "options": options, "first": first,
+                "name": f"{leader.name} partner"}
+
+    def _work(self, request: dict[str, Any], progress: jobs.ProgressFn, cancel: jobs.CancelFn) -> Any:
+        leader = _engine.dance.Dance(joints=request["joints"], fps=request["fps"])
+        return core.get_choreographer(request["model_dir"], request["device"]).accompany(
+            leader, song=request["song"], options=request["options"], progress=progress, cancel=cancel)
+
+    def _apply(self, context: Any, result: Any, request: dict[str, Any]) -> tuple[str, bool]:
+        obj = bl_partner.add_follower(context.scene, result, request["name"], request["scale"], request["first"])
+        if context.view_layer.objects.get(obj.name) is not None:
+            context.view_layer.objects.active = obj
+        return f"Added {obj.name!r}, dancing with the selection from frame {request['first']}", False
 
 
 class DANCE_OT_cancel(Operator):
@@ -386,6 +452,7 @@ class DANCE_OT_render_preview(Operator, ExportHelper):  # type: ignore[misc]
 CLASSES = (
     DANCE_OT_load_song,
     DANCE_OT_generate,
+    DANCE_OT_dance_with_partner,
     DANCE_OT_cancel,
     DANCE_OT_preview_start,
     DANCE_OT_randomize_start,

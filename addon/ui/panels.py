@@ -124,4 +124,21 @@ class DANCE_PT_output(_DancePanel):
         layout.operator(operators.DANCE_OT_render_preview.bl_idname, icon="RENDER_ANIMATION")
 
 
-CLASSES = (DANCE_PT_main, DANCE_PT_start_pose, DANCE_PT_sampling, DANCE_PT_output)
+class DANCE_PT_duet(_DancePanel):
+    bl_label = "Duet"
+    bl_parent_id = "DANCE_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: Any) -> None:
+        layout = self.ui()
+        obj = context.active_object
+        col = layout.column()
+        if obj is None or obj.type != "ARMATURE" or obj.animation_data is None or obj.animation_data.action is None:
+            col.label(text="Select an armature with a dance", icon="INFO")
+        else:
+            col.label(text=f"Leader: {obj.name}", icon="ARMATURE_DATA")
+        col.label(text="The follower hears the song above, or the leader's beats")
+        layout.operator(operators.DANCE_OT_dance_with_partner.bl_idname, icon="COMMUNITY")
+
+
+CLASSES = (DANCE_PT_main, DANCE_PT_start_pose, DANCE_PT_sampling, DANCE_PT_duet, DANCE_PT_output)

@@ -107,3 +107,18 @@ def song_wav(tmp_path: Path) -> Path:
         w.setframerate(rate)
         w.writeframes(samples.tobytes())
     return path
+
+
+@pytest.fixture
+def ui_scene(enabled, tiny_model_dir):
+    """An empty scene with the add-on enabled on the tiny model, CPU, an undo stack; any job cancelled after."""
+    import bpy
+
+    from addon.ui import jobs
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    enabled.model_dir = str(tiny_model_dir)
+    enabled.device = "CPU"
+    bpy.ops.ed.undo_push(message="test start")  # the bpy module starts without an undo stack
+    yield bpy.context.scene
+    jobs.cancel_active()

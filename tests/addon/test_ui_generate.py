@@ -22,13 +22,8 @@ from tests.addon.conftest import needs_audio  # noqa: E402
 
 
 @pytest.fixture
-def scene(enabled, tiny_model_dir):
-    bpy.ops.wm.read_homefile(use_empty=True)
-    enabled.model_dir = str(tiny_model_dir)
-    enabled.device = "CPU"
-    bpy.ops.ed.undo_push(message="test start")  # the bpy module starts without an undo stack
-    yield bpy.context.scene
-    jobs.cancel_active()
+def scene(ui_scene):
+    return ui_scene
 
 
 def scene_state(scene) -> dict:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
-import torch
 
 from engine.errors import Cancelled, InvalidMotionError, InvalidOptionError
 from engine.generate import Choreographer, GenerateOptions
-from engine.models.follower import FollowerConfig
 from engine.relative_position import DEFAULT_GRID
 from engine.sampling import SamplingOptions
 
@@ -18,18 +14,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def duo(tmp_path_factory) -> Choreographer:
-    from engine.checkpoint import build_model, debug_model_config, save_model
-
-    torch.manual_seed(0)
-    config = dataclasses.replace(debug_model_config("debug-duo"),
-                                 follower=FollowerConfig.tiny(n_relpos=DEFAULT_GRID.size))
-    model = build_model(config)
-    with torch.no_grad():
-        for name, buffer in model.vqvae.named_buffers():
-            if name.endswith("bottleneck.level_blocks.0.k"):
-                buffer.normal_()
-    return Choreographer(save_model(model, tmp_path_factory.mktemp("models") / "duo"))
+def duo(duo_model_dir) -> Choreographer:
+    return Choreographer(duo_model_dir)
 
 
 @pytest.fixture(scope="module")
