@@ -92,3 +92,17 @@ def test_the_accompany_command_writes_the_follower_beside_its_leader(duo, leader
         done = _run_cli("accompany", str(bad), "-o", str(tmp_path / "x"), "--model", str(duo.model.path))
         assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
         assert not (tmp_path / "x").exists()
+
+
+def test_bodies_are_kept_apart_on_the_floor(leader):
+    from engine.duet import keep_apart
+    from training.metrics.duet import torso_clash_share
+
+    lead = leader.astype(np.float64)
+    close = lead.copy()
+    close[:, :, 0] += 0.12  # a follower 12 cm beside him: torsos through each other
+    apart = keep_apart(close, lead)
+    assert torso_clash_share(lead, close) == 1.0 and torso_clash_share(lead, apart) == 0.0
+    np.testing.assert_array_equal(apart[..., 1], close[..., 1])  # heights untouched, only the floor plane
+    far = lead + [1.0, 0.0, 0.0]
+    np.testing.assert_array_equal(keep_apart(far, lead), far)  # far enough: nothing moves
