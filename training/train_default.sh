@@ -39,6 +39,10 @@ Indian), with a style input; see assets/MODEL_CARD.md"
 # each style's) by how the dances from it move, on the actor-critic songs (never the held-out ones).
 "$PY" -m training choose-start --model assets/default_model --config training/configs/default_gpt.yaml \
     --song ../shared/data/music/vibe_ace.ogg --song ../shared/data/music/lets_go_fishin.ogg
+# The duet's follower on this model's codes (the couples; salsa 11 held out), then into the model folder.
+stage duet         training/configs/default_duet.yaml
+"$PY" -m training add-follower --run runs/default_duet --model assets/default_model
 echo "== exported assets/default_model ($(du -sh assets/default_model | cut -f1))"
-# Then measure it on the held-out song (a few minutes; writes benchmarks/results/default_model.json):
+# Then measure it on the held-out song (a few minutes; writes benchmarks/results/default_model.json),
+# and the follower on the held-out couple (OMP_NUM_THREADS=1 .venv/bin/python benchmarks/measure_duet.py):
 #   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/measure_default_model.py --baseline <the previous release>
