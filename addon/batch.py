@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engine", choices=ENGINES, default="workbench", help="render engine")
     parser.add_argument("--fbx", action="store_true", help="also write <song stem>.fbx (song copied beside)")
     parser.add_argument("--resolution", type=int, nargs=2, default=(640, 360), metavar=("W", "H"))
+    parser.add_argument("--duet", action="store_true",
+                        help="a partner for each dance (the model's follower), both dancers in one MP4")
     return parser
 
 
@@ -50,6 +52,7 @@ def render_song(choreographer_args: tuple[Path, str], song: Path, args: argparse
     import bpy
 
     from . import _engine
+    from .blender import partner as bl_partner
     from .blender import render as bl_render
     from .blender import rig_export
     from .ui import core
@@ -58,13 +61,19 @@ def render_song(choreographer_args: tuple[Path, str], song: Path, args: argparse
     model_dir, device = choreographer_args
     variations = _engine.options.variation_options(options, args.variations)
     dances = core.generate_dances(model_dir, device, song, variations)  # one batch through the GPT
+    partners = [core.get_choreographer(model_dir, device).accompany(d, song=song, options=o)
+                for d, o in zip(dances, variations)] if args.duet else [None] * len(dances)
     files = []
-    for dance, stem in zip(dances, _engine.options.variation_stems(song.stem, len(dances))):
+    for dance, partner, stem in zip(dances, partners, _engine.options.variation_stems(song.stem, len(dances))):
         bpy.ops.wm.read_homefile(use_empty=True)
         scene = bpy.context.scene
+        assert scene is not None  # a fresh home file always has one
         obj = core.apply_dances(scene, [dance], song, with_mesh=True).armature
+        dancers = obj
+        if partner is not None:
+            dancers = [obj, bl_partner.add_follower(scene, partner, f"{obj.name} partner", 1.0, scene.frame_start)]
         mp4 = args.out / f"{stem}.mp4"
-        bl_render.render_mp4(scene, mp4, args.engine.upper(), tuple(args.resolution), str(song), dancer=obj)
+        bl_render.render_mp4(scene, mp4, args.engine.upper(), tuple(args.resolution), str(song), dancer=dancers)
         files.append(mp4)
         if args.fbx:
             fbx = args.out / f"{stem}.fbx"

@@ -15,8 +15,11 @@ from typing import Any
 import numpy as np
 
 from .._engine import skeleton
-from . import armature, keyframes, rigmap
+from . import armature, compat, keyframes, rigmap
 from .errors import BlenderLayerError
+
+PARTNER_MATERIAL = "DancePartner"
+PARTNER_COLOR = (0.55, 0.66, 0.80, 1.0)  # a cool tone beside the light-wood leader
 
 
 def _leg_length(joints: np.ndarray) -> float:
@@ -60,10 +63,12 @@ def leader_joints(scene: Any, obj: Any, preset: str, frames: range) -> tuple[np.
 
 
 def add_follower(scene: Any, dance: Any, name: str, scale: float, frame_start: int) -> Any:
-    """The follower ``dance`` (the engine's frame, SMPL-sized) as a new SMPL armature with a body, at the
-    leader's size (object scale ``1 / scale``), keyed from ``frame_start``. The scene's frame range and
+    """The follower ``dance`` (the engine's frame, SMPL-sized) as a new SMPL armature with a body (in its
+    own colour), at the leader's size (object scale ``1 / scale``), keyed from ``frame_start``. The scene's frame range and
     rate stay as they are (the follower was made at the scene's rate)."""
     obj = armature.create_smpl_armature(name, dance.rest_joints, with_mesh=True, collection=scene.collection)
+    for body in (c for c in obj.children if c.type == "MESH"):  # told apart from the leader at a glance
+        body.data.materials[0] = compat.plain_material(PARTNER_MATERIAL, PARTNER_COLOR, roughness=0.55)
     kept = (scene.frame_start, scene.frame_end)
     keyframes.apply_dance(obj, dance, name, frame_start=frame_start, scene=scene)
     scene.frame_start, scene.frame_end = kept

@@ -60,7 +60,7 @@ def render_mp4(
 ) -> Path:
     """Render ``scene`` to an H.264 MP4 at ``path`` in a child process; returns the path.
 
-    ``dancer`` (an armature object) gets the preview's stage: a camera from the front three-quarters that
+    ``dancer`` (an armature object, or a list of them: a couple framed together) gets the preview's stage: a camera from the front three-quarters that
     follows it and fills the picture with it, a light, a tiled floor with shadows, and the caption
     (``caption``; by default "song · style · model" of its dance, "" for none). Without it the scene's
     camera and look are used as they are. ``song_path`` is muxed in as AAC (a song strip already in the
@@ -78,7 +78,7 @@ def render_mp4(
             "output": str(temp_out),
             "engine": engine,
             "resolution": [int(resolution[0]), int(resolution[1])],
-            "dancer": dancer.name if dancer is not None else None,
+            "dancer": _dancer_names(dancer),
             "song_path": str(Path(song_path).resolve()) if song_path is not None else None,
             "frame_range": list(frame_range) if frame_range is not None else None,
             "cycles_samples": int(cycles_samples),
@@ -100,10 +100,19 @@ def render_mp4(
     return out
 
 
+def _dancer_names(dancer: Any) -> str | list[str] | None:
+    """The job's dancer: an armature's name, or a couple's names (framed together)."""
+    if dancer is None:
+        return None
+    return [d.name for d in dancer] if isinstance(dancer, (list, tuple)) else dancer.name
+
+
 def _caption(caption: str | None, dancer: Any, song_path: str | os.PathLike[str] | None) -> str | None:
     if caption is not None or dancer is None:
         return caption or None
-    return render_setup.dance_caption(dancer, str(song_path) if song_path is not None else None) or None
+    first = dancer[0] if isinstance(dancer, (list, tuple)) else dancer
+    text = render_setup.dance_caption(first, str(song_path) if song_path is not None else None)
+    return (f"{text}  ·  duet" if isinstance(dancer, (list, tuple)) and len(dancer) > 1 else text) or None
 
 
 def _failure_message(engine: str, returncode: int, log: str) -> str:
@@ -140,7 +149,7 @@ def render_mp4_in_process(
         with _engine.files.atomic_file(out) as temp_out:
             render_setup.render_animation(
                 scene, str(temp_out), engine=engine, resolution=resolution,
-                dancer=dancer.name if dancer is not None else None,
+                dancer=_dancer_names(dancer),
                 song_path=str(Path(song_path).resolve()) if song_path is not None else None,
                 frame_range=frame_range, cycles_samples=cycles_samples, caption=caption,
             )

@@ -41,17 +41,22 @@ def _sample_frames(frame_range: tuple[int, int], count: int) -> list[int]:
     return sorted({round(start + (end - start) * i / max(1, count - 1)) for i in range(count)})
 
 
+def _armatures(obj: Any) -> list[Any]:
+    """One armature, or several (a couple): what is framed together."""
+    return list(obj) if isinstance(obj, (list, tuple)) else [obj]
+
+
 def bone_boxes(scene: Any, obj: Any, frames: list[int]) -> list[tuple[Vector, Vector]]:
-    """World bounding box (min, max) of the armature's bones at each frame, padded by 10 cm (bones are
-    thinner than the body around them)."""
+    """World bounding box (min, max) of the armature's bones (or of several armatures' together) at each
+    frame, padded by 10 cm (bones are thinner than the body around them)."""
     saved = scene.frame_current
     boxes = []
     for frame in frames:
         scene.frame_set(frame)
         lo = Vector((math.inf,) * 3)
         hi = Vector((-math.inf,) * 3)
-        for pose_bone in obj.pose.bones:
-            for p in (obj.matrix_world @ pose_bone.head, obj.matrix_world @ pose_bone.tail):
+        for arm, pose_bone in ((a, b) for a in _armatures(obj) for b in a.pose.bones):
+            for p in (arm.matrix_world @ pose_bone.head, arm.matrix_world @ pose_bone.tail):
                 for axis in range(3):  # grow the box to contain p
                     lo[axis] = min(lo[axis], p[axis])
                     hi[axis] = max(hi[axis], p[axis])
@@ -315,7 +320,7 @@ def render_animation(
     *,
     engine: str,
     resolution: tuple[int, int],
-    dancer: str | None = None,
+    dancer: str | list[str] | None = None,
     song_path: str | None = None,
     frame_range: tuple[int, int] | None = None,
     cycles_samples: int = 16,
@@ -335,8 +340,8 @@ def render_animation(
     )
     if song_path is not None and audio:
         add_song_strip(scene, song_path)
-    if dancer is not None:
-        obj = bpy.data.objects[dancer]
+    if dancer is not None:  # one armature, or a couple framed together
+        obj = [bpy.data.objects[n] for n in dancer] if isinstance(dancer, list) else bpy.data.objects[dancer]
         frame_dancer(scene, obj, (scene.frame_start, scene.frame_end))
         add_floor(scene, obj, (scene.frame_start, scene.frame_end))
         stage_look(scene)

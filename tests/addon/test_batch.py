@@ -104,3 +104,15 @@ def test_blender_script_mode_reads_arguments_after_dashes(short_song, tmp_path):
     )
     assert done.returncode == 1
     assert "no model found at" in done.stderr and "nothing" in done.stderr
+
+
+@needs_audio
+@pytest.mark.slow
+def test_a_duet_renders_both_dancers_into_one_video(egl, short_song, duo_model_dir, tmp_path):
+    song = short_song(2.5, name="pair")
+    out = tmp_path / "out"
+    done = run_batch(str(song), "-o", str(out), "--model", str(duo_model_dir), "--duet",
+                     "--resolution", "64", "48", "--fps", "24", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["pair.mp4"]
+    assert_video_with_song(out / "pair.mp4", 2.5)

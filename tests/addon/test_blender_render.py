@@ -193,3 +193,26 @@ def test_workbench_draws_each_frame_once_with_fxaa(keyed_scene, tmp_path):
     sc.display.render_aa = "8"
     render_setup.configure_mp4(sc, str(tmp_path / "b.mp4"), engine="CYCLES", resolution=(64, 48), with_audio=False)
     assert sc.display.render_aa == "8"
+
+
+def test_a_couple_is_framed_together(dance_factory):
+    import numpy as np
+
+    from addon.blender import render_setup
+
+    quats, translation, _ = dance_factory(120)
+    first = armature.create_smpl_armature("lead", skeleton.REST_JOINTS)
+    keyframes.apply_dance(first, as_dance(quats, translation, 60), "lead")
+    second = armature.create_smpl_armature("follow", skeleton.REST_JOINTS)
+    apart = translation.copy()
+    apart[:, 0] += 1.5  # 1.5 m to his side
+    keyframes.apply_dance(second, as_dance(quats, apart, 60), "follow")
+    sc = bpy.context.scene
+    sc.render.resolution_x, sc.render.resolution_y = 640, 360
+    camera = render_setup.frame_dancer(sc, [first, second], (sc.frame_start, sc.frame_end))
+    for obj in (first, second):  # both whole in the picture on every frame
+        for lo_x, hi_x, lo_y, hi_y in _view_extents(sc, obj, camera):
+            assert 0.0 <= lo_x and hi_x <= 1.0 and 0.0 <= lo_y and hi_y <= 1.0
+    floor = render_setup.add_floor(sc, [first, second], (sc.frame_start, sc.frame_end))
+    xs = np.array([v.co.x for v in floor.data.vertices])
+    assert xs.max() > 1.5 + 4  # under both

@@ -36,6 +36,7 @@ def test_a_mixamo_rig_gets_a_follower_that_dances_beside_it(duo_scene, dance_fac
     assert bpy.ops.dance.dance_with_partner("EXEC_DEFAULT", True) == {"FINISHED"}
     partner = bpy.data.objects["mixamo partner"]
     assert partner.type == "ARMATURE" and [c.type for c in partner.children] == ["MESH"]  # with a body
+    assert partner.children[0].data.materials[0].name == "DancePartner"  # in its own colour
     lead_range = tuple(int(v) for v in rig.animation_data.action.frame_range)
     follow_range = tuple(int(v) for v in partner.animation_data.action.frame_range)
     assert follow_range[0] == lead_range[0] and abs(follow_range[1] - lead_range[1]) < 8  # whole tokens
