@@ -45,18 +45,17 @@ def delayed(leader: np.ndarray, frames: int) -> np.ndarray:
 def placed_solo(solo: np.ndarray, leader: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """A solo dance turned to face the leader's first facing and moved so its pelvis is at
     ``offset`` (left, ahead) in the leader's facing frame on every frame."""
-    from engine.skeleton import facing_direction
+    from engine.skeleton import facing_direction, facing_frame
 
     n = min(len(solo), len(leader))
     solo, leader = solo[:n].astype(np.float64), leader[:n].astype(np.float64)
-    lead_face = facing_direction(leader)
+    lead_face, left = facing_frame(leader)
     want = -lead_face[0]
     have = facing_direction(solo)[0]
     angle = np.arctan2(want[0], want[2]) - np.arctan2(have[0], have[2])  # about +y
     c, s = np.cos(angle), np.sin(angle)
     turn = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
     out = (solo - solo[:, :1]) @ turn.T + solo[:, :1] * [0.0, 1.0, 0.0]  # about its own pelvis, height kept
-    left = np.stack([lead_face[:, 2], np.zeros(n), -lead_face[:, 0]], axis=1)
     target = leader[:, 0] + offset[0] * left + offset[1] * lead_face
     out[..., 0] += target[:, None, 0]
     out[..., 2] += target[:, None, 2]
@@ -68,18 +67,6 @@ def bootstrap_difference(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int 
     rng = np.random.default_rng(seed)
     diffs = [rng.choice(a, len(a)).mean() - rng.choice(b, len(b)).mean() for _ in range(n)]
     return float(a.mean() - b.mean()), float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
-
-
-def bed_scores(leader: np.ndarray, follower: np.ndarray) -> np.ndarray:
-    """Per leader beat: exp(-d^2 / 18) (the terms BED averages)."""
-    from engine.beats import motion_beats
-    from training.metrics.duet import BED_SIGMA2
-
-    lead, follow = motion_beats(leader), motion_beats(follower)
-    if not len(lead) or not len(follow):
-        return np.zeros(len(lead))
-    d = np.abs(lead[:, None] - follow[None, :]).min(axis=1) * 0.5  # frames at 30 fps
-    return np.exp(-(d**2) / BED_SIGMA2)
 
 
 def main() -> None:
@@ -95,7 +82,7 @@ def main() -> None:
     from engine.audio.cache import default_cache_dir
     from engine.generate import Choreographer, GenerateOptions
     from engine.sampling import SamplingOptions
-    from engine.skeleton import facing_direction
+    from engine.skeleton import facing_frame
     from training.config import load_config
     from training.data.duet import load_duets, split_duets
     from training.metrics import duet as m
@@ -115,8 +102,7 @@ def main() -> None:
         real_range[key] = [float(np.nanmin(values)), float(np.nanmax(values))]
     offsets = []
     for d in train:
-        face = facing_direction(d.leader)
-        left = np.stack([face[:, 2], np.zeros(len(face)), -face[:, 0]], axis=1)
+        face, left = facing_frame(d.leader)
         v = d.follower[:, 0] - d.leader[:, 0]
         offsets.append(np.stack([(v * left).sum(1), (v * face).sum(1)], 1))
     mean_offset = np.concatenate(offsets).mean(axis=0)
@@ -154,7 +140,7 @@ def main() -> None:
                                            max(real_skating, 1e-6))
             row["longest_freeze_s"] = float(max(longest_frozen_seconds(f, 60.0) for f in followers))
             summary[name] = row
-            beds[name] = np.concatenate([bed_scores(lead[: len(f)], f) for f in followers])
+            beds[name] = np.concatenate([m.beat_echoes(lead[: len(f)], f) for f in followers])
         diff, lo, hi = bootstrap_difference(beds["model"], beds["C1 leader 4 s late"])
         summary["bed_model_minus_C1"] = {"difference": diff, "ci95": [lo, hi]}
         results["conditions"][duet.take_id] = summary

@@ -27,7 +27,14 @@ from .models.gpt import KVCache
 from .models.vqvae import SepVQVAE, integrate_root
 from .postprocess import ground_feet
 from .relative_position import DEFAULT_GRID, PolarGrid
-from .sampling import FAST_DEFAULT_SHIFT, SamplingOptions, _check_logits, _pick, context_window
+from .sampling import (
+    FAST_DEFAULT_SHIFT,
+    SamplingOptions,
+    _check_logits,
+    _pick,
+    context_window,
+    sampling_generator,
+)
 from .skeleton import check_joints
 
 ProgressFn = Callable[[int, int], None]
@@ -91,10 +98,7 @@ def sample_follower(
     cond_music = music.to(device=device, dtype=torch.float32)[torch.as_tensor(hold, device=device)][None]
     codes = torch.empty(3, n, dtype=torch.long, device=device)  # up, down, rel
     codes[:, 0] = torch.tensor([int(c) for c in start], device=device)
-    generator = None
-    if not options.greedy:
-        generator = torch.Generator(device=device)
-        generator.seed() if options.seed is None else generator.manual_seed(int(options.seed))
+    generator = sampling_generator(options, device)
     shift = options.shift if options.shift is not None else FAST_DEFAULT_SHIFT
     n_context, L = config.block_size - 1, config.lookahead
     cache: KVCache | None = None

@@ -83,6 +83,12 @@ class GenerateOptions:
     reserve_cores: int = 0
 
 
+def check_fps(fps: float) -> None:
+    """Refuse an output frame rate the engine does not make (``SUPPORTED_FPS``)."""
+    if float(fps) not in SUPPORTED_FPS:
+        raise InvalidOptionError(f"fps must be one of {', '.join(str(int(f)) for f in SUPPORTED_FPS)}, got {fps}")
+
+
 def _with_rotations(dance: Dance, timings: dict[str, float], progress: ProgressFn | None) -> Dance:
     """The dance with its joint rotations solved (timed into ``timings``)."""
     t0 = time.perf_counter()
@@ -147,9 +153,7 @@ class Choreographer:
     def check_options(self, options: GenerateOptions) -> tuple[int, int]:
         """Check every option against this model before any work (fps, sampling, beat sync, precision,
         style, start codes); returns the start codes. Raises ``InvalidOptionError`` naming the bad one."""
-        if float(options.fps) not in SUPPORTED_FPS:
-            raise InvalidOptionError(f"fps must be one of {', '.join(str(int(f)) for f in SUPPORTED_FPS)}, "
-                                     f"got {options.fps}")
+        check_fps(options.fps)
         options.sampling.check()
         sampling = options.sampling.resolved(self.model.config.decoding)
         sampling.check()
@@ -354,9 +358,7 @@ class Choreographer:
         if follower is None:
             raise InvalidOptionError(f"the model {self.model.config.name!r} has no follower (duet) GPT; "
                                      "add one with 'python -m training add-follower'")
-        if float(options.fps) not in SUPPORTED_FPS:
-            raise InvalidOptionError(f"fps must be one of {', '.join(str(int(f)) for f in SUPPORTED_FPS)}, "
-                                     f"got {options.fps}")
+        check_fps(options.fps)
         if isinstance(leader, Dance):
             joints = leader.joints if leader.fps == MOTION_FPS else resample_joints(leader.joints, leader.fps,
                                                                                    MOTION_FPS)

@@ -19,14 +19,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from .errors import InvalidOptionError
-from .skeleton import facing_direction
-
-
-def _leader_frame(leader: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ahead, left) unit vectors (T, 3) on the floor of the leader's facing frame."""
-    ahead = facing_direction(leader)
-    left = np.stack([ahead[:, 2], np.zeros(len(ahead)), -ahead[:, 0]], axis=1)  # up x ahead
-    return ahead, left
+from .skeleton import facing_frame
 
 
 @dataclass(frozen=True)
@@ -62,7 +55,7 @@ class PolarGrid:
         if leader.shape != follower.shape or leader.ndim != 3 or leader.shape[1:] != (24, 3):
             raise InvalidOptionError(f"leader and follower must both be (T, 24, 3), got {leader.shape} and "
                                      f"{follower.shape}")
-        ahead, left = _leader_frame(leader)
+        ahead, left = facing_frame(leader)
         offset = follower[:, 0] - leader[:, 0]
         x, z = (offset * left).sum(axis=1), (offset * ahead).sum(axis=1)
         distance = np.hypot(x, z)
@@ -82,7 +75,7 @@ class PolarGrid:
         local = np.stack([r * np.sin(b), r * np.cos(b)], axis=1)  # (T, 2): left, ahead
         if self.smooth_s > 0 and len(codes) > 1:
             local = gaussian_filter1d(local, sigma=self.smooth_s * fps, axis=0, mode="nearest")
-        ahead, left = _leader_frame(np.asarray(leader, np.float64))
+        ahead, left = facing_frame(np.asarray(leader, np.float64))
         pelvis = np.asarray(leader, np.float64)[:, 0] * [1.0, 0.0, 1.0]
         return pelvis + local[:, :1] * left + local[:, 1:] * ahead
 

@@ -180,6 +180,19 @@ def _check_logits(logits: torch.Tensor) -> None:
                          "are broken, or the music features are far outside what it was trained on")
 
 
+def sampling_generator(options: SamplingOptions, device: torch.device) -> torch.Generator | None:
+    """The random generator a sampled decoding draws from (seeded, or freshly random without a seed);
+    None for greedy decoding."""
+    if options.greedy:
+        return None
+    generator = torch.Generator(device=device)
+    if options.seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(int(options.seed))
+    return generator
+
+
 def _pick(logits: torch.Tensor, options: SamplingOptions, generator: torch.Generator | None) -> torch.Tensor:
     """One code from logits (V,): argmax, or a draw at the given temperature among the top-k."""
     if options.greedy:
@@ -295,13 +308,7 @@ def sample_codes(
     n_context = config.block_size - 1
     shift = options.effective_shift()
 
-    generator = None
-    if not options.greedy:
-        generator = torch.Generator(device=device)
-        if options.seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(int(options.seed))
+    generator = sampling_generator(options, device)
 
     codes_up = torch.empty(n_new + 1, dtype=torch.long, device=device)  # (N + 1,)
     codes_down = torch.empty(n_new + 1, dtype=torch.long, device=device)
@@ -461,13 +468,7 @@ def sample_codes_batch(
     styles = [s for o, g in zip(resolved, guided) for s in ((0, o.style) if g else (o.style,))]
     style = torch.tensor(styles, device=device) if any(styles) or gpt.config.n_styles else None
     rows = len(styles)
-    generators = []
-    for o in resolved:
-        generator = None
-        if not o.greedy:
-            generator = torch.Generator(device=device)
-            generator.seed() if o.seed is None else generator.manual_seed(int(o.seed))
-        generators.append(generator)
+    generators = [sampling_generator(o, device) for o in resolved]
 
     codes_up = torch.empty(rows, n_new + 1, dtype=torch.long, device=device)  # (R, N + 1)
     codes_down = torch.empty(rows, n_new + 1, dtype=torch.long, device=device)

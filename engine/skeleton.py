@@ -99,6 +99,21 @@ def check_joints(joints: np.ndarray, name: str = "joints", min_frames: int = 1) 
     return arr
 
 
+def facing_frame(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ahead, left) unit vectors (T, 3) on the floor of each frame's facing (``facing_direction``; left =
+    up x ahead) for joints (T, 24, 3) y-up: the frame a partner's place is measured in."""
+    ahead = facing_direction(joints)
+    left = np.stack([ahead[:, 2], np.zeros(len(ahead)), -ahead[:, 0]], axis=1)
+    return ahead, left
+
+
+def mirror_joints(joints: np.ndarray) -> np.ndarray:
+    """The left/right mirror image of joints (..., 24, 3): x -> -x, l_* <-> r_*."""
+    out = np.asarray(joints)[..., MIRRORED_JOINTS, :].copy()
+    out[..., 0] *= -1.0
+    return out
+
+
 def facing_direction(joints: np.ndarray) -> np.ndarray:
     """Where the body faces on the floor: the horizontal unit vector (..., 3) perpendicular to the hips'
     line (left hip minus right hip, crossed with up), for joints (..., 24, 3) y-up. The rest pose faces

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from engine.skeleton import JOINT_NAMES, facing_direction
+from engine.skeleton import facing_direction
 from training.data.duet import (
     DuetClip,
     load_duet,
@@ -19,8 +19,7 @@ from training.data.duet import (
     walk_in_frames,
 )
 from training.errors import DataError, DataFormatError
-
-HANDS = [JOINT_NAMES.index(n) for n in ("l_wrist", "r_wrist", "l_hand", "r_hand")]
+from training.metrics.duet import hand_contact_share, pelvis_distance
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +33,11 @@ def duets(duet_dir):
 
 
 def _pelvis_distance(duet: DuetClip) -> np.ndarray:
-    return np.linalg.norm((duet.leader[:, 0] - duet.follower[:, 0])[:, [0, 2]], axis=1)
+    return pelvis_distance(duet.leader, duet.follower)
 
 
 def _hand_contact(duet: DuetClip) -> float:
-    gaps = np.linalg.norm(duet.leader[:, HANDS][:, :, None] - duet.follower[:, HANDS][:, None], axis=-1)
-    return float((gaps.min(axis=(1, 2)) < 0.10).mean())
+    return hand_contact_share(duet.leader, duet.follower)
 
 
 def test_every_take_pairs_its_leader_with_its_follower(duet_dir, tmp_path):

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from engine.clock import MOTION_FPS
-from engine.skeleton import MIRRORED_JOINTS
+from engine.skeleton import mirror_joints
 from training.errors import DataError
 
 from .clip import MotionClip, resample_positions
@@ -35,9 +35,7 @@ def _has_song(clip: MotionClip) -> bool:
 
 def mirror_clip(clip: MotionClip) -> MotionClip:
     """The clip's left/right mirror image (x -> -x, l_* <-> r_*), named ``<name>~mirror``."""
-    joints = clip.joints[:, MIRRORED_JOINTS].copy()  # (T, 24, 3)
-    joints[..., 0] *= -1.0
-    return dataclasses.replace(clip, joints=joints, name=f"{clip.name}~mirror",
+    return dataclasses.replace(clip, joints=mirror_joints(clip.joints), name=f"{clip.name}~mirror",
                                meta={**clip.meta, "mirrored": True})
 
 

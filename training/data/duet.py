@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from engine.clock import MOTION_FPS
-from engine.skeleton import MIRRORED_JOINTS, NUM_JOINTS
+from engine.skeleton import NUM_JOINTS, mirror_joints
 from training.errors import DataError, DataFormatError
 
 from .bvh_mocap import read_capture, repair_glitches, retarget_scale, retarget_to_smpl, trim_settling_frames
@@ -165,12 +165,7 @@ def split_duets(duets: Sequence[DuetClip], held_out: Iterable[str]) -> tuple[lis
 def mirror_duet(duet: DuetClip) -> DuetClip:
     """The couple's left/right mirror image (x -> -x, l_* <-> r_* for both), named ``<name>~mirror``.
     The leader stays the leader."""
-    def mirrored(joints: np.ndarray) -> np.ndarray:
-        out = joints[:, MIRRORED_JOINTS].copy()
-        out[..., 0] *= -1.0
-        return out
-
-    return dataclasses.replace(duet, leader=mirrored(duet.leader), follower=mirrored(duet.follower),
+    return dataclasses.replace(duet, leader=mirror_joints(duet.leader), follower=mirror_joints(duet.follower),
                                name=f"{duet.name}~mirror", meta={**duet.meta, "mirrored": True})
 
 

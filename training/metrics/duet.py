@@ -18,7 +18,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.stats import wasserstein_distance
 
 from engine.beats import mean_joint_speed_per_frame, motion_beats
-from engine.skeleton import JOINT_NAMES, MIRRORED_JOINTS, facing_direction
+from engine.skeleton import JOINT_NAMES, facing_direction, mirror_joints
 
 HANDS = [JOINT_NAMES.index(n) for n in ("l_wrist", "r_wrist", "l_hand", "r_hand")]
 TORSO = [JOINT_NAMES.index(n) for n in ("spine1", "spine2", "spine3")]
@@ -60,16 +60,21 @@ def hand_contact_share(leader: np.ndarray, follower: np.ndarray) -> float:
     return float((gaps.min(axis=(1, 2)) < CONTACT_M).mean())
 
 
+def beat_echoes(leader: np.ndarray, follower: np.ndarray, fps: float = 60.0) -> np.ndarray:
+    """Per leader motion beat, exp(-d^2 / 18) (d: frames at 30 fps to the follower's nearest motion beat;
+    0 when the follower has none): the terms BED averages."""
+    lead, follow = motion_beats(leader), motion_beats(follower)
+    if not len(lead) or not len(follow):
+        return np.zeros(len(lead))
+    d = np.abs(lead[:, None] - follow[None, :]).min(axis=1) * (30.0 / fps)  # frames at 30 fps
+    return np.exp(-(d**2) / BED_SIGMA2)
+
+
 def beat_echo_degree(leader: np.ndarray, follower: np.ndarray, fps: float = 60.0) -> float:
     """BED: the leader's motion beats echoed by the follower's (see the module docstring); nan when the
     leader has no beat."""
-    lead, follow = motion_beats(leader), motion_beats(follower)
-    if not len(lead):
-        return float("nan")
-    if not len(follow):
-        return 0.0
-    d = np.abs(lead[:, None] - follow[None, :]).min(axis=1) * (30.0 / fps)  # frames at 30 fps
-    return float(np.exp(-(d**2) / BED_SIGMA2).mean())
+    echoes = beat_echoes(leader, follower, fps)
+    return float(echoes.mean()) if len(echoes) else float("nan")
 
 
 def speed_correlation(leader: np.ndarray, follower: np.ndarray, sigma_frames: float = 5.0) -> float:
@@ -95,8 +100,7 @@ def _facing_normalised(joints: np.ndarray) -> np.ndarray:
 def mirror_copy_distance(leader: np.ndarray, follower: np.ndarray) -> float:
     """Mean joint distance (metres) between the follower's pose and the leader's mirror image, both
     root-relative and turned to face +z: near 0 for a follower who only mirrors the leader."""
-    mirrored = leader[:, MIRRORED_JOINTS].copy()
-    mirrored[..., 0] *= -1.0
+    mirrored = mirror_joints(leader)
     return float(np.linalg.norm(_facing_normalised(follower) - _facing_normalised(mirrored), axis=-1).mean())
 
 

@@ -28,19 +28,21 @@ from torch import nn
 
 from engine.checkpoint import VQVAE_FILE, load_model
 from engine.clock import FRAMES_PER_TOKEN
+from engine.duet import dance_codes
 from engine.models.follower import FollowerGPT, follower_loss
 from engine.relative_position import DEFAULT_GRID
 from training.config import TrainConfig
 from training.data.cache import save_npz_atomic
+from training.data.clip import MotionClip
 from training.data.duet import DuetClip, load_duets, mirror_duet, rotate_duet, split_duets
 from training.errors import ConfigError
 
 from .common import (
     StageBase,
     add_stage_arguments,
+    clip_music_tokens,
     file_digest,
     is_main_process,
-    poses_and_root_velocity,
     run_stage_cli,
 )
 
@@ -58,36 +60,26 @@ def couples_for_training(cfg: TrainConfig) -> tuple[list[DuetClip], list[str]]:
     return couples, [d.take_id for d in held]
 
 
-@torch.no_grad()
 def encode_couple(vqvae: nn.Module, duet: DuetClip) -> dict[str, np.ndarray]:
-    """Per token of a couple (whole tokens only): both dancers' codes and the follower's place code."""
-    n = duet.num_frames // FRAMES_PER_TOKEN
-    frames = n * FRAMES_PER_TOKEN
+    """Per token of a couple (whole tokens only): both dancers' codes, encoded as the engine encodes a
+    leader at inference (``engine.duet.dance_codes``), and the follower's place code."""
     codes = {}
-    for role, joints in (("leader", duet.leader), ("follower", duet.follower)):
-        pose, _ = poses_and_root_velocity(joints[None, :frames])
-        up, down = vqvae.encode(torch.from_numpy(pose))
-        prefix = "leader_" if role == "leader" else ""
-        codes[prefix + "up"], codes[prefix + "down"] = up[0].numpy(), down[0].numpy()
+    codes["leader_up"], codes["leader_down"] = dance_codes(vqvae, duet.leader)
+    codes["up"], codes["down"] = dance_codes(vqvae, duet.follower)
+    n = len(codes["up"])
     middle = np.arange(n) * FRAMES_PER_TOKEN + FRAMES_PER_TOKEN // 2
     codes["rel"] = DEFAULT_GRID.encode(duet.leader[middle], duet.follower[middle])
     return codes
 
 
 def couple_music(duet: DuetClip, cfg: TrainConfig, n_tokens: int, normalise) -> np.ndarray:
-    """(n_tokens, 438) music per token: the accompaniment of the leader's motion, scaled; or zeros."""
+    """(n_tokens, 438) music per token: the accompaniment of the leader's motion (as a solo clip without
+    a song gets it, ``clip_music_tokens``), scaled; or zeros."""
     if not cfg.duet.music:
         return np.zeros((n_tokens, 438), dtype=np.float32)
-    from engine.accompaniment import accompaniment_for_motion
-    from engine.audio import extract_features
-
-    if cfg.music.accompaniment_dir is None:
-        raise ConfigError("music.accompaniment_dir must be set to synthesise the duets' music")
-    wav, _ = accompaniment_for_motion(duet.leader, cfg.music.accompaniment_dir, duet.name, duet.fps)
-    feats = extract_features(wav, cfg.music.mode, with_beats=False, cache_dir=cfg.music.feature_cache_dir).features
-    if feats.shape[0] < n_tokens:
-        feats = np.concatenate([feats, np.repeat(feats[-1:], n_tokens - feats.shape[0], axis=0)])
-    return normalise(torch.from_numpy(np.ascontiguousarray(feats[:n_tokens], dtype=np.float32))).numpy()
+    leader = MotionClip(joints=duet.leader, name=duet.name, take_id=duet.take_id, source="duet")
+    feats = clip_music_tokens(leader, cfg)[:n_tokens]
+    return normalise(torch.from_numpy(feats)).numpy()
 
 
 class DuetStage(StageBase):
