@@ -25,7 +25,7 @@ from .dance import Dance
 from .errors import Cancelled, InvalidOptionError
 from .joint_rotations import solve_rotations
 from .models.vqvae import integrate_root
-from .postprocess import ground_feet, lock_feet, resample_joints
+from .postprocess import ground_feet, lock_feet, plant_feet, resample_joints
 from .sampling import (
     APPROXIMATIONS,
     SamplingOptions,
@@ -60,8 +60,10 @@ class GenerateOptions:
     beat_sync:   re-time the dance so its moves land on the song's beats (``engine.beats``); None leaves
                  the model's timing. The poses and path are the model's either way.
     ground:      put the feet on the floor (removes the height drift of integrated root velocity).
-    lock_feet:   keep a planted foot from sliding by moving the body over it (``postprocess.lock_feet``;
-                 needs ``ground``: it finds the planted foot by its height above the floor).
+    lock_feet:   keep planted feet from sliding: the body moves over the planted foot
+                 (``postprocess.lock_feet``), then each foot stays on its spot while planted and steps
+                 between spots, its leg bent to reach (``postprocess.plant_feet``); needs ``ground``: a
+                 planted foot is found by its height above the floor.
     rotations:   solve local joint rotations (needed for BVH/FBX and rigs).
     precision:   "float32" (exact), or an approximate GPT ("bfloat16", "int8"): faster, but the tokens
                  may differ from the float32 model's. (``sampling.draft`` is the exact way to use one.)
@@ -348,7 +350,8 @@ class Choreographer:
         ``Dance``), in the leader's world and time: the model's follower GPT (``engine.duet``) hears
         ``song`` from the leader's frame 0, or without one the accompaniment synthesised on the leader's
         own beats (what it was trained with). ``options``: the decoding (``sampling``: the model's
-        default where left open), ``fps``, ``rotations``, ``threads``; start codes and style do not apply."""
+        default where left open), ``fps``, ``rotations``, ``threads``, ``lock_feet`` (its feet planted,
+        ``postprocess.plant_feet``); start codes, style and beat sync do not apply."""
         from .accompaniment import accompaniment_for_motion
         from .audio.cache import default_cache_dir
         from .duet import dance_codes, follower_joints, sample_follower, start_place
@@ -399,6 +402,8 @@ class Choreographer:
             t0 = time.perf_counter()
             _phase(progress, "decode", 0.0, "Placing the follower")
             follower_world = follower_joints(self.model.vqvae, up, down, rel, joints)
+            if options.lock_feet:  # its place is reached by moving the body: the feet step there
+                follower_world = plant_feet(follower_world, fps=MOTION_FPS)
             beats = np.asarray(feats.beats, dtype=np.int64)
             beats = beats[beats < follower_world.shape[0]]
             if float(options.fps) != MOTION_FPS:
@@ -442,6 +447,8 @@ class Choreographer:
             joints, sync_summary = synced.joints, synced.summary
         if options.ground:  # (again) after the re-timing: the floor under the re-timed feet
             joints = ground_feet(joints, fps=MOTION_FPS)
+            if options.lock_feet:  # last: re-timing keeps a pinned foot pinned, but not a new floor
+                joints = plant_feet(joints, fps=MOTION_FPS)
         if float(options.fps) != MOTION_FPS:
             joints = resample_joints(joints, MOTION_FPS, options.fps)
             beats = np.unique(np.round(beats * options.fps / BEAT_FPS).astype(np.int64))

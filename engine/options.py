@@ -107,7 +107,8 @@ def add_generation_arguments(parser: argparse.ArgumentParser, *, fps: float = MO
                         help="longest time one code pair may repeat (default 2; 0: no limit, as the official sampler)")
     parser.add_argument("--no-ground", action="store_true", help="keep the raw height (no feet-on-floor fix)")
     parser.add_argument("--no-foot-lock", action="store_true",
-                        help="let planted feet slide as decoded (default: the body moves over the planted foot)")
+                        help="let planted feet slide as decoded (default: the body moves over the planted foot, each foot "
+                             "stays on its spot while planted and steps between spots)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: 1 for small models, the free cores for large ones)")
     parser.add_argument("--variations", type=int, default=1, metavar="N",

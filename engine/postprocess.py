@@ -19,7 +19,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from .errors import InvalidOptionError
 from .rotation import make_continuous, quaternion_slerp
-from .skeleton import ANKLE_ABOVE_SOLE, ANKLES, TOE_ABOVE_SOLE, TOES, check_joints
+from .skeleton import ANKLE_ABOVE_SOLE, ANKLES, LEGS, TOE_ABOVE_SOLE, TOES, check_joints, facing_direction
 
 # Contact: the sole is within CONTACT_TOLERANCE of its lowest point over +-CONTACT_WINDOW_S. A jump apex is far
 # above its take-off and landing, slow drift in height moves the sole by much less in that window.
@@ -153,6 +153,140 @@ def lock_feet(joints: np.ndarray, height: float = FOOT_LOCK_HEIGHT) -> np.ndarra
     out = joints.copy()
     out[:, :, [0, 2]] += offset[:, None, :]
     return out
+
+
+# Foot planting (plant_feet). A foot is planted where its sole is within FOOT_LOCK_HEIGHT of the floor and
+# its contact point moves slower than PLANT_SPEED (m/s, smoothed over PLANT_SMOOTHING frames) for at
+# least PLANT_MIN_S; a foot that travels between two plants is lifted into a step STEP_LIFT_PER_M of the
+# distance it travels high, at most STEP_LIFT_MAX_M (a 10 cm step leaves the 5 cm band in which the usual
+# skating measure counts a foot as in contact).
+PLANT_SPEED = 0.5
+PLANT_SMOOTHING = 2.0
+PLANT_MIN_S = 0.05
+STEP_LIFT_PER_M = 0.5
+STEP_LIFT_MAX_M = 0.10
+STEP_EASE = 0.15  # of a step's time: the foot lifts before it goes over, and lands after
+PLANT_FADE_S = 0.15  # before the first plant and after the last, the pin fades over this time
+# A leg is never stretched straighter than this share of its length: a fully straight knee flips.
+MAX_REACH = 0.995
+KNEE_FORWARD_M = 0.02  # how far a knee's bending side is nudged forward
+
+
+def _turn_between(a: np.ndarray, b: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``v`` (N, 3) turned by the shortest rotation taking unit ``a`` onto unit ``b`` (Rodrigues)."""
+    axis = np.cross(a, b)
+    sin = np.linalg.norm(axis, axis=1, keepdims=True)
+    cos = np.sum(a * b, axis=1, keepdims=True)
+    k = axis / np.maximum(sin, 1e-12)
+    return v * cos + np.cross(k, v) * sin + k * np.sum(k * v, axis=1, keepdims=True) * (1 - cos)
+
+
+def _solve_legs(joints: np.ndarray, ankle_shift: np.ndarray) -> np.ndarray:
+    """Move each ankle by ``ankle_shift`` (T, 2, 3) [left, right], the hip fixed and the bones' lengths
+    kept (two-bone IK, the knee bending in the plane it bent in), the toe moved with the ankle. An ankle
+    out of the leg's reach stops where the leg is (almost) straight."""
+    out = joints.copy()
+    for side, (hip_i, knee_i, ankle_i) in enumerate(LEGS):
+        moving = np.abs(ankle_shift[:, side]).sum(axis=1) > 0
+        if not moving.any():
+            continue
+        hip, knee, ankle = (joints[moving, i] for i in (hip_i, knee_i, ankle_i))
+        thigh = np.linalg.norm(knee - hip, axis=1)
+        shin = np.linalg.norm(ankle - knee, axis=1)
+        reach = ankle + ankle_shift[moving, side] - hip
+        dist = np.linalg.norm(reach, axis=1)
+        clamped = np.clip(dist, np.abs(thigh - shin) + 1e-6, MAX_REACH * (thigh + shin))
+        along = reach / np.maximum(dist, 1e-9)[:, None]
+        target = hip + along * clamped[:, None]
+        # the knee lies on the circle of points a thigh from the hip and a shin from the ankle: on the side
+        # it bent to, nudged forward (where the body faces, as knees bend), which decides for a knee that
+        # was (nearly) straight and so had no side, or a hair's breadth backwards
+        a = (thigh**2 - shin**2 + clamped**2) / (2 * clamped)
+        h = np.sqrt(np.maximum(thigh**2 - a**2, 0.0))
+        # the side, taken across the leg as it was and turned with the leg (the shortest turn from the
+        # old hip-ankle line onto the new one), so a leg swung far keeps its knee in front
+        before = (ankle - hip) / np.maximum(np.linalg.norm(ankle - hip, axis=1, keepdims=True), 1e-12)
+        bend = knee - hip + KNEE_FORWARD_M * facing_direction(joints[moving])
+        bend -= np.sum(bend * before, axis=1, keepdims=True) * before
+        bend = _turn_between(before, along, bend)
+        bend -= np.sum(bend * along, axis=1, keepdims=True) * along  # (round-off)
+        bend /= np.maximum(np.linalg.norm(bend, axis=1, keepdims=True), 1e-12)
+        out[moving, knee_i] = hip + along * a[:, None] + bend * h[:, None]
+        out[moving, ankle_i] = target
+        out[moving, TOES[side]] = joints[moving, TOES[side]] + (target - ankle)
+    return out
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of True in a 1-D bool array."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def _smoothstep(s: np.ndarray) -> np.ndarray:
+    return s * s * (3.0 - 2.0 * s)
+
+
+def _foot_shift(point: np.ndarray, sole: np.ndarray, fps: float, height: float) -> np.ndarray:
+    """(T, 3) how far to move one foot: to its spot while planted, from spot to spot while it travels
+    (lifted into a step where it would slide along the floor), fading out before the first and after
+    the last plant. ``point`` (T, 3) the foot's contact point, ``sole`` (T,) its sole height."""
+    n = len(point)
+    flat = point[:, [0, 2]]
+    speed = np.zeros(n)
+    speed[1:] = np.linalg.norm(np.diff(flat, axis=0), axis=1) * fps
+    speed = gaussian_filter1d(speed, PLANT_SMOOTHING, mode="nearest")
+    plants = [(a, b) for a, b in _runs((sole < height) & (speed < PLANT_SPEED)) if b - a >= PLANT_MIN_S * fps]
+    shift = np.zeros((n, 3))
+    if not plants:
+        return shift
+    spots = [flat[a:b].mean(axis=0) for a, b in plants]
+    for (a, b), spot in zip(plants, spots):
+        shift[a:b, [0, 2]] = spot - flat[a:b]
+    for (_, b0), (a1, _), spot0, spot1 in zip(plants, plants[1:], spots, spots[1:]):
+        # travelling from spot0 to spot1, as a step: the foot lifts first, goes over (its own path's bends
+        # kept: how it strays from the straight line between its ends), and comes down last
+        frames = np.arange(b0, a1)
+        u = (frames - (b0 - 1)) / (a1 - (b0 - 1))  # (0, 1) across the travel
+        chord = flat[b0 - 1] + u[:, None] * (flat[a1] - flat[b0 - 1])
+        over = _smoothstep(np.clip((u - STEP_EASE) / (1 - 2 * STEP_EASE), 0.0, 1.0))[:, None]
+        shift[frames[:, None], [0, 2]] = spot0 + over * (spot1 - spot0) + (flat[frames] - chord) - flat[frames]
+        lift = min(STEP_LIFT_PER_M * float(np.linalg.norm(spot1 - spot0)), STEP_LIFT_MAX_M)
+        lift *= _smoothstep(np.clip(np.minimum(u, 1 - u) / (2 * STEP_EASE), 0.0, 1.0))
+        shift[frames, 1] = np.maximum(lift - sole[frames], 0.0)  # only what the foot is not already lifted
+    fade = max(1, int(round(PLANT_FADE_S * fps)))
+    first, last = plants[0][0], plants[-1][1] - 1
+    before = np.arange(max(0, first - fade), first)
+    shift[before[:, None], [0, 2]] = _smoothstep((before - (first - fade)) / fade)[:, None] * (spots[0] - flat[first])
+    after = np.arange(last + 1, min(n, last + 1 + fade))
+    shift[after[:, None], [0, 2]] = _smoothstep(1 - (after - last) / fade)[:, None] * (spots[-1] - flat[last])
+    return shift
+
+
+def plant_feet(joints: np.ndarray, fps: float = 60, height: float = FOOT_LOCK_HEIGHT) -> np.ndarray:
+    """Feet that stay on their spot while on the floor and step (not slide) between spots (T, 24, 3) -> same.
+
+    ``lock_feet`` moves the body over the lower foot; the other foot, and a foot the decoder moves
+    under a still body, can still slide, and decoded steps barely leave the floor. Here each foot is
+    planted where its sole is within ``height`` of the floor (y = 0: call after ``ground_feet``) and its
+    contact point (the ankle, the toe or between them, as ``lock_feet`` finds it) is slow: it is pinned
+    to its mean spot over the plant. Between two plants the foot goes from one spot to the next along
+    its own path, lifted into a step where it would skim the floor. The ankle is moved by two-bone IK on
+    hip-knee-ankle (bone lengths kept, the knee bending in its own plane, the toe following); the
+    pelvis and the upper body are unchanged, and a spot out of the leg's reach is approached as far as
+    the straight leg allows.
+    """
+    joints = check_joints(joints)
+    for name, value in (("fps", fps), ("height", height)):
+        if not (np.isfinite(value) and value > 0):
+            raise InvalidOptionError(f"the foot planting {name} must be a positive number, got {value}")
+    above = _sole_under_joints(joints)  # (T, 2, 2)
+    sole = np.maximum(above.min(axis=-1), 0.0)  # (T, 2)
+    closeness = np.clip(1.0 - (above - sole[..., None]) / height, 0.0, 1.0)
+    point = (closeness[..., :1] * joints[:, ANKLES] + closeness[..., 1:] * joints[:, TOES]) / closeness.sum(
+        -1, keepdims=True)  # (T, 2, 3)
+    shift = np.stack([_foot_shift(point[:, side], sole[:, side], fps, height) for side in range(2)], axis=1)
+    return _solve_legs(joints, shift)
 
 
 # --- frame rate --------------------------------------------------------------------------------------------

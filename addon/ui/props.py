@@ -111,7 +111,8 @@ class DANCE_PG_scene(PropertyGroup):
     )
     lock_feet: BoolProperty(  # type: ignore[valid-type]
         name="Lock Feet", default=True,
-        description="Keep a planted foot from sliding: the body moves over it instead (poses unchanged)",
+        description="Keep planted feet from sliding: the body moves over the planted foot, each foot stays on "
+                    "its spot while planted and steps between spots (the legs bend to reach)",
     )
     # Starting pose codes: the first (upper, lower) token of the dance.
     use_start_codes: BoolProperty(  # type: ignore[valid-type]

@@ -130,16 +130,21 @@ def test_default_model_dances_to_the_demo_song(tmp_path):
 
 @pytest.mark.slow
 def test_default_salsa_moves_like_real_salsa_and_the_styles_differ(tmp_path, data_dir):
-    """Issue #12's "alive" figure on the demo song's first 12 s: the salsa dance moves at 0.7-1.3x the
+    """Issue #12's "alive" figures on the demo song's first 12 s: the salsa dance moves at 0.7-1.3x the
     speed of real salsa takes at their true frame rate (this model decoded greedily moves at 0.12x of
-    one of them: the reason its default decoding samples); asked for ballet, it is another dance."""
+    one of them: the reason its default decoding samples) and its feet skate no more than 1.2x theirs
+    (with the engine's foot lock and planting 0.6x; 2.1x without either, 1.4x with the lock alone);
+    asked for ballet, it is another dance."""
     from training.data import load_bvh_clip
-    from training.metrics.physical import mean_joint_speed
+    from training.metrics.physical import foot_skating_ratio, mean_joint_speed
 
     takes = [load_bvh_clip(data_dir / "cmu_salsa_duet" / f"{n}.bvh").joints for n in ("60_02", "60_05", "61_10")]
-    real = np.average([mean_joint_speed(j, 60.0) for j in takes], weights=[len(j) for j in takes])
+    weights = [len(j) for j in takes]
+    real = np.average([mean_joint_speed(j, 60.0) for j in takes], weights=weights)
+    real_skating = np.average([foot_skating_ratio(j, 60.0) for j in takes], weights=weights)
     salsa, _ = _demo_dances(tmp_path, seconds=12.0, style="salsa")
     assert 0.7 <= mean_joint_speed(salsa.joints, 60.0) / real <= 1.3
+    assert foot_skating_ratio(salsa.joints, 60.0) <= 1.2 * real_skating
     ballet, _ = _demo_dances(tmp_path, seconds=12.0, style="ballet")
     assert not np.array_equal(ballet.codes_up, salsa.codes_up)
 

@@ -7,6 +7,7 @@ from engine.postprocess import (
     contact_frames,
     ground_feet,
     lock_feet,
+    plant_feet,
     resample_joints,
     resample_rotations,
     sole_height,
@@ -189,3 +190,78 @@ def test_lock_feet_leaves_a_body_in_the_air_alone():
     np.testing.assert_array_equal(lock_feet(flying), flying)
     with pytest.raises(InvalidOptionError, match="foot lock height"):
         lock_feet(flying, height=0.0)
+
+
+def _standing(num_frames: int) -> np.ndarray:
+    """The rest pose standing on y = 0 with slightly bent knees (so a leg can reach both ways)."""
+    aa = np.zeros((num_frames, 24, 3))
+    aa[:, 1, 0] = aa[:, 2, 0] = -0.25  # hips flexed
+    aa[:, 4, 0] = aa[:, 5, 0] = 0.5  # knees bent
+    joints = sk.forward_kinematics(aa)
+    joints[:, :, 1] -= sole_height(joints)[:, None]
+    return joints
+
+
+def test_plant_feet_keeps_a_swaying_bodys_feet_on_their_spots():
+    """A body swaying 4 cm side to side with rigid legs: its feet slide on the floor (8 cm). Planted,
+    both feet stay on one spot (within 1 mm) while the knees bend to reach; pelvis, upper body and bone
+    lengths are the body's own and no foot goes below the floor."""
+    body = _standing(240)
+    body[:, :, 0] += 0.04 * np.sin(2 * np.pi * 1.5 * np.arange(240) / FPS)[:, None]  # up to 0.38 m/s
+    planted = plant_feet(body)
+    for joint in (*sk.ANKLES, *sk.TOES):
+        spread = np.ptp(planted[:, joint, [0, 2]], axis=0)
+        assert spread.max() < 1e-3, (joint, spread)
+    untouched = [j for j in range(24) if j not in (4, 5, 7, 8, 10, 11)]  # all but knees, ankles, toes
+    np.testing.assert_array_equal(planted[:, untouched], body[:, untouched])
+    np.testing.assert_allclose(sk.bone_lengths(planted), sk.bone_lengths(body), atol=1e-9)
+    assert sole_height(planted).min() >= -1e-9
+    # the knees bent the way they were bent (forward), not backwards
+    for hip, knee, ankle in sk.LEGS:
+        mid = (planted[:, hip] + planted[:, ankle]) / 2
+        ahead = np.sum((planted[:, knee] - mid) * sk.facing_direction(planted), axis=-1)
+        assert (ahead > 0).all()
+
+
+def test_plant_feet_turns_a_slide_into_a_step():
+    """A body gliding 0.4 m forward in 0.5 s between two stands, legs rigid: both feet skate along the
+    floor. Planted, each foot stands still before and after and travels lifted in between (a step of at
+    least 3 cm at its middle), landing where the glide took it."""
+    from training.metrics.physical import foot_skating_ratio
+
+    n = 180
+    body = _standing(n)
+    s = np.clip((np.arange(n) - 60) / 30.0, 0.0, 1.0)
+    body[:, :, 2] += (0.4 * s * s * (3 - 2 * s))[:, None]
+    planted = plant_feet(body)
+    assert foot_skating_ratio(planted, FPS) < 0.5 * foot_skating_ratio(body, FPS)
+    for ankle in sk.ANKLES:
+        assert np.abs(planted[:50, ankle] - planted[0, ankle]).max() < 1e-3  # standing before
+        assert np.abs(planted[100:, ankle] - planted[-1, ankle]).max() < 1e-3  # and after
+        np.testing.assert_allclose(planted[-1, ankle, [0, 2]], body[-1, ankle, [0, 2]], atol=2e-3)
+        assert planted[60:90, ankle, 1].max() - body[60:90, ankle, 1].max() >= 0.03  # lifted
+
+
+def test_plant_feet_barely_changes_real_dance(data_dir):
+    """A real salsa take keeps its dance: its legs move by under 3 cm at the median (a pivot on the
+    ball of a foot is pinned too), its foot skating does not rise, it is at most a little shakier (the
+    pinned pivots: 1.13x here), and every bone keeps its length."""
+    from training.data import load_bvh_clip
+    from training.metrics.physical import foot_skating_ratio, jitter
+
+    take = ground_feet(load_bvh_clip(data_dir / "cmu_salsa_duet" / "61_05.bvh").joints[:1800].astype(np.float64))
+    planted = plant_feet(take)
+    moved = np.linalg.norm(planted - take, axis=-1)[:, [4, 5, 7, 8, 10, 11]]
+    assert np.median(moved) < 0.03
+    assert foot_skating_ratio(planted, FPS) <= foot_skating_ratio(take, FPS)
+    assert jitter(planted, FPS) <= 1.15 * jitter(take, FPS)
+    np.testing.assert_allclose(sk.bone_lengths(planted), sk.bone_lengths(take), atol=1e-9)
+
+
+def test_plant_feet_leaves_a_body_in_the_air_alone_and_checks_its_options():
+    flying = np.tile(sk.REST_JOINTS, (60, 1, 1)) + [0.0, 1.5, 0.0]
+    flying[:, :, 0] += np.linspace(0, 1, 60)[:, None]
+    np.testing.assert_array_equal(plant_feet(flying), flying)
+    for bad in ({"fps": 0.0}, {"height": -1.0}, {"height": float("nan")}):
+        with pytest.raises(InvalidOptionError, match="foot planting"):
+            plant_feet(flying, **bad)
