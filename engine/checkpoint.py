@@ -86,6 +86,9 @@ class ModelConfig:
     # The decoding this model dances best with when the user asks for none (engine.sampling.DECODING_KEYS:
     # greedy, temperature, top_k, style_guidance); {} = the official greedy decoding.
     decoding: dict[str, object] = field(default_factory=dict)
+    # Per style, what differs from ``decoding`` for a dance asked for that style (e.g. a higher temperature
+    # for a style the GPT saw little of and dances too slowly; ``python -m training choose-start``).
+    style_decoding: dict[str, dict[str, object]] = field(default_factory=dict)
     # The duet's follower GPT on this model's codes (engine.models.follower), when the folder has one.
     follower: FollowerConfig | None = None
 
@@ -134,6 +137,18 @@ class ModelConfig:
             SamplingOptions(**self.decoding).check()  # type: ignore[arg-type]
         except (InvalidOptionError, TypeError) as exc:
             raise CheckpointError(f"the model's default decoding is invalid: {exc}") from exc
+        self.style_decoding = {str(k): dict(v) for k, v in dict(self.style_decoding).items()}
+        for style, decoding in self.style_decoding.items():
+            if style not in self.styles:
+                raise CheckpointError(f"style_decoding names an unknown style {style!r} (styles: {self.styles})")
+            unknown = set(decoding) - set(DECODING_KEYS)
+            if unknown:
+                raise CheckpointError(f"style_decoding[{style!r}] has unknown keys {sorted(unknown)} "
+                                      f"(known: {', '.join(DECODING_KEYS)})")
+            try:
+                SamplingOptions(**self.decoding_for(style)).check()  # type: ignore[arg-type]
+            except (InvalidOptionError, TypeError) as exc:
+                raise CheckpointError(f"the model's decoding for style {style!r} is invalid: {exc}") from exc
 
     def style_index(self, style: str) -> int:
         """The GPT's style input for a style name: 0 for "any", 1 + its place in ``styles``."""
@@ -148,6 +163,11 @@ class ModelConfig:
     def start_for(self, style: str) -> tuple[int, int]:
         """The start pair a dance in ``style`` begins with when the user gives none."""
         return self.style_starts.get(style, self.default_start)
+
+    def decoding_for(self, style: str) -> dict[str, object]:
+        """The decoding a dance in ``style`` gets where the user chose none: ``decoding`` with the
+        style's own entries (``style_decoding``) over it."""
+        return {**self.decoding, **self.style_decoding.get(style, {})}
 
     def normalise_music(self, features: torch.Tensor) -> torch.Tensor:
         """The GPT's music input: (..., music_dim) features standardised with the model's statistics
@@ -170,6 +190,7 @@ class ModelConfig:
             **({"styles": self.styles,
                 "style_starts": {k: list(v) for k, v in self.style_starts.items()}} if self.styles else {}),
             **({"decoding": self.decoding} if self.decoding else {}),
+            **({"style_decoding": self.style_decoding} if self.style_decoding else {}),
             **({"follower": self.follower.to_dict()} if self.follower is not None else {}),
         }
 
@@ -190,6 +211,7 @@ class ModelConfig:
                 styles=list(d.get("styles", [])),
                 style_starts=dict(d.get("style_starts", {})),
                 decoding=dict(d.get("decoding", {})),
+                style_decoding=dict(d.get("style_decoding", {})),
                 follower=_fields_config(FollowerConfig, d["follower"], "follower") if "follower" in d else None,
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -54,7 +54,8 @@ class GenerateOptions:
     style:       the dance style the GPT is asked for: "any" or one of the model's ``config.styles``.
     start_codes: (up, down) codes of the first token; None takes the style's start pair (or the model's).
     sampling:    greedy (the official sampler) or temperature / top-k with a seed, exact or fast; what
-                 is left open (None) is the model's default decoding (``ModelConfig.decoding``); by
+                 is left open (None) is the model's default decoding for the style
+                 (``ModelConfig.decoding_for``); by
                  default no code pair is held longer than 2 s (``SamplingOptions.max_repeat``).
     fps:         output frame rate: 60 (native), 30 or 24 (resampled).
     beat_sync:   re-time the dance so its moves land on the song's beats (``engine.beats``); None leaves
@@ -157,7 +158,7 @@ class Choreographer:
         style, start codes); returns the start codes. Raises ``InvalidOptionError`` naming the bad one."""
         check_fps(options.fps)
         options.sampling.check()
-        sampling = options.sampling.resolved(self.model.config.decoding)
+        sampling = options.sampling.resolved(self.model.config.decoding_for(options.style))
         sampling.check()
         if sampling.draft is not None and not sampling.greedy:
             raise InvalidOptionError("a draft model checks greedy tokens, and this dance is sampled (the model's "
@@ -292,7 +293,7 @@ class Choreographer:
 
     def _sampling(self, options: GenerateOptions) -> SamplingOptions:
         """The model's default decoding wherever the user left the choice open, then the style input."""
-        return replace(options.sampling.resolved(self.model.config.decoding),
+        return replace(options.sampling.resolved(self.model.config.decoding_for(options.style)),
                        style=self.model.config.style_index(options.style))
 
     def generate_many(

@@ -52,8 +52,13 @@ def test_model_has_the_styles_and_its_own_decoding():
     cfg = load_model(MODEL_DIR).config
     assert cfg.styles == list(STYLES) and cfg.gpt.n_styles == len(STYLES)
     assert set(cfg.style_starts) == set(STYLES)  # choose-start picked a start for every style
-    # sampled at temperature 1 (greedy collapses onto slow codes), the style steered with guidance 2.5
-    assert cfg.decoding == {"greedy": False, "temperature": 1.0, "style_guidance": 2.5}
+    # sampled (greedy collapses onto slow codes), the style steered with guidance 2.5; choose-start set a
+    # temperature for "any" and for every style, higher where the style's dances were slow (never below 1)
+    assert cfg.decoding["greedy"] is False and cfg.decoding["style_guidance"] == 2.5
+    assert set(cfg.style_decoding) == set(STYLES)
+    temperatures = {s: cfg.decoding_for(s)["temperature"] for s in ("any", *STYLES)}
+    assert all(1.0 <= t <= 1.5 for t in temperatures.values()), temperatures
+    assert temperatures["salsa"] == 1.0 and temperatures["ballet"] > 1.0 and temperatures["indian"] > 1.0
 
 
 def test_configs_hold_the_measurement_song_out():

@@ -268,10 +268,15 @@ def test_model_styles_round_trip_and_are_checked(tmp_path):
 
     base = debug_model_config()
     gpt = dataclasses.replace(base.gpt, n_styles=2)
-    config = dataclasses.replace(base, gpt=gpt, styles=["salsa", "ballet"], style_starts={"salsa": (3, 4)})
+    config = dataclasses.replace(base, gpt=gpt, styles=["salsa", "ballet"], style_starts={"salsa": (3, 4)},
+                                 decoding={"greedy": False, "temperature": 1.0, "style_guidance": 2.0},
+                                 style_decoding={"ballet": {"temperature": 1.3}})
     out = save_model(build_model(config), tmp_path / "styled")
     loaded = load_model(out).config
     assert loaded.styles == ["salsa", "ballet"] and loaded.style_starts == {"salsa": (3, 4)}
+    assert loaded.style_decoding == {"ballet": {"temperature": 1.3}}
+    assert loaded.decoding_for("ballet") == {"greedy": False, "temperature": 1.3, "style_guidance": 2.0}
+    assert loaded.decoding_for("salsa") == loaded.decoding_for("any") == loaded.decoding
     assert [loaded.style_index(s) for s in ("any", "salsa", "ballet")] == [0, 1, 2]
     assert loaded.start_for("salsa") == (3, 4) and loaded.start_for("ballet") == loaded.default_start
     assert "styles" not in base.to_dict()  # a model without styles writes the config it always did
@@ -281,6 +286,9 @@ def test_model_styles_round_trip_and_are_checked(tmp_path):
         ({"styles": ["any", "salsa"]}, "distinct, non-empty and not 'any'"),
         ({"style_starts": {"tango": (0, 0)}}, "unknown style 'tango'"),
         ({"style_starts": {"salsa": (0, 999)}}, "outside the codebooks"),
+        ({"style_decoding": {"tango": {"temperature": 1.2}}}, "style_decoding names an unknown style 'tango'"),
+        ({"style_decoding": {"ballet": {"heat": 1.2}}}, "unknown keys ['heat']"),
+        ({"style_decoding": {"ballet": {"temperature": -1.0}}}, "decoding for style 'ballet' is invalid"),
     ]:
         with pytest.raises(CheckpointError, match=re.escape(message)):
             dataclasses.replace(config, **changes)

@@ -369,3 +369,26 @@ def test_a_models_default_decoding_applies_where_the_user_chose_none(tiny_model_
                     "--greedy", "--formats", "json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "out" / f"{short_song.stem}.json").read_text())["sampling"]["greedy"] is True
+
+
+def test_a_style_may_have_its_own_default_decoding(styled_model_dir, short_song, tmp_path):
+    """``style_decoding``: a dance asked for that style gets its temperature where the user chose none;
+    other styles and "any" keep the model's; a temperature the user gives wins."""
+    import json
+    import shutil
+
+    from engine.options import build_options
+
+    hot = tmp_path / "hot"
+    shutil.copytree(styled_model_dir, hot)
+    config = json.loads((hot / "config.json").read_text())
+    config["decoding"] = {"greedy": False, "temperature": 1.0}
+    config["style_decoding"] = {"ballet": {"temperature": 1.6}}
+    (hot / "config.json").write_text(json.dumps(config))
+    chor = Choreographer(hot)
+    feats = chor.features(short_song)
+    temperature = {style: chor.generate(short_song, build_options(rotations=False, style=style), features=feats)
+                   .meta["sampling"]["temperature"] for style in ("any", "salsa", "ballet")}
+    assert temperature == {"any": 1.0, "salsa": 1.0, "ballet": 1.6}
+    chosen = chor.generate(short_song, build_options(rotations=False, style="ballet", temperature=0.7), features=feats)
+    assert chosen.meta["sampling"]["temperature"] == 0.7

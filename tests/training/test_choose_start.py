@@ -1,4 +1,4 @@
-"""The rule that picks a model's default start codes (training.choose_start)."""
+"""The rules that pick a model's default start codes and temperatures (training.choose_start)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.errors import DanceError
-from training.choose_start import candidate_starts, choose_start, pick_start
+from training.choose_start import candidate_starts, choose_start, pick_start, pick_temperature
 
 
 def test_candidates_are_the_most_common_first_pairs():
@@ -26,6 +26,19 @@ def test_pick_is_the_closest_speed_among_starts_whose_feet_do_not_slide_more():
     assert pick_start(rows, speed_target=1.1, skating_limit=0.5)["start"] == [3, 3]
     # nothing qualifies: the one whose feet slide least
     assert pick_start(rows[1:2] + rows[3:], speed_target=1.1, skating_limit=0.1)["start"] == [4, 4]
+
+
+def test_the_temperature_is_the_lowest_that_reaches_the_speed():
+    rows = [
+        {"temperature": 1.0, "speed": 0.80, "skating": 0.1},
+        {"temperature": 1.1, "speed": 0.97, "skating": 0.2},  # within 5 %: the lowest such one wins
+        {"temperature": 1.3, "speed": 1.00, "skating": 0.2},  # exact, but more random than needed
+        {"temperature": 1.5, "speed": 1.02, "skating": 0.6},  # its feet slide
+    ]
+    assert pick_temperature(rows, speed_target=1.0, skating_limit=0.3)["temperature"] == 1.1
+    # none within 5 %: the closest speed among those whose feet do not slide more
+    assert pick_temperature(rows[:1] + rows[3:], speed_target=1.0, skating_limit=0.3)["temperature"] == 1.0
+    assert pick_temperature(rows, speed_target=1.4, skating_limit=0.3)["temperature"] == 1.3
 
 
 def test_bad_requests_are_refused(tmp_path):

@@ -71,20 +71,27 @@ def test_four_stages_export_and_generate(data_dir, short_song, tmp_path, one_thr
     assert config["styles"] == list(STYLES)  # the style input came through the actor-critic stage
 
     # choose-start: each of the 3 most common first pairs dances; the pick follows the rule and lands in the config
-    from training.choose_start import candidate_starts, choose_start, pick_start
+    from training.choose_start import candidate_starts, choose_start, pick_start, pick_temperature
 
     # (the tiny data is all street dance: "any" and "street" get a start, the other styles have no windows)
-    result = choose_start(model_dir, gpt_cfg, [song], top=3, seconds=3.0)["styles"]
+    result = choose_start(model_dir, gpt_cfg, [song], top=3, seconds=3.0, temperatures=[0.8, 1.3])["styles"]
     assert set(result) == {"any", "street"}
     with np.load(work / "gpt" / CODES_FILE) as cached:
         expected = candidate_starts(cached["up"], cached["down"], 3)
     for r in result.values():
         assert r["chosen"] == pick_start(r["candidates"], r["training_speed"], r["training_skating"])["start"]
     assert [tuple(r["start"]) for r in result["any"]["candidates"]] == expected
+    for r in result.values():  # each style's temperature by the same rule, from its chosen start
+        assert [row["temperature"] for row in r["temperatures"]] == [0.8, 1.3]
+        assert all(row["start"] == r["chosen"] for row in r["temperatures"])
+        assert r["temperature"] == pick_temperature(r["temperatures"], r["training_speed"],
+                                                    r["training_skating"])["temperature"]
     rewritten = json.loads((model_dir / "config.json").read_text())
     assert rewritten["default_start"] == result["any"]["chosen"]
     assert rewritten["style_starts"] == {"street": result["street"]["chosen"]}
-    changed = ("default_start", "style_starts")
+    assert rewritten["decoding"] == {**config.get("decoding", {}), "temperature": result["any"]["temperature"]}
+    assert rewritten["style_decoding"] == {"street": {"temperature": result["street"]["temperature"]}}
+    changed = ("default_start", "style_starts", "decoding", "style_decoding")
     assert {k: v for k, v in rewritten.items() if k not in changed} == \
         {k: v for k, v in config.items() if k not in changed}  # nothing else changed
 
