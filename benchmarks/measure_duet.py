@@ -13,6 +13,9 @@ same for the controls, scored the same way:
 * C3: the solo model's dance to the same music, placed at the real couples' mean offset in front of
   the leader and turned to face him.
 
+Also the follower's placement slide (cm per step it is carried to its place rather than moved by its
+own steps; what the RL phase ``python -m training duet-rl`` minimises) for the model and C1, C2.
+
 Printed and written as JSON: every measure per condition (mean over seeds), the real takes' range, the
 Wasserstein-1 distance of the pelvis distances to the real follower's, the BED difference to C1 with a
 bootstrap interval over the leader's beats, solo quality against the real follower (speed, skating,
@@ -60,6 +63,16 @@ def placed_solo(solo: np.ndarray, leader: np.ndarray, offset: np.ndarray) -> np.
     out[..., 0] += target[:, None, 0]
     out[..., 2] += target[:, None, 2]
     return out
+
+
+def placement_slide_cm(vqvae, dance, leader: np.ndarray) -> float:
+    """Mean cm per step the follower is carried to its place rather than moved by its own steps
+    (``engine.duet.placement_drift``: what the duet's RL phase minimises), from the dance's codes."""
+    from engine.duet import decode_follower, placement_drift
+
+    drift = placement_drift(decode_follower(vqvae, dance.codes_up, dance.codes_down),
+                            dance.meta["relative_position_codes"], leader)
+    return float(100 * np.linalg.norm(np.diff(drift, axis=0), axis=1).sum() / (len(drift) / 8))
 
 
 def bootstrap_difference(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float, float]:
@@ -117,12 +130,14 @@ def main() -> None:
         wav, _ = accompaniment_for_motion(lead, default_cache_dir().parent / "accompaniment", "leader")
         conditions: dict[str, list[np.ndarray]] = {"model": [], "C1 leader 4 s late": [], "C2 another leader": [],
                                                    "C3 solo placed": []}
+        slides: dict[str, list[float]] = {name: [] for name in conditions}
         for seed in range(args.seeds):
             options = GenerateOptions(sampling=SamplingOptions(greedy=False, seed=seed), rotations=False)
-            conditions["model"].append(chor.accompany(lead, options=options).joints)
-            conditions["C1 leader 4 s late"].append(
-                chor.accompany(delayed(lead, int(SHIFT_S * 60)), options=options).joints)
-            conditions["C2 another leader"].append(chor.accompany(other_lead, options=options).joints)
+            for name, leader in (("model", lead), ("C1 leader 4 s late", delayed(lead, int(SHIFT_S * 60))),
+                                 ("C2 another leader", other_lead)):
+                dance = chor.accompany(leader, options=options)
+                conditions[name].append(dance.joints)
+                slides[name].append(placement_slide_cm(chor.model.vqvae, dance, leader))
             solo = chor.generate(wav, replace(options, sampling=SamplingOptions(greedy=False, seed=seed)))
             conditions["C3 solo placed"].append(placed_solo(solo.joints, lead, mean_offset))
         real_distance = m.pelvis_distance(lead, real)
@@ -139,6 +154,7 @@ def main() -> None:
             row["skating_vs_real"] = float(np.mean([foot_skating_ratio(f, 60.0) for f in followers]) /
                                            max(real_skating, 1e-6))
             row["longest_freeze_s"] = float(max(longest_frozen_seconds(f, 60.0) for f in followers))
+            row["placement_slide_cm"] = float(np.mean(slides[name])) if slides[name] else float("nan")
             summary[name] = row
             beds[name] = np.concatenate([m.beat_echoes(lead[: len(f)], f) for f in followers])
         diff, lo, hi = bootstrap_difference(beds["model"], beds["C1 leader 4 s late"])
@@ -156,7 +172,7 @@ def main() -> None:
         print(f"== {take} ({args.seeds} seeds)")
         keys = ["median_distance_m", "distance_w1_m", "in_front", "facing_each_other", "torso_clash",
                 "hand_contact", "bed", "speed_correlation", "mirror_copy_distance_m", "speed_vs_real",
-                "skating_vs_real", "longest_freeze_s"]
+                "skating_vs_real", "longest_freeze_s", "placement_slide_cm"]
         names = [n for n in summary if isinstance(summary[n], dict) and "bed" in summary[n]]
         print(f"{'':<24}" + "".join(f"{n[:18]:>20}" for n in names))
         for key in keys:

@@ -128,24 +128,41 @@ def sample_follower(
 
 
 @torch.no_grad()
-def follower_joints(vqvae: SepVQVAE, up: np.ndarray, down: np.ndarray, rel: np.ndarray, leader: np.ndarray,
-                    grid: PolarGrid = DEFAULT_GRID) -> np.ndarray:
-    """The follower's world joints (8N, 24, 3) at 60 fps: the decoded dance (its own steps and height),
-    its place on the floor kept around the leader where the relative-position codes (one per token) put
-    it, corrected slowly (``PLACEMENT_SMOOTH_S``); feet on the floor."""
+def decode_follower(vqvae: SepVQVAE, up: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """The follower's dance as its codes decode it (8N, 24, 3), float64: its own steps and height, not
+    yet placed."""
     device = next(vqvae.parameters()).device
     decoded = vqvae.decode(torch.as_tensor(up, device=device)[None], torch.as_tensor(down, device=device)[None])
-    joints = integrate_root(decoded)[0].float().cpu().numpy().astype(np.float64)  # (8N, 24, 3)
+    return integrate_root(decoded)[0].float().cpu().numpy().astype(np.float64)
+
+
+def placement_drift(joints: np.ndarray, rel: np.ndarray, leader: np.ndarray,
+                    grid: PolarGrid = DEFAULT_GRID) -> np.ndarray:
+    """(T, 2) how far (x, z) the decoded follower ``joints`` (T, 24, 3) is moved on the floor on each frame
+    to stand where its relative-position codes (one per token) put it around ``leader`` (held past his
+    end). Its change from frame to frame is motion the follower's own steps did not make: what its feet
+    would slide by (the duet's RL phase rewards keeping it small)."""
     frames = joints.shape[0]
     leader = check_joints(leader, "the leader's joints")
     leader = leader[np.minimum(np.arange(frames), len(leader) - 1)]
     place = np.repeat(np.asarray(rel), FRAMES_PER_TOKEN)[:frames]
-    target = grid.decode(place, leader, MOTION_FPS)  # (8N, 3), y = 0: where the codes put the pelvis
+    target = grid.decode(place, leader, MOTION_FPS)  # (T, 3), y = 0: where the codes put the pelvis
     # The decoded steps move the pelvis as the feet carry it; the codes say where it should be around
     # the leader. Forcing it there every frame would slide the planted feet (and jitter from bin to bin),
     # so the pelvis keeps its own motion and only the slow part of the difference is corrected.
-    drift = gaussian_filter1d((target - joints[:, 0])[:, [0, 2]], PLACEMENT_SMOOTH_S * MOTION_FPS, axis=0,
-                              mode="nearest")  # (8N, 2)
+    return gaussian_filter1d((target - joints[:, 0])[:, [0, 2]], PLACEMENT_SMOOTH_S * MOTION_FPS, axis=0,
+                             mode="nearest")
+
+
+def follower_joints(vqvae: SepVQVAE, up: np.ndarray, down: np.ndarray, rel: np.ndarray, leader: np.ndarray,
+                    grid: PolarGrid = DEFAULT_GRID) -> np.ndarray:
+    """The follower's world joints (8N, 24, 3) at 60 fps: the decoded dance (its own steps and height),
+    its place on the floor kept around the leader where the relative-position codes (one per token) put
+    it, corrected slowly (``placement_drift``); feet on the floor."""
+    joints = decode_follower(vqvae, up, down)
+    leader = check_joints(leader, "the leader's joints")
+    leader = leader[np.minimum(np.arange(joints.shape[0]), len(leader) - 1)]
+    drift = placement_drift(joints, rel, leader, grid)  # (8N, 2)
     joints[:, :, 0] += drift[:, None, 0]
     joints[:, :, 2] += drift[:, None, 1]
     return keep_apart(ground_feet(joints, fps=MOTION_FPS), leader)  # on its feet first: the gap is 3-D

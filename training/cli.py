@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gpt": ("training.stages.gpt", "stage 3: train the cross-conditional motion GPT on VQ-VAE codes"),
     "actor-critic": ("training.stages.actor_critic", "stage 4: actor-critic fine-tuning with the beat reward"),
     "duet": ("training.stages.duet", "train the duet's follower GPT on the salsa couples (the solo model's VQ-VAE)"),
+    "duet-rl": ("training.stages.duet_rl", "optional RL phase of the follower: feet that agree with where it places itself"),
     "export": ("training.model_export", "write an engine model folder from training runs"),
     "add-follower": ("training.follower_export", "put a duet run's follower GPT into the model folder it was trained on"),
     "choose-start": ("training.choose_start", "set a model's default start codes by how the dances from them move"),

@@ -2,7 +2,7 @@
 
 A config has these sections (every key optional unless a stage needs it; defaults are the paper's)::
 
-    stage: vqvae                 # vqvae | root | gpt | actor-critic | duet (must match the command)
+    stage: vqvae                 # vqvae | root | gpt | actor-critic | duet | duet-rl (must match the command)
     run_dir: runs/paper_vqvae    # where checkpoint.pt, metrics.csv and loss.png go
     batch_size: 32
     epochs: 500                  # optional: sets loop.steps from the number of training windows
@@ -17,6 +17,7 @@ A config has these sections (every key optional unless a stage needs it; default
     actor_critic: {...}          # ActorCriticConfig: songs, reward form and weights, iterations
     follower: {...}              # engine.models.follower.FollowerConfig (duet stage)
     duet:   {...}                # DuetConfig: the couples, held-out takes, copies, music or not
+    duet_rl: {...}               # DuetRLConfig: the follower's RL phase (episodes, reward credit, KL anchor)
 
 Relative paths (data sources, run folders, caches, songs) are resolved against the repository root,
 so ``../shared/data/...`` works from any working directory. ``--set section.key=value`` on the command
@@ -44,7 +45,7 @@ from training.errors import ConfigError
 from training.trainer import LoopConfig, OptimConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("vqvae", "root", "gpt", "actor-critic", "duet")
+STAGES = ("vqvae", "root", "gpt", "actor-critic", "duet", "duet-rl")
 REWARD_FORMS = ("released", "paper", "balanced")
 
 
@@ -57,6 +58,7 @@ class InitConfig:
     vqvae_run: str | None = None  # root: the step-1 run; gpt / actor-critic: the root run (or step 1)
     gpt_run: str | None = None  # actor-critic: the GPT run
     model_dir: str | None = None  # duet: an engine model folder whose VQ-VAE (and music scaling) it uses
+    duet_run: str | None = None  # duet-rl: the duet run whose follower it fine-tunes
 
 
 @dataclass
@@ -110,6 +112,18 @@ class DuetConfig:
 
 
 @dataclass
+class DuetRLConfig:
+    """The follower's RL phase (training.stages.duet_rl): episodes on solo leaders it never danced with,
+    rewarded only for feet that agree with where it places itself."""
+
+    episode_tokens: int = 30  # follower steps per episode (the start step + block_size actions at most)
+    temperature: float = 1.0  # episodes are sampled from the policy at this temperature
+    group: int = 4  # episodes per leader stretch (batch_size / group stretches): each other's baseline
+    credit_decay: float = 0.5  # action k is credited with sum_j decay^|j - k| x reward_j
+    kl_weight: float = 0.1  # + kl_weight x KL(the duet run's follower || policy) per action (0: off)
+
+
+@dataclass
 class TrainConfig:
     stage: str
     run_dir: str
@@ -126,6 +140,7 @@ class TrainConfig:
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     follower: FollowerConfig = field(default_factory=FollowerConfig)
     duet: DuetConfig = field(default_factory=DuetConfig)
+    duet_rl: DuetRLConfig = field(default_factory=DuetRLConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
@@ -160,7 +175,7 @@ def _resolve_paths(cfg: TrainConfig) -> None:
     for name in _DATA_PATH_LISTS:
         setattr(cfg.data, name, [str(resolve_path(p)) for p in getattr(cfg.data, name)])
     cfg.run_dir = str(resolve_path(cfg.run_dir))
-    for name in ("vqvae_run", "gpt_run", "model_dir"):
+    for name in ("vqvae_run", "gpt_run", "model_dir", "duet_run"):
         value = getattr(cfg.init, name)
         if value is not None:
             setattr(cfg.init, name, str(resolve_path(value)))
@@ -281,6 +296,13 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError("actor_critic.false_beat_penalty and kl_weight must not be negative")
     if ac.actor_iters < 1 or ac.critic_iters < 1 or (ac.rollout_every is not None and ac.rollout_every < 1):
         raise ConfigError("actor_critic.actor_iters, critic_iters and rollout_every must be at least 1")
+    rl = cfg.duet_rl
+    if rl.episode_tokens < 2 or not (rl.temperature > 0 and 0 <= rl.credit_decay <= 1 and rl.kl_weight >= 0):
+        raise ConfigError("duet_rl.episode_tokens must be at least 2, temperature positive, credit_decay within "
+                          "0..1 and kl_weight not negative")
+    if cfg.stage == "duet-rl" and (rl.group < 2 or cfg.batch_size % rl.group):
+        raise ConfigError(f"duet_rl.group ({rl.group}) must be at least 2 and divide batch_size ({cfg.batch_size}): "
+                          "the episodes of one leader stretch are each other's baseline")
     if cfg.data.window % 8 != 0:
         raise ConfigError(f"data.window must be a multiple of 8 frames (one token), got {cfg.data.window}")
     if cfg.stage in ("gpt", "actor-critic") and cfg.data.window // 8 > cfg.gpt.block_size + 1:

@@ -20,10 +20,10 @@ from .stages.common import file_digest, read_run
 
 
 def add_follower(duet_run: str | Path, model_dir: str | Path) -> Path:
-    """Put the follower GPT of a ``duet`` run into the model folder whose VQ-VAE it was trained on
+    """Put the follower GPT of a ``duet`` (or ``duet-rl``) run into the model folder whose VQ-VAE it was trained on
     (checked by the VQ-VAE file's digest: codes of another VQ-VAE mean nothing to it); the folder is
     rewritten atomically, replacing a follower it had."""
-    state = read_run(duet_run, ("duet",))
+    state = read_run(duet_run, ("duet", "duet-rl"))
     effective = state["config"]["effective"]
     digest = file_digest(Path(model_dir) / VQVAE_FILE)
     if effective.get("vqvae_digest") != digest:
@@ -41,7 +41,7 @@ def add_follower(duet_run: str | Path, model_dir: str | Path) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", type=Path, required=True, help="the duet run folder")
+    parser.add_argument("--run", type=Path, required=True, help="the duet (or duet-rl) run folder")
     parser.add_argument("--model", type=Path, required=True, help="the model folder it was trained on")
 
 

@@ -36,12 +36,16 @@ stage actor-critic training/configs/default_actor_critic.yaml
 (configs training/configs/default_*.yaml) on AIST++ slices and CMU dance capture (salsa, ballet/modern, street, \
 Indian), with a style input; see assets/MODEL_CARD.md"
 # The GPT run's default start (its most common first pair) is a near-standing pose; pick the start (and
-# each style's) by how the dances from it move, on the actor-critic songs (never the held-out ones).
+# each style's) by how the dances from it move, on the actor-critic songs (never the held-out ones), then
+# each style's temperature the same way (the styles with little data dance too slowly at 1.0).
 "$PY" -m training choose-start --model assets/default_model --config training/configs/default_gpt.yaml \
-    --song ../shared/data/music/vibe_ace.ogg --song ../shared/data/music/lets_go_fishin.ogg
+    --song ../shared/data/music/vibe_ace.ogg --song ../shared/data/music/lets_go_fishin.ogg \
+    --temperatures 1.0 1.1 1.2 1.3 1.4 1.5
 # The duet's follower on this model's codes (the couples; salsa 11 held out), then into the model folder.
 stage duet         training/configs/default_duet.yaml
-"$PY" -m training add-follower --run runs/default_duet --model assets/default_model
+# ... and its RL phase on solo leaders it never danced with: feet that agree with where it places itself.
+stage duet-rl      training/configs/default_duet_rl.yaml
+"$PY" -m training add-follower --run runs/default_duet_rl --model assets/default_model
 echo "== exported assets/default_model ($(du -sh assets/default_model | cut -f1))"
 # Then measure it on the held-out song (a few minutes; writes benchmarks/results/default_model.json),
 # and the follower on the held-out couple (OMP_NUM_THREADS=1 .venv/bin/python benchmarks/measure_duet.py):

@@ -89,3 +89,118 @@ def test_the_follower_goes_into_the_model_it_was_trained_on(data_dir, tiny_model
     with pytest.raises(TrainingError, match="VQ-VAE"):
         add_follower(tmp_path / "run", other)
     assert load_model(other).follower is None  # refused: nothing written
+
+
+# --- the RL phase (training.stages.duet_rl) -------------------------------------------------------------------
+def _rl_config(data_dir, tmp_path, **rl):
+    return config_from_dict({
+        "stage": "duet-rl", "run_dir": str(tmp_path / "rl"), "batch_size": 4,
+        "init": {"duet_run": str(tmp_path / "run")},
+        "data": {"aistpp_csv_dirs": [str(data_dir / "aistpp_slices")], "bvh_paths": [],
+                 "cache_dir": str(tmp_path / "data_cache"), "split_by_style": True},
+        "music": {"feature_cache_dir": str(tmp_path / "features"), "accompaniment_dir": str(tmp_path / "acc")},
+        "duet_rl": {"episode_tokens": 10, "group": 2, **rl},
+        "loop": {"steps": 3, "log_every": 1, "checkpoint_every": 3, "device": "cpu"},
+        "optim": {"lr": 1e-3},
+    })
+
+
+def test_credit_and_slide_per_step():
+    from training.stages.duet_rl import credit_matrix, slide_per_step
+
+    w = credit_matrix(4, 0.5)
+    np.testing.assert_allclose(w[0], [1.0, 0.5, 0.25, 0.125])
+    np.testing.assert_allclose(w, w.T)
+    np.testing.assert_allclose(credit_matrix(3, 0.0), np.eye(3))
+    drift = np.zeros((24, 2))
+    drift[9:, 0] = 0.03  # one jump of 3 cm between frames 8 and 9: inside step 1
+    drift[20:, 1] = 0.04  # and 4 cm between frames 19 and 20: step 2
+    np.testing.assert_allclose(slide_per_step(drift, 3), [0.0, 0.03, 0.04])
+
+
+def test_the_rl_phase_rewards_only_feet_that_agree_with_placement(data_dir, tiny_model_dir, tmp_path):
+    """Episodes on solo leaders (held-out takes never among them), each paid minus the slide its own
+    placement causes, recomputed here from the episode's codes; a policy step makes the best-paid
+    episode more likely and the worst less; the run goes into a model folder and the engine uses it."""
+    import shutil
+
+    from engine.checkpoint import load_model
+    from engine.duet import decode_follower, placement_drift
+    from engine.generate import Choreographer, GenerateOptions
+    from training.follower_export import add_follower
+    from training.stages.duet_rl import DuetRLStage, credit_matrix, slide_per_step
+
+    duet = _config(data_dir, tiny_model_dir, tmp_path)
+    duet.loop.steps = 2
+    train_stage(DuetStage, duet, tmp_path / "run", progress=False)
+    cfg = _rl_config(data_dir, tmp_path)
+    stage = DuetRLStage(cfg, tmp_path / "rl")
+    assert "gLH_sBM_cAll_d18_mLH4_ch02" in stage.held_out  # the street take every stage holds out
+    assert not any("gLH_sBM_cAll_d18" in str(d["name"]) for d in stage.leaders) and len(stage.leaders) >= 4
+    model = stage.build(torch.device("cpu"))
+    batch = stage.batch(0, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert batch["up"].shape == (4, 10) and batch["lead_up"].shape == (4, 10 + 4) and batch["reward"].shape == (4, 9)
+    # two stretches of leaders, two episodes each: same leader, different dances
+    assert torch.equal(batch["episode"][0], batch["episode"][1]) and torch.equal(batch["episode"][2], batch["episode"][3])
+    assert not torch.equal(batch["up"][0], batch["up"][1]) or not torch.equal(batch["rel"][0], batch["rel"][1])
+    assert (batch["reward"] <= 0).all() and (batch["reward"] < 0).any()
+    # the reward of episode 0, recomputed from its codes and its leader (found by its codes)
+    up, down, rel = (batch[k][0].numpy() for k in ("up", "down", "rel"))
+    take, first = batch["episode"][0].tolist()
+    leader = stage.leaders[take]
+    np.testing.assert_array_equal(batch["lead_up"][0, :10].numpy(), leader["up"][first : first + 10])
+    joints = leader["joints"][8 * first : 8 * (first + 10)]
+    drift = placement_drift(decode_follower(stage.vqvae, up, down), rel, joints)
+    np.testing.assert_allclose(batch["reward"][0].numpy(), -100 * slide_per_step(drift, 10)[1:], rtol=1e-5, atol=1e-5)
+
+    # one plain gradient step on this batch: within a group, the better-credited episode gains probability
+    # against the other
+    credit = (batch["reward"].double() @ torch.as_tensor(credit_matrix(9, 0.5))).sum(1)
+    best, worst = (0, 1) if credit[0] > credit[1] else (1, 0)
+
+    def log_p() -> torch.Tensor:
+        with torch.no_grad():
+            logits = model(batch["up"][:, :-1], batch["down"][:, :-1], batch["rel"][:, :-1], batch["lead_up"][:, 1:],
+                           batch["lead_down"][:, 1:], batch["music"][:, 1:])
+        actions = (batch["up"][:, 1:], batch["down"][:, 1:], batch["rel"][:, 1:])
+        return sum(torch.gather(torch.log_softmax(lg, -1), -1, a[..., None])[..., 0].sum(1)
+                   for lg, a in zip(logits, actions))
+
+    before = log_p()
+    loss, logs = stage.loss(model, batch, 0)
+    assert logs["kl"] == pytest.approx(0.0, abs=1e-6) and logs["slide_cm"] > 0  # the policy is still the anchor
+    loss.backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p -= 0.05 * p.grad
+    after = log_p()
+    assert after[best] - before[best] > after[worst] - before[worst]
+
+    # the whole phase: trained weights differ, and they go into the model folder the duet run came from
+    trained = train_stage(DuetRLStage, cfg, tmp_path / "rl", progress=False)
+    assert any(not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), stage.follower_weights.values()))
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    add_follower(tmp_path / "rl", model_dir)
+    follower = load_model(model_dir).follower
+    assert follower is not None
+    for (name, a), (_, b) in zip(trained.state_dict().items(), follower.state_dict().items()):
+        assert torch.equal(a.cpu(), b), name
+    from training.data.duet import load_duet
+
+    couple = load_duet(data_dir / "cmu_salsa_duet" / "60_02.bvh", data_dir / "cmu_salsa_duet" / "61_02.bvh")
+    dance = Choreographer(model_dir).accompany(couple.leader[:240], options=GenerateOptions(rotations=False))
+    assert dance.joints.shape == (240, 24, 3) and np.isfinite(dance.joints).all()
+
+
+def test_bad_rl_configs_are_named(data_dir, tmp_path):
+    from training.stages.duet_rl import DuetRLStage
+
+    cfg = _rl_config(data_dir, tmp_path)
+    cfg.init.duet_run = None
+    with pytest.raises(ConfigError, match="init.duet_run"):
+        DuetRLStage(cfg, tmp_path / "rl")
+    with pytest.raises(ConfigError, match="episode_tokens"):
+        config_from_dict({"stage": "duet-rl", "run_dir": str(tmp_path), "duet_rl": {"episode_tokens": 1}})
+    with pytest.raises(ConfigError, match="divide batch_size"):
+        config_from_dict({"stage": "duet-rl", "run_dir": str(tmp_path), "batch_size": 6, "duet_rl": {"group": 4}})

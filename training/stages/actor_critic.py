@@ -54,6 +54,7 @@ from .common import (
     StageBase,
     add_stage_arguments,
     is_main_process,
+    kl_divergence,
     read_run,
     run_stage_cli,
     vqvae_from_run,
@@ -263,19 +264,13 @@ class ActorCriticStage(StageBase):
             if self.reference is not None:
                 with torch.no_grad():
                     ref_up, ref_down = self.reference(up[:, :-2], down[:, :-2], music[:, 1:-1])
-                kl = _kl(ref_up, logits_up) + _kl(ref_down, logits_down)  # (B, 28)
+                kl = kl_divergence(ref_up, logits_up) + kl_divergence(ref_down, logits_down)  # (B, 28)
                 loss = loss + ac.kl_weight * kl.mean()
                 logs["kl"] = float(kl.mean().detach())
             return loss, logs
         delta = self._delta(model, batch)
         loss = (delta**2).mean()
         return loss, {"critic": float(loss.detach()), "reward": reward_mean}
-
-
-def _kl(reference_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """KL(softmax(reference) || softmax(logits)) over the last axis: (B, t, V) -> (B, t)."""
-    ref = F.log_softmax(reference_logits.float(), dim=-1)
-    return (ref.exp() * (ref - F.log_softmax(logits.float(), dim=-1))).sum(-1)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

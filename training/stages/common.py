@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
 from engine.audio import extract_features
@@ -130,6 +131,14 @@ def clip_music_tokens(clip: MotionClip, cfg: TrainConfig) -> np.ndarray:
     if feats.shape[0] < n_tokens:  # the song ends first: hold its last frame
         feats = np.concatenate([feats, np.repeat(feats[-1:], n_tokens - feats.shape[0], axis=0)])
     return np.ascontiguousarray(feats[:n_tokens], dtype=np.float32)
+
+
+# --- policy fine-tuning --------------------------------------------------------------------------------------
+def kl_divergence(reference_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(reference) || softmax(logits)) over the last axis: (B, t, V) -> (B, t). The RL stages'
+    anchor to the model before fine-tuning."""
+    ref = F.log_softmax(reference_logits.float(), dim=-1)
+    return (ref.exp() * (ref - F.log_softmax(logits.float(), dim=-1))).sum(-1)
 
 
 # --- the stage protocol's shared parts --------------------------------------------------------------------
