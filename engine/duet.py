@@ -25,7 +25,7 @@ from .errors import Cancelled, InvalidOptionError
 from .models.follower import FollowerGPT
 from .models.gpt import KVCache
 from .models.vqvae import SepVQVAE, integrate_root
-from .postprocess import ground_feet
+from .postprocess import ground_feet, move_limb_ends, true_runs
 from .relative_position import DEFAULT_GRID, PolarGrid
 from .sampling import (
     FAST_DEFAULT_SHIFT,
@@ -35,7 +35,7 @@ from .sampling import (
     context_window,
     sampling_generator,
 )
-from .skeleton import check_joints
+from .skeleton import ARMS, HAND_TIPS, check_joints
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
@@ -48,6 +48,12 @@ PLACEMENT_SMOOTH_S = 0.4
 # Torsos (spine joints) of the two are kept at least this far apart (keep_apart).
 MIN_TORSO_GAP_M = 0.25
 TORSO_JOINTS = (3, 6, 9)  # spine1, spine2, spine3
+# join_hands: a follower's hand within HOLD_REACH_M of a leader's hand for at least HOLD_MIN_S takes it
+# (its hand joint HOLD_GAP_M from his: two palms), easing in and out over HOLD_FADE_S.
+HOLD_REACH_M = 0.20
+HOLD_MIN_S = 0.3
+HOLD_GAP_M = 0.04
+HOLD_FADE_S = 0.15
 
 
 @torch.no_grad()
@@ -158,14 +164,16 @@ def follower_joints(vqvae: SepVQVAE, up: np.ndarray, down: np.ndarray, rel: np.n
                     grid: PolarGrid = DEFAULT_GRID) -> np.ndarray:
     """The follower's world joints (8N, 24, 3) at 60 fps: the decoded dance (its own steps and height),
     its place on the floor kept around the leader where the relative-position codes (one per token) put
-    it, corrected slowly (``placement_drift``); feet on the floor."""
+    it, corrected slowly (``placement_drift``); feet on the floor, torsos apart (``keep_apart``), hands
+    that stay close to his taking them (``join_hands``)."""
     joints = decode_follower(vqvae, up, down)
     leader = check_joints(leader, "the leader's joints")
     leader = leader[np.minimum(np.arange(joints.shape[0]), len(leader) - 1)]
     drift = placement_drift(joints, rel, leader, grid)  # (8N, 2)
     joints[:, :, 0] += drift[:, None, 0]
     joints[:, :, 2] += drift[:, None, 1]
-    return keep_apart(ground_feet(joints, fps=MOTION_FPS), leader)  # on its feet first: the gap is 3-D
+    apart = keep_apart(ground_feet(joints, fps=MOTION_FPS), leader)  # on its feet first: the gap is 3-D
+    return join_hands(apart, leader)
 
 
 def keep_apart(follower: np.ndarray, leader: np.ndarray, gap_m: float = MIN_TORSO_GAP_M) -> np.ndarray:
@@ -189,3 +197,46 @@ def keep_apart(follower: np.ndarray, leader: np.ndarray, gap_m: float = MIN_TORS
         out[:, :, 0] += push[:, None, 0]
         out[:, :, 2] += push[:, None, 1]
     return out
+
+
+def join_hands(follower: np.ndarray, leader: np.ndarray, fps: float = MOTION_FPS) -> np.ndarray:
+    """The follower's hands taking the leader's where they come close and stay close (T, 24, 3) -> same.
+
+    Couple dancers hold hands; a generated follower reaches towards the leader's hands but stops a hand's
+    breadth short, so the two seem to mime a hold. Wherever one of the follower's hands stays within
+    ``HOLD_REACH_M`` of one of the leader's for at least ``HOLD_MIN_S`` (passing hands are left alone),
+    her hand is brought to his (``HOLD_GAP_M`` apart, from the side it came from) by two-bone IK on her
+    arm (shoulder fixed, bone lengths kept, the elbow bending as it bent), easing in and out over
+    ``HOLD_FADE_S``; each of his hands takes at most one of hers at a time. Nothing else moves, and a
+    hand out of the arm's reach gets as close as the straight arm allows."""
+    follower = check_joints(follower, "the follower's joints")
+    leader = check_joints(leader, "the leader's joints")
+    n = len(follower)
+    leader = leader[np.minimum(np.arange(n), len(leader) - 1)]
+    mine, his = follower[:, HAND_TIPS], leader[:, HAND_TIPS]  # (T, 2, 3)
+    gaps = np.linalg.norm(mine[:, :, None] - his[:, None], axis=-1)  # (T, her hand, his hand)
+    nearest = gaps.argmin(axis=2)  # (T, 2)
+    near = gaps.min(axis=2) < HOLD_REACH_M  # (T, 2)
+    # his hand goes to the closer of her two hands where both reach for it
+    same = near.all(axis=1) & (nearest[:, 0] == nearest[:, 1])
+    closer_left = gaps[np.arange(n), 0, nearest[:, 0]] <= gaps[np.arange(n), 1, nearest[:, 1]]
+    near[same, 1] &= ~closer_left[same]
+    near[same, 0] &= closer_left[same]
+    fade = max(1, int(round(HOLD_FADE_S * fps)))
+    shift = np.zeros((n, 2, 3))
+    for side in range(2):
+        weight = np.zeros(n)
+        for start, stop in true_runs(near[:, side], int(round(HOLD_MIN_S * fps))):
+            frames = np.arange(max(0, start - fade), min(n, stop + fade))
+            inside = np.clip(np.minimum(frames - (start - fade), (stop - 1 + fade) - frames) / fade, 0.0, 1.0)
+            weight[frames] = np.maximum(weight[frames], inside * inside * (3 - 2 * inside))
+        held = weight > 0
+        if not held.any():
+            continue
+        other = his[np.arange(n), nearest[:, side]]  # (T, 3) his hand nearest hers
+        away = mine[:, side] - other
+        away /= np.maximum(np.linalg.norm(away, axis=1, keepdims=True), 1e-9)
+        target = other + HOLD_GAP_M * away
+        shift[held, side] = weight[held, None] * (target[held] - mine[held, side])
+    return move_limb_ends(follower, ARMS, HAND_TIPS, shift, np.zeros((n, 3)))
+

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InvalidMotionError
+from .postprocess import true_runs
 from .rotation import (
     axis_angle_to_matrix,
     best_rotation,
@@ -175,13 +176,6 @@ def _rotation_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.arccos(np.clip(cos, -1.0, 1.0))
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) of each run of True in a 1-D boolean mask."""
-    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
-
-
 def _hinge_rotation(joints: np.ndarray, offsets: np.ndarray, j: int, parent_rot: np.ndarray,
                     swing: np.ndarray, cos_min: float) -> tuple[np.ndarray, np.ndarray | None]:
     """Hip/shoulder rotation whose twist puts the knee/elbow flexion axis on the posed limb plane.
@@ -214,7 +208,7 @@ def _hinge_rotation(joints: np.ndarray, offsets: np.ndarray, j: int, parent_rot:
         candidates[branch] = cand
     theta = thetas[1.0].copy()
     local_at = {}  # frame -> local rotation at run boundaries
-    for start, end in _runs(valid):
+    for start, end in true_runs(valid):
         chosen = candidates[1.0][start:end]
         if local_at and bend[start:end].max() < HYPEREXTENSION_MAX:
             # Compare both branches with the twist carried over from the previous run.
@@ -229,7 +223,7 @@ def _hinge_rotation(joints: np.ndarray, offsets: np.ndarray, j: int, parent_rot:
             local_at[t] = np.swapaxes(parent_rot[t], -1, -2) @ out[t]
     # Nearly straight limb (twist unobservable): hold the twist before the first and after the last bent run,
     # and between two runs turn the local twist evenly from one run's end to the next one's start.
-    for gap_start, gap_end in _runs(~valid):
+    for gap_start, gap_end in true_runs(~valid):
         before = local_at.get(gap_start - 1)
         after = local_at.get(gap_end)
         frames = np.arange(gap_start, gap_end)

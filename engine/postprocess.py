@@ -181,46 +181,47 @@ def _turn_between(a: np.ndarray, b: np.ndarray, v: np.ndarray) -> np.ndarray:
     return v * cos + np.cross(k, v) * sin + k * np.sum(k * v, axis=1, keepdims=True) * (1 - cos)
 
 
-def _solve_legs(joints: np.ndarray, ankle_shift: np.ndarray) -> np.ndarray:
-    """Move each ankle by ``ankle_shift`` (T, 2, 3) [left, right], the hip fixed and the bones' lengths
-    kept (two-bone IK, the knee bending in the plane it bent in), the toe moved with the ankle. An ankle
-    out of the leg's reach stops where the leg is (almost) straight."""
+def move_limb_ends(joints: np.ndarray, limbs: tuple[tuple[int, int, int], ...], carried: np.ndarray,
+                   shift: np.ndarray, bend_hint: np.ndarray) -> np.ndarray:
+    """Move the end joint of each two-bone limb (root, middle, end) by ``shift`` (T, n_limbs, 3), the root
+    fixed and both bones' lengths kept (two-bone IK), ``carried[i]`` (the toe, the hand) moved with limb
+    i's end. The middle joint (knee, elbow) bends on the side it bent to, turned with the limb (the
+    shortest turn from the old root-end line onto the new one), nudged by ``bend_hint`` (T, 3) (metres:
+    which side a straight limb bends to). An end out of reach stops where the limb is (almost) straight.
+    Frames where a limb's shift is zero are left exactly as they were."""
     out = joints.copy()
-    for side, (hip_i, knee_i, ankle_i) in enumerate(LEGS):
-        moving = np.abs(ankle_shift[:, side]).sum(axis=1) > 0
+    for limb, (root_i, mid_i, end_i) in enumerate(limbs):
+        moving = np.abs(shift[:, limb]).sum(axis=1) > 0
         if not moving.any():
             continue
-        hip, knee, ankle = (joints[moving, i] for i in (hip_i, knee_i, ankle_i))
-        thigh = np.linalg.norm(knee - hip, axis=1)
-        shin = np.linalg.norm(ankle - knee, axis=1)
-        reach = ankle + ankle_shift[moving, side] - hip
+        root, mid, end = (joints[moving, i] for i in (root_i, mid_i, end_i))
+        upper = np.linalg.norm(mid - root, axis=1)
+        lower = np.linalg.norm(end - mid, axis=1)
+        reach = end + shift[moving, limb] - root
         dist = np.linalg.norm(reach, axis=1)
-        clamped = np.clip(dist, np.abs(thigh - shin) + 1e-6, MAX_REACH * (thigh + shin))
+        clamped = np.clip(dist, np.abs(upper - lower) + 1e-6, MAX_REACH * (upper + lower))
         along = reach / np.maximum(dist, 1e-9)[:, None]
-        target = hip + along * clamped[:, None]
-        # the knee lies on the circle of points a thigh from the hip and a shin from the ankle: on the side
-        # it bent to, nudged forward (where the body faces, as knees bend), which decides for a knee that
-        # was (nearly) straight and so had no side, or a hair's breadth backwards
-        a = (thigh**2 - shin**2 + clamped**2) / (2 * clamped)
-        h = np.sqrt(np.maximum(thigh**2 - a**2, 0.0))
-        # the side, taken across the leg as it was and turned with the leg (the shortest turn from the
-        # old hip-ankle line onto the new one), so a leg swung far keeps its knee in front
-        before = (ankle - hip) / np.maximum(np.linalg.norm(ankle - hip, axis=1, keepdims=True), 1e-12)
-        bend = knee - hip + KNEE_FORWARD_M * facing_direction(joints[moving])
+        target = root + along * clamped[:, None]
+        # the middle joint lies on the circle of points a bone from each end
+        a = (upper**2 - lower**2 + clamped**2) / (2 * clamped)
+        h = np.sqrt(np.maximum(upper**2 - a**2, 0.0))
+        before = (end - root) / np.maximum(np.linalg.norm(end - root, axis=1, keepdims=True), 1e-12)
+        bend = mid - root + bend_hint[moving]
         bend -= np.sum(bend * before, axis=1, keepdims=True) * before
         bend = _turn_between(before, along, bend)
         bend -= np.sum(bend * along, axis=1, keepdims=True) * along  # (round-off)
         bend /= np.maximum(np.linalg.norm(bend, axis=1, keepdims=True), 1e-12)
-        out[moving, knee_i] = hip + along * a[:, None] + bend * h[:, None]
-        out[moving, ankle_i] = target
-        out[moving, TOES[side]] = joints[moving, TOES[side]] + (target - ankle)
+        out[moving, mid_i] = root + along * a[:, None] + bend * h[:, None]
+        out[moving, end_i] = target
+        out[moving, carried[limb]] = joints[moving, carried[limb]] + (target - end)
     return out
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[start, stop) of each run of True in a 1-D bool array."""
+def true_runs(mask: np.ndarray, min_length: int = 1) -> list[tuple[int, int]]:
+    """[start, stop) of each run of True in a 1-D bool array at least ``min_length`` long."""
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+    runs = zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist())
+    return [(a, b) for a, b in runs if b - a >= min_length]
 
 
 def _smoothstep(s: np.ndarray) -> np.ndarray:
@@ -236,7 +237,7 @@ def _foot_shift(point: np.ndarray, sole: np.ndarray, fps: float, height: float) 
     speed = np.zeros(n)
     speed[1:] = np.linalg.norm(np.diff(flat, axis=0), axis=1) * fps
     speed = gaussian_filter1d(speed, PLANT_SMOOTHING, mode="nearest")
-    plants = [(a, b) for a, b in _runs((sole < height) & (speed < PLANT_SPEED)) if b - a >= PLANT_MIN_S * fps]
+    plants = true_runs((sole < height) & (speed < PLANT_SPEED), int(np.ceil(PLANT_MIN_S * fps)))
     shift = np.zeros((n, 3))
     if not plants:
         return shift
@@ -286,7 +287,8 @@ def plant_feet(joints: np.ndarray, fps: float = 60, height: float = FOOT_LOCK_HE
     point = (closeness[..., :1] * joints[:, ANKLES] + closeness[..., 1:] * joints[:, TOES]) / closeness.sum(
         -1, keepdims=True)  # (T, 2, 3)
     shift = np.stack([_foot_shift(point[:, side], sole[:, side], fps, height) for side in range(2)], axis=1)
-    return _solve_legs(joints, shift)
+    # knees bend forward (where the body faces): the nudge decides for a leg that was straight
+    return move_limb_ends(joints, LEGS, TOES, shift, KNEE_FORWARD_M * facing_direction(joints))
 
 
 # --- frame rate --------------------------------------------------------------------------------------------

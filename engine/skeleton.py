@@ -76,6 +76,8 @@ TOE_ABOVE_SOLE = 0.02
 # Standing flat in the rest pose, the ankle joint is 6.1 cm above the toe joint: 8.1 cm above the sole.
 ANKLE_ABOVE_SOLE = TOE_ABOVE_SOLE + float(np.mean(REST_JOINTS[ANKLES, 1] - REST_JOINTS[TOES, 1]))
 LEGS = ((1, 4, 7), (2, 5, 8))  # (hip, knee, ankle), left then right
+ARMS = ((16, 18, 20), (17, 19, 21))  # (shoulder, elbow, wrist), left then right
+HAND_TIPS = np.array([22, 23], dtype=np.int64)  # l_hand, r_hand: beyond the wrists
 # The joint that takes each joint's place in a left/right mirror image (x negated): l_* <-> r_*.
 MIRRORED_JOINTS = np.array(
     [0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 21, 20, 23, 22], dtype=np.int64

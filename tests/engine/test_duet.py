@@ -106,3 +106,48 @@ def test_bodies_are_kept_apart_on_the_floor(leader):
     np.testing.assert_array_equal(apart[..., 1], close[..., 1])  # heights untouched, only the floor plane
     far = lead + [1.0, 0.0, 0.0]
     np.testing.assert_array_equal(keep_apart(far, lead), far)  # far enough: nothing moves
+
+
+def _facing_pair(frames: int, hand_gap: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two bodies with arms out and forearms bent forward, facing each other, his left hand and her right
+    hand (and, within millimetres, his right and her left) ``hand_gap`` apart."""
+    from engine import skeleton as sk
+
+    aa = np.zeros((1, 24, 3))
+    aa[0, 18, 1], aa[0, 19, 1] = -1.2, 1.2  # elbows bent: forearms forward (+z)
+    body = sk.forward_kinematics(aa)[0]
+    turn = np.array([[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]])  # half a turn about y
+    him = np.tile(body, (frames, 1, 1))
+    her = np.tile(body @ turn.T, (frames, 1, 1))
+    his_hand, her_hand = him[0, sk.HAND_TIPS[0]], her[0, sk.HAND_TIPS[1]]
+    her += [his_hand[0] - her_hand[0], 0.0, his_hand[2] - her_hand[2] + hand_gap]  # lined up, gap along z
+    return him, her
+
+
+def test_a_follower_takes_the_leaders_hand_when_hers_stays_close():
+    """Hands 15 cm apart for a second: hers are brought to his (a palm's gap) by her arms alone (shoulders
+    fixed, bones kept, nothing else moved); hands close for only a moment, or far apart, are left alone."""
+    from engine import skeleton as sk
+    from engine.duet import HOLD_GAP_M, join_hands
+
+    him, her = _facing_pair(60, 0.15)
+    held = join_hands(her, him)
+    for mine, his in ((1, 0), (0, 1)):
+        gap = np.linalg.norm(held[:, sk.HAND_TIPS[mine]] - him[:, sk.HAND_TIPS[his]], axis=-1)
+        assert np.abs(gap[10:50] - HOLD_GAP_M).max() < 1e-6  # held in the middle of the second
+    others = [j for j in range(24) if j not in (18, 19, 20, 21, 22, 23)]  # all but elbows, wrists, hands
+    np.testing.assert_array_equal(held[:, others], her[:, others])
+    np.testing.assert_allclose(sk.bone_lengths(held), sk.bone_lengths(her), atol=1e-9)
+    # she steps in over half a second: her hand eases towards his around the hold's start, never jumps
+    him90, approach = _facing_pair(90, 0.15)
+    approach[:, :, 2] += np.interp(np.arange(90), [0, 30], [0.25, 0.0])[:, None]
+    stepping = join_hands(approach, him90)
+    raw = np.linalg.norm(approach[:, sk.HAND_TIPS[1]] - him90[:, sk.HAND_TIPS[0]], axis=-1)
+    gap = np.linalg.norm(stepping[:, sk.HAND_TIPS[1]] - him90[:, sk.HAND_TIPS[0]], axis=-1)
+    assert np.array_equal(gap[:5], raw[:5]) and np.abs(gap[40:] - HOLD_GAP_M).max() < 1e-6
+    assert np.linalg.norm(np.diff(stepping[:, sk.HAND_TIPS[1]], axis=0), axis=-1).max() < 0.05  # < 3 m/s
+    # close for only 0.1 s of 2 s (then she steps 0.5 m back): a passing hand
+    passing = np.concatenate([her[:6], her[6:].repeat(3, axis=0)[:114] + [0.5, 0.0, 0.0]])
+    np.testing.assert_array_equal(join_hands(passing, np.concatenate([him, him])), passing)
+    far_him, far_her = _facing_pair(60, 0.4)
+    np.testing.assert_array_equal(join_hands(far_her, far_him), far_her)
