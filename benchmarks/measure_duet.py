@@ -13,8 +13,9 @@ same for the controls, scored the same way:
 * C3: the solo model's dance to the same music, placed at the real couples' mean offset in front of
   the leader and turned to face him.
 
-Also the follower's placement slide (cm per step it is carried to its place rather than moved by its
-own steps; what the RL phase ``python -m training duet-rl`` minimises) for the model and C1, C2.
+Also, for the model and C1, C2: the follower's placement slide (cm per step it is carried to its place
+rather than moved by its own steps; what the RL phase ``python -m training duet-rl`` minimises), and
+its hand contact before the engine joins hands (``engine.duet.join_hands``): what the GPT itself does.
 
 Printed and written as JSON: every measure per condition (mean over seeds), the real takes' range, the
 Wasserstein-1 distance of the pelvis distances to the real follower's, the BED difference to C1 with a
@@ -93,6 +94,7 @@ def main() -> None:
 
     from engine.accompaniment import accompaniment_for_motion
     from engine.audio.cache import default_cache_dir
+    from engine.duet import follower_joints
     from engine.generate import Choreographer, GenerateOptions
     from engine.sampling import SamplingOptions
     from engine.skeleton import facing_frame
@@ -131,6 +133,7 @@ def main() -> None:
         conditions: dict[str, list[np.ndarray]] = {"model": [], "C1 leader 4 s late": [], "C2 another leader": [],
                                                    "C3 solo placed": []}
         slides: dict[str, list[float]] = {name: [] for name in conditions}
+        unjoined: dict[str, list[float]] = {name: [] for name in conditions}  # hand contact without join_hands
         for seed in range(args.seeds):
             options = GenerateOptions(sampling=SamplingOptions(greedy=False, seed=seed), rotations=False)
             for name, leader in (("model", lead), ("C1 leader 4 s late", delayed(lead, int(SHIFT_S * 60))),
@@ -138,6 +141,9 @@ def main() -> None:
                 dance = chor.accompany(leader, options=options)
                 conditions[name].append(dance.joints)
                 slides[name].append(placement_slide_cm(chor.model.vqvae, dance, leader))
+                apart = follower_joints(chor.model.vqvae, dance.codes_up, dance.codes_down,
+                                        dance.meta["relative_position_codes"], leader, hold_hands=False)
+                unjoined[name].append(m.hand_contact_share(leader[: len(apart)], apart))
             solo = chor.generate(wav, replace(options, sampling=SamplingOptions(greedy=False, seed=seed)))
             conditions["C3 solo placed"].append(placed_solo(solo.joints, lead, mean_offset))
         real_distance = m.pelvis_distance(lead, real)
@@ -155,6 +161,7 @@ def main() -> None:
                                            max(real_skating, 1e-6))
             row["longest_freeze_s"] = float(max(longest_frozen_seconds(f, 60.0) for f in followers))
             row["placement_slide_cm"] = float(np.mean(slides[name])) if slides[name] else float("nan")
+            row["hand_contact_unjoined"] = float(np.mean(unjoined[name])) if unjoined[name] else float("nan")
             summary[name] = row
             beds[name] = np.concatenate([m.beat_echoes(lead[: len(f)], f) for f in followers])
         diff, lo, hi = bootstrap_difference(beds["model"], beds["C1 leader 4 s late"])
@@ -172,7 +179,7 @@ def main() -> None:
         print(f"== {take} ({args.seeds} seeds)")
         keys = ["median_distance_m", "distance_w1_m", "in_front", "facing_each_other", "torso_clash",
                 "hand_contact", "bed", "speed_correlation", "mirror_copy_distance_m", "speed_vs_real",
-                "skating_vs_real", "longest_freeze_s", "placement_slide_cm"]
+                "skating_vs_real", "longest_freeze_s", "placement_slide_cm", "hand_contact_unjoined"]
         names = [n for n in summary if isinstance(summary[n], dict) and "bed" in summary[n]]
         print(f"{'':<24}" + "".join(f"{n[:18]:>20}" for n in names))
         for key in keys:

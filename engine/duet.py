@@ -161,11 +161,11 @@ def placement_drift(joints: np.ndarray, rel: np.ndarray, leader: np.ndarray,
 
 
 def follower_joints(vqvae: SepVQVAE, up: np.ndarray, down: np.ndarray, rel: np.ndarray, leader: np.ndarray,
-                    grid: PolarGrid = DEFAULT_GRID) -> np.ndarray:
+                    grid: PolarGrid = DEFAULT_GRID, hold_hands: bool = True) -> np.ndarray:
     """The follower's world joints (8N, 24, 3) at 60 fps: the decoded dance (its own steps and height),
     its place on the floor kept around the leader where the relative-position codes (one per token) put
-    it, corrected slowly (``placement_drift``); feet on the floor, torsos apart (``keep_apart``), hands
-    that stay close to his taking them (``join_hands``)."""
+    it, corrected slowly (``placement_drift``); feet on the floor, torsos apart (``keep_apart``), and
+    with ``hold_hands`` her hands that stay close to his taking them (``join_hands``)."""
     joints = decode_follower(vqvae, up, down)
     leader = check_joints(leader, "the leader's joints")
     leader = leader[np.minimum(np.arange(joints.shape[0]), len(leader) - 1)]
@@ -173,7 +173,7 @@ def follower_joints(vqvae: SepVQVAE, up: np.ndarray, down: np.ndarray, rel: np.n
     joints[:, :, 0] += drift[:, None, 0]
     joints[:, :, 2] += drift[:, None, 1]
     apart = keep_apart(ground_feet(joints, fps=MOTION_FPS), leader)  # on its feet first: the gap is 3-D
-    return join_hands(apart, leader)
+    return join_hands(apart, leader) if hold_hands else apart
 
 
 def keep_apart(follower: np.ndarray, leader: np.ndarray, gap_m: float = MIN_TORSO_GAP_M) -> np.ndarray:
