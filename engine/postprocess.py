@@ -162,7 +162,7 @@ def lock_feet(joints: np.ndarray, height: float = FOOT_LOCK_HEIGHT) -> np.ndarra
 # skating measure counts a foot as in contact).
 PLANT_SPEED = 0.5
 PLANT_SMOOTHING = 2.0
-PLANT_MIN_S = 0.05
+PLANT_MIN_S = 0.05  # 3 frames at 60 fps
 STEP_LIFT_PER_M = 0.5
 STEP_LIFT_MAX_M = 0.10
 STEP_EASE = 0.15  # of a step's time: the foot lifts before it goes over, and lands after
@@ -237,7 +237,7 @@ def _foot_shift(point: np.ndarray, sole: np.ndarray, fps: float, height: float) 
     speed = np.zeros(n)
     speed[1:] = np.linalg.norm(np.diff(flat, axis=0), axis=1) * fps
     speed = gaussian_filter1d(speed, PLANT_SMOOTHING, mode="nearest")
-    plants = true_runs((sole < height) & (speed < PLANT_SPEED), int(np.ceil(PLANT_MIN_S * fps)))
+    plants = true_runs((sole < height) & (speed < PLANT_SPEED), max(1, int(round(PLANT_MIN_S * fps))))
     shift = np.zeros((n, 3))
     if not plants:
         return shift
