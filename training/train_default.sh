@@ -43,9 +43,11 @@ Indian), with a style input; see assets/MODEL_CARD.md"
     --temperatures 1.0 1.1 1.2 1.3 1.4 1.5
 # The duet's follower on this model's codes (the couples; salsa 11 held out), then into the model folder.
 stage duet         training/configs/default_duet.yaml
-# ... and its RL phase on solo leaders it never danced with: feet that agree with where it places itself.
+"$PY" -m training add-follower --run runs/default_duet --model assets/default_model
+# The follower's optional RL phase (feet that agree with where it places itself) runs too, but is not
+# added: on the held-out couple it cost hand contact and BED (assets/MODEL_CARD.md, "Duet"). To try it:
+#   python -m training add-follower --run runs/default_duet_rl --model <a copy of the model folder>
 stage duet-rl      training/configs/default_duet_rl.yaml
-"$PY" -m training add-follower --run runs/default_duet_rl --model assets/default_model
 echo "== exported assets/default_model ($(du -sh assets/default_model | cut -f1))"
 # Then measure it on the held-out song (a few minutes; writes benchmarks/results/default_model.json),
 # and the follower on the held-out couple (OMP_NUM_THREADS=1 .venv/bin/python benchmarks/measure_duet.py):
