@@ -109,6 +109,9 @@ class DuetConfig:
     # Condition on music synthesised on the leader's motion beats (engine.accompaniment); false: none
     # (zero features), to measure what the music adds.
     music: bool = True
+    # Training takes kept out of training and scored at every log step (validation cross-entropy in
+    # metrics.csv): where the follower starts to memorise. Never a held-out take.
+    validation: list[str] = field(default_factory=list)
 
 
 @dataclass

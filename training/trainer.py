@@ -88,6 +88,11 @@ class Stage(Protocol):
 
     def loss(self, model: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]: ...
 
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """Figures on data the stage does not train on, logged with each metrics row ({} for none). Called
+        on the main process, in eval mode, without gradients; must not use collective operations."""
+        ...
+
 
 # --- distributed helpers ------------------------------------------------------------------------------
 @dataclass
@@ -393,6 +398,12 @@ def train(
                 row = {"step": float(step), "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
                        "time_s": time.perf_counter() - t_start}
                 row.update({k: float(v) for k, v in metrics.items()})
+                validate = getattr(stage, "validate", None)
+                if validate is not None:
+                    bare = unwrap(model)
+                    bare.eval()
+                    with torch.no_grad():
+                        row.update({k: float(v) for k, v in validate(bare).items()})
                 log.append(row)
             if bar is not None:
                 bar.update(1)

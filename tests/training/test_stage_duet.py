@@ -45,6 +45,31 @@ def test_the_follower_trains_on_the_couples_and_never_sees_the_held_out_take(dat
         assert len(z["take_tokens"]) == 48 and int(z["take_tokens"].sum()) == len(z["up"])
 
 
+def test_validation_couples_are_scored_and_never_trained_on(data_dir, tiny_model_dir, tmp_path):
+    """duet.validation: those takes leave the training couples (with their copies) and every window of
+    each is scored at every log step (validation cross-entropy in metrics.csv); a held-out take may not
+    be used to validate."""
+    import csv
+
+    cfg = _config(data_dir, tiny_model_dir, tmp_path, validation=["cmu_salsa_14"])
+    stage = DuetStage(cfg, tmp_path / "run")
+    assert stage.num_couples == 11 * 2 * 2 and stage.validation == ["cmu_salsa_14"]
+    up, down, rel, leader_up, leader_down, music = stage.val_windows
+    assert up.shape[1] == 30 and leader_up.shape[1] == 33 and len(up) > 100  # every window of the take
+    model = stage.build(torch.device("cpu")).eval()
+    with torch.no_grad():
+        scores = stage.validate(model)
+    assert set(scores) == {"val_ce_up", "val_ce_down", "val_ce_rel", "val_ce"}
+    assert scores["val_ce"] == pytest.approx(scores["val_ce_up"] + scores["val_ce_down"] + scores["val_ce_rel"])
+    assert scores["val_ce_rel"] == pytest.approx(np.log(DEFAULT_GRID.size), rel=0.2)  # untrained: near uniform
+    train_stage(DuetStage, cfg, tmp_path / "run", progress=False)
+    with open(tmp_path / "run" / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 and all(float(r["val_ce"]) > 0 for r in rows)
+    with pytest.raises(ConfigError, match="not training couples"):
+        DuetStage(_config(data_dir, tiny_model_dir, tmp_path, validation=["cmu_salsa_11"]), tmp_path / "bad")
+
+
 def test_a_couples_codes_are_its_dancers_own(data_dir, tiny_model_dir):
     from engine.checkpoint import load_model
     from training.data.duet import load_duet

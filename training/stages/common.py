@@ -148,6 +148,9 @@ class StageBase:
 
     ddp_options: dict[str, Any] = {}
 
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        return {}  # no validation data unless the stage has some
+
     def trainable_parameters(self, model: nn.Module):
         return [p for p in model.parameters() if p.requires_grad]
 

@@ -50,14 +50,21 @@ CODES_FILE = "duet_codes.npz"
 STREAMS = ("leader_up", "leader_down", "up", "down", "rel", "music")
 
 
-def couples_for_training(cfg: TrainConfig) -> tuple[list[DuetClip], list[str]]:
-    """(training couples with their copies, the held-out take ids)."""
+def couples_for_training(cfg: TrainConfig) -> tuple[list[DuetClip], list[str], list[DuetClip]]:
+    """(training couples with their copies, the held-out take ids, the validation couples as captured)."""
     train, held = split_duets(load_duets(cfg.duet.duet_dir), cfg.duet.held_out)
+    unknown = set(cfg.duet.validation) - {d.take_id for d in train}
+    if unknown:
+        raise ConfigError(f"duet.validation names takes that are not training couples: {sorted(unknown)} "
+                          "(a held-out take may not be used, not even to validate)")
+    train, validation = split_duets(train, cfg.duet.validation)
+    if not train:
+        raise ConfigError("duet.validation leaves no couple to train on")
     couples = list(train)
     couples += [rotate_duet(d, angle) for d in train for angle in cfg.duet.rotations_deg]
     if cfg.duet.mirror:
         couples += [mirror_duet(d) for d in couples]
-    return couples, [d.take_id for d in held]
+    return couples, [d.take_id for d in held], validation
 
 
 def encode_couple(vqvae: nn.Module, duet: DuetClip) -> dict[str, np.ndarray]:
@@ -101,7 +108,7 @@ class DuetStage(StageBase):
         if model.config.feature_mode != cfg.music.mode:
             raise ConfigError(f"music.mode ({cfg.music.mode}) must be the model's feature mode "
                               f"({model.config.feature_mode})")
-        couples, self.held_out = couples_for_training(cfg)
+        couples, self.held_out, validation = couples_for_training(cfg)
         key = hashlib.sha256(json.dumps([[d.name, d.num_frames, float(d.leader.sum()), float(d.follower.sum())]
                                          for d in couples]).encode()).hexdigest()[:16]
         key += f"|{Path(cfg.init.model_dir).resolve()}|music={cfg.duet.music}|{cfg.music.mode}"
@@ -136,11 +143,22 @@ class DuetStage(StageBase):
             raise ConfigError(f"no duet take is longer than follower.block_size + 1 = {block + 1} tokens")
         self.num_windows = len(self.starts)
         self.num_couples = len(couples)
-
+        # validation: every window of each validation couple (as captured), encoded as the training ones
+        self.validation = [d.take_id for d in validation]
+        self.val_windows: tuple[torch.Tensor, ...] | None = None
+        if validation:
+            per_couple = []
+            for duet in validation:
+                codes = encode_couple(model.vqvae, duet)
+                codes["music"] = couple_music(duet, cfg, len(codes["up"]), model.config.normalise_music)
+                streams = {k: torch.from_numpy(np.asarray(v)) for k, v in codes.items()}
+                per_couple.append(self._windows(streams, np.arange(max(0, len(streams["up"]) - block))))
+            self.val_windows = tuple(torch.cat(parts) for parts in zip(*per_couple))
     def effective(self) -> dict[str, Any]:
         return {"follower": self.cfg.follower.to_dict(), "model_dir": self.cfg.init.model_dir,
                 "vqvae_digest": file_digest(Path(self.cfg.init.model_dir) / VQVAE_FILE),
-                "held_out": self.held_out, "couples": self.num_couples, "train_windows": self.num_windows,
+                "held_out": self.held_out, "validation": self.validation, "couples": self.num_couples,
+                "train_windows": self.num_windows,
                 "relative_position_grid": {"radii": list(DEFAULT_GRID.radii), "bearings": DEFAULT_GRID.bearings},
                 "music": self.cfg.duet.music}
 
@@ -149,16 +167,40 @@ class DuetStage(StageBase):
 
 
 
-    def batch(self, step: int, generator: torch.Generator, device: torch.device):
+    def _windows(self, streams: dict[str, torch.Tensor], starts: np.ndarray,
+                 take_last: np.ndarray | None = None) -> tuple[torch.Tensor, ...]:
+        """Windows of ``streams`` (one take, or takes stacked with each token's take's last token in
+        ``take_last``) from token ``starts``: (up, down, rel) (W, block + 1) and the conditions (leader up,
+        leader down, music) (W, block + L), the end of a take held."""
         block, ahead = self.cfg.follower.block_size, self.cfg.follower.lookahead
+        own = starts[:, None] + np.arange(block + 1)  # (W, block + 1) follower tokens
+        cond = starts[:, None] + 1 + np.arange(block + ahead)  # (W, block + L) conditions
+        last = np.full(len(starts), len(streams["up"]) - 1) if take_last is None else take_last[starts]
+        cond = np.minimum(cond, last[:, None])
+        s = streams
+        return (s["up"][own], s["down"][own], s["rel"][own], s["leader_up"][cond], s["leader_down"][cond],
+                s["music"][cond].float())
+
+    def batch(self, step: int, generator: torch.Generator, device: torch.device):
         pick = torch.randint(0, self.num_windows, (self.cfg.batch_size,), generator=generator).numpy()
-        starts = self.starts[pick]
-        own = starts[:, None] + np.arange(block + 1)  # (B, block + 1) follower tokens
-        cond = starts[:, None] + 1 + np.arange(block + ahead)  # (B, block + L) conditions, the end held
-        cond = np.minimum(cond, self.take_last[starts][:, None])
-        s = self.streams
-        return tuple(x.to(device) for x in (s["up"][own], s["down"][own], s["rel"][own], s["leader_up"][cond],
-                                             s["leader_down"][cond], s["music"][cond]))
+        return tuple(x.to(device) for x in self._windows(self.streams, self.starts[pick], self.take_last))
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """Cross-entropy (up, down, rel and their sum) over every window of the validation couples."""
+        if self.val_windows is None:
+            return {}
+        device = next(model.parameters()).device
+        totals = {"up": 0.0, "down": 0.0, "rel": 0.0}
+        n = len(self.val_windows[0])
+        for first in range(0, n, 64):
+            up, down, rel, leader_up, leader_down, music = (t[first : first + 64].to(device) for t in self.val_windows)
+            _, parts = follower_loss(model(up[:, :-1], down[:, :-1], rel[:, :-1], leader_up, leader_down, music),
+                                     (up[:, 1:], down[:, 1:], rel[:, 1:]))
+            for k in totals:
+                totals[k] += parts[k] * len(up)
+        out = {f"val_ce_{k}": v / n for k, v in totals.items()}
+        out["val_ce"] = sum(out.values())
+        return out
 
     def loss(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         up, down, rel, leader_up, leader_down, music = batch
