@@ -156,8 +156,16 @@ def placement_drift(joints: np.ndarray, rel: np.ndarray, leader: np.ndarray,
     # The decoded steps move the pelvis as the feet carry it; the codes say where it should be around
     # the leader. Forcing it there every frame would slide the planted feet (and jitter from bin to bin),
     # so the pelvis keeps its own motion and only the slow part of the difference is corrected.
-    return gaussian_filter1d((target - joints[:, 0])[:, [0, 2]], PLACEMENT_SMOOTH_S * MOTION_FPS, axis=0,
-                             mode="nearest")
+    sigma = PLACEMENT_SMOOTH_S * MOTION_FPS
+    drift = gaussian_filter1d((target - joints[:, 0])[:, [0, 2]], sigma, axis=0, mode="nearest")
+    # Smoothing points that circle the leader (he turns, she goes round him) pulls them towards him: the
+    # codes' 0.65 m became 0.55 m. So the distance is corrected on its own, along the line between them.
+    centre = leader[:, 0, [0, 2]]
+    away = joints[:, 0, [0, 2]] + drift - centre
+    distance = np.linalg.norm(away, axis=1)
+    wanted = np.linalg.norm(target[:, [0, 2]] - centre, axis=1)
+    radial = gaussian_filter1d(wanted - distance, sigma, mode="nearest")
+    return drift + radial[:, None] * away / np.maximum(distance, 1e-6)[:, None]
 
 
 def follower_joints(vqvae: SepVQVAE, up: np.ndarray, down: np.ndarray, rel: np.ndarray, leader: np.ndarray,
