@@ -14,8 +14,6 @@ end), as the duet stage trains it (``training.stages.duet``); windows follow the
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d
@@ -25,10 +23,12 @@ from .errors import Cancelled, InvalidOptionError
 from .models.follower import FollowerGPT
 from .models.gpt import KVCache
 from .models.vqvae import SepVQVAE, integrate_root
-from .postprocess import ground_feet, move_limb_ends, true_runs
+from .postprocess import ground_feet, move_limb_ends, smoothstep, true_runs
 from .relative_position import DEFAULT_GRID, PolarGrid
 from .sampling import (
     FAST_DEFAULT_SHIFT,
+    CancelFn,
+    ProgressFn,
     SamplingOptions,
     _check_logits,
     _pick,
@@ -36,9 +36,6 @@ from .sampling import (
     sampling_generator,
 )
 from .skeleton import ARMS, HAND_TIPS, check_joints
-
-ProgressFn = Callable[[int, int], None]
-CancelFn = Callable[[], bool]
 
 # Where a follower starts when nobody says: 0.7 m in front of the leader (the real couples' median
 # distance is 0.57-0.75 m, training.data.duet).
@@ -237,7 +234,7 @@ def join_hands(follower: np.ndarray, leader: np.ndarray, fps: float = MOTION_FPS
         for start, stop in true_runs(near[:, side], int(round(HOLD_MIN_S * fps))):
             frames = np.arange(max(0, start - fade), min(n, stop + fade))
             inside = np.clip(np.minimum(frames - (start - fade), (stop - 1 + fade) - frames) / fade, 0.0, 1.0)
-            weight[frames] = np.maximum(weight[frames], inside * inside * (3 - 2 * inside))
+            weight[frames] = np.maximum(weight[frames], smoothstep(inside))
         held = weight > 0
         if not held.any():
             continue

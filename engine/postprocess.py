@@ -18,7 +18,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from .errors import InvalidOptionError
-from .rotation import make_continuous, quaternion_slerp
+from .rotation import make_continuous, quaternion_slerp, rotation_between
 from .skeleton import ANKLE_ABOVE_SOLE, ANKLES, LEGS, TOE_ABOVE_SOLE, TOES, check_joints, facing_direction
 
 # Contact: the sole is within CONTACT_TOLERANCE of its lowest point over +-CONTACT_WINDOW_S. A jump apex is far
@@ -119,6 +119,18 @@ FOOT_LOCK_HEIGHT = 0.05
 FOOT_LOCK_SMOOTHING = 3.0  # frames (Gaussian sigma) of the correction
 
 
+def _foot_contacts(joints: np.ndarray, height: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where each foot touches the floor where it is lowest: its sole height (T, 2) and its contact point
+    (T, 2, 3) (the ankle, the toe or, flat on the floor, between them, weighted by how close each is to
+    the floor within ``height``); [left, right]."""
+    ankles, toes = joints[:, ANKLES], joints[:, TOES]  # (T, 2, 3): left, right
+    above = _sole_under_joints(joints)  # (T, 2, 2)
+    sole = np.maximum(above.min(axis=-1), 0.0)  # (T, 2) sole height of each foot
+    closeness = np.clip(1.0 - (above - sole[..., None]) / height, 0.0, 1.0)  # (T, 2, 2)
+    point = (closeness[..., :1] * ankles + closeness[..., 1:] * toes) / closeness.sum(-1, keepdims=True)
+    return sole, point
+
+
 def lock_feet(joints: np.ndarray, height: float = FOOT_LOCK_HEIGHT) -> np.ndarray:
     """Move the whole body horizontally so that a planted foot does not slide (T, 24, 3) -> same.
 
@@ -133,13 +145,7 @@ def lock_feet(joints: np.ndarray, height: float = FOOT_LOCK_HEIGHT) -> np.ndarra
     joints = check_joints(joints)
     if not (np.isfinite(height) and height > 0):
         raise InvalidOptionError(f"the foot lock height must be a positive number, got {height}")
-    # each foot touches the floor where it is lowest: its sole height and its contact point (ankle, toe or,
-    # flat on the floor, between them, weighted by how close each is to the floor)
-    ankles, toes = joints[:, ANKLES], joints[:, TOES]  # (T, 2, 3): left, right
-    above = _sole_under_joints(joints)  # (T, 2, 2)
-    sole = np.maximum(above.min(axis=-1), 0.0)  # (T, 2) sole height of each foot
-    closeness = np.clip(1.0 - (above - sole[..., None]) / height, 0.0, 1.0)  # (T, 2, 2)
-    point = (closeness[..., :1] * ankles + closeness[..., 1:] * toes) / closeness.sum(-1, keepdims=True)  # (T, 2, 3)
+    sole, point = _foot_contacts(joints, height)
     low = np.maximum(sole[:-1], sole[1:])  # (T-1, 2) the higher of the two ends of each step
     planted = np.argmin(low, axis=1)  # (T-1,) the lower foot of each step
     steps = np.arange(len(planted))
@@ -172,15 +178,6 @@ MAX_REACH = 0.995
 KNEE_FORWARD_M = 0.02  # how far a knee's bending side is nudged forward
 
 
-def _turn_between(a: np.ndarray, b: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``v`` (N, 3) turned by the shortest rotation taking unit ``a`` onto unit ``b`` (Rodrigues)."""
-    axis = np.cross(a, b)
-    sin = np.linalg.norm(axis, axis=1, keepdims=True)
-    cos = np.sum(a * b, axis=1, keepdims=True)
-    k = axis / np.maximum(sin, 1e-12)
-    return v * cos + np.cross(k, v) * sin + k * np.sum(k * v, axis=1, keepdims=True) * (1 - cos)
-
-
 def move_limb_ends(joints: np.ndarray, limbs: tuple[tuple[int, int, int], ...], carried: np.ndarray,
                    shift: np.ndarray, bend_hint: np.ndarray) -> np.ndarray:
     """Move the end joint of each two-bone limb (root, middle, end) by ``shift`` (T, n_limbs, 3), the root
@@ -208,7 +205,7 @@ def move_limb_ends(joints: np.ndarray, limbs: tuple[tuple[int, int, int], ...], 
         before = (end - root) / np.maximum(np.linalg.norm(end - root, axis=1, keepdims=True), 1e-12)
         bend = mid - root + bend_hint[moving]
         bend -= np.sum(bend * before, axis=1, keepdims=True) * before
-        bend = _turn_between(before, along, bend)
+        bend = np.einsum("nij,nj->ni", rotation_between(before, along), bend)
         bend -= np.sum(bend * along, axis=1, keepdims=True) * along  # (round-off)
         bend /= np.maximum(np.linalg.norm(bend, axis=1, keepdims=True), 1e-12)
         out[moving, mid_i] = root + along * a[:, None] + bend * h[:, None]
@@ -224,7 +221,8 @@ def true_runs(mask: np.ndarray, min_length: int = 1) -> list[tuple[int, int]]:
     return [(a, b) for a, b in runs if b - a >= min_length]
 
 
-def _smoothstep(s: np.ndarray) -> np.ndarray:
+def smoothstep(s: np.ndarray) -> np.ndarray:
+    """3 s^2 - 2 s^3: from 0 to 1 over s in [0, 1] with no speed at either end (easing in and out)."""
     return s * s * (3.0 - 2.0 * s)
 
 
@@ -250,17 +248,17 @@ def _foot_shift(point: np.ndarray, sole: np.ndarray, fps: float, height: float) 
         frames = np.arange(b0, a1)
         u = (frames - (b0 - 1)) / (a1 - (b0 - 1))  # (0, 1) across the travel
         chord = flat[b0 - 1] + u[:, None] * (flat[a1] - flat[b0 - 1])
-        over = _smoothstep(np.clip((u - STEP_EASE) / (1 - 2 * STEP_EASE), 0.0, 1.0))[:, None]
+        over = smoothstep(np.clip((u - STEP_EASE) / (1 - 2 * STEP_EASE), 0.0, 1.0))[:, None]
         shift[frames[:, None], [0, 2]] = spot0 + over * (spot1 - spot0) + (flat[frames] - chord) - flat[frames]
         lift = min(STEP_LIFT_PER_M * float(np.linalg.norm(spot1 - spot0)), STEP_LIFT_MAX_M)
-        lift *= _smoothstep(np.clip(np.minimum(u, 1 - u) / (2 * STEP_EASE), 0.0, 1.0))
+        lift *= smoothstep(np.clip(np.minimum(u, 1 - u) / (2 * STEP_EASE), 0.0, 1.0))
         shift[frames, 1] = np.maximum(lift - sole[frames], 0.0)  # only what the foot is not already lifted
     fade = max(1, int(round(PLANT_FADE_S * fps)))
     first, last = plants[0][0], plants[-1][1] - 1
     before = np.arange(max(0, first - fade), first)
-    shift[before[:, None], [0, 2]] = _smoothstep((before - (first - fade)) / fade)[:, None] * (spots[0] - flat[first])
+    shift[before[:, None], [0, 2]] = smoothstep((before - (first - fade)) / fade)[:, None] * (spots[0] - flat[first])
     after = np.arange(last + 1, min(n, last + 1 + fade))
-    shift[after[:, None], [0, 2]] = _smoothstep(1 - (after - last) / fade)[:, None] * (spots[-1] - flat[last])
+    shift[after[:, None], [0, 2]] = smoothstep(1 - (after - last) / fade)[:, None] * (spots[-1] - flat[last])
     return shift
 
 
@@ -281,11 +279,7 @@ def plant_feet(joints: np.ndarray, fps: float = 60, height: float = FOOT_LOCK_HE
     for name, value in (("fps", fps), ("height", height)):
         if not (np.isfinite(value) and value > 0):
             raise InvalidOptionError(f"the foot planting {name} must be a positive number, got {value}")
-    above = _sole_under_joints(joints)  # (T, 2, 2)
-    sole = np.maximum(above.min(axis=-1), 0.0)  # (T, 2)
-    closeness = np.clip(1.0 - (above - sole[..., None]) / height, 0.0, 1.0)
-    point = (closeness[..., :1] * joints[:, ANKLES] + closeness[..., 1:] * joints[:, TOES]) / closeness.sum(
-        -1, keepdims=True)  # (T, 2, 3)
+    sole, point = _foot_contacts(joints, height)
     shift = np.stack([_foot_shift(point[:, side], sole[:, side], fps, height) for side in range(2)], axis=1)
     # knees bend forward (where the body faces): the nudge decides for a leg that was straight
     return move_limb_ends(joints, LEGS, TOES, shift, KNEE_FORWARD_M * facing_direction(joints))
