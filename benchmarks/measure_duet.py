@@ -68,12 +68,14 @@ def placed_solo(solo: np.ndarray, leader: np.ndarray, offset: np.ndarray) -> np.
 
 def placement_slide_cm(vqvae, dance, leader: np.ndarray) -> float:
     """Mean cm per step the follower is carried to its place rather than moved by its own steps
-    (``engine.duet.placement_drift``: what the duet's RL phase minimises), from the dance's codes."""
+    (``engine.duet.placement_drift``), from the dance's codes: what the duet's RL phase pays for
+    (``training.stages.duet_rl.slide_per_step``)."""
     from engine.duet import decode_follower, placement_drift
+    from training.stages.duet_rl import slide_per_step
 
     drift = placement_drift(decode_follower(vqvae, dance.codes_up, dance.codes_down),
                             dance.meta["relative_position_codes"], leader)
-    return float(100 * np.linalg.norm(np.diff(drift, axis=0), axis=1).sum() / (len(drift) / 8))
+    return float(100 * slide_per_step(drift, len(dance.codes_up)).mean())
 
 
 def bootstrap_difference(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float, float]:
