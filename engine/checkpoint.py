@@ -130,25 +130,13 @@ class ModelConfig:
             raise CheckpointError("the follower GPT's codebooks must be the model's "
                                   f"({self.gpt.vocab_size_up}, {self.gpt.vocab_size_down})")
         self.decoding = dict(self.decoding)
-        unknown = set(self.decoding) - set(DECODING_KEYS)
-        if unknown:
-            raise CheckpointError(f"decoding has unknown keys {sorted(unknown)} (known: {', '.join(DECODING_KEYS)})")
-        try:
-            SamplingOptions(**self.decoding).check()  # type: ignore[arg-type]
-        except (InvalidOptionError, TypeError) as exc:
-            raise CheckpointError(f"the model's default decoding is invalid: {exc}") from exc
+        _check_decoding(self.decoding, self.decoding, "decoding", "default decoding")
         self.style_decoding = {str(k): dict(v) for k, v in dict(self.style_decoding).items()}
         for style, decoding in self.style_decoding.items():
             if style not in self.styles:
                 raise CheckpointError(f"style_decoding names an unknown style {style!r} (styles: {self.styles})")
-            unknown = set(decoding) - set(DECODING_KEYS)
-            if unknown:
-                raise CheckpointError(f"style_decoding[{style!r}] has unknown keys {sorted(unknown)} "
-                                      f"(known: {', '.join(DECODING_KEYS)})")
-            try:
-                SamplingOptions(**self.decoding_for(style)).check()  # type: ignore[arg-type]
-            except (InvalidOptionError, TypeError) as exc:
-                raise CheckpointError(f"the model's decoding for style {style!r} is invalid: {exc}") from exc
+            _check_decoding(decoding, self.decoding_for(style), f"style_decoding[{style!r}]",
+                            f"decoding for style {style!r}")
 
     def style_index(self, style: str) -> int:
         """The GPT's style input for a style name: 0 for "any", 1 + its place in ``styles``."""
@@ -216,6 +204,17 @@ class ModelConfig:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"invalid model config: {exc}") from exc
+
+
+def _check_decoding(entries: dict[str, object], merged: dict[str, object], where: str, what: str) -> None:
+    """A model's decoding entries: only known keys, and (``merged`` with what they complete) valid options."""
+    unknown = set(entries) - set(DECODING_KEYS)
+    if unknown:
+        raise CheckpointError(f"{where} has unknown keys {sorted(unknown)} (known: {', '.join(DECODING_KEYS)})")
+    try:
+        SamplingOptions(**merged).check()  # type: ignore[arg-type]
+    except (InvalidOptionError, TypeError) as exc:
+        raise CheckpointError(f"the model's {what} is invalid: {exc}") from exc
 
 
 def normalise_music(features: torch.Tensor, mean: list[float] | None, std: list[float] | None) -> torch.Tensor:
