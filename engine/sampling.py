@@ -14,10 +14,11 @@ The context window at step k (predicting code k + 1 from codes ..k) follows the 
 Ways to compute the same windows (``SamplingOptions.fast`` / ``draft``):
 
 * exact: run the whole window every step, as the official code does;
-* fast: keep each window's per-layer keys/values (``KVCache``) and feed only the new time step; the
-  window is recomputed only when it re-anchors. This equals the full computation (up to float32
-  rounding) because a window that only grows keeps every earlier token's position and attention
-  pattern (3 x 3-tiled causal mask).
+* fast: keep each window's per-layer keys/values and feed only the new time step. This equals the
+  full computation (up to float32 rounding) because a window that only grows keeps every earlier
+  token's position and attention pattern (3 x 3-tiled causal mask). A small model recomputes a window
+  when the context re-anchors (``KVCache``); a large one (``SLOT_WIDTH``) builds every window it will
+  need a step at a time, side by side (``SlotCache``), so its windows ride on each step's weight read.
   A sliding window (``shift=None``) moves every position each step, so fast mode needs a shift: with
   ``shift=None`` it uses ``FAST_DEFAULT_SHIFT``.
 * fast + ``draft``: an approximate copy proposes a window's tokens and the float32 model checks them
@@ -31,7 +32,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache, partial
 
@@ -42,7 +43,7 @@ from torch import nn
 
 from .clock import TOKEN_FPS
 from .errors import Cancelled, InvalidOptionError, ModelError
-from .models.gpt import CrossCondGPT, KVCache
+from .models.gpt import CrossCondGPT, KVCache, SlotCache
 
 # Fast mode with shift=None uses this shift. 20 is the shift of the official sampler's golden vectors
 # (so fast mode is checked token for token against the official code) and keeps at least 20 of the 28
@@ -298,10 +299,10 @@ def sample_codes(
     if guided:  # two rows per call, "any" and the style, mixed into one row of logits
         style = torch.tensor([0, options.style], device=device)
 
-    def run(up: torch.Tensor, down: torch.Tensor, mus: torch.Tensor, cache: KVCache | None = None):
+    def run(up: torch.Tensor, down: torch.Tensor, mus: torch.Tensor):
         if not guided:
-            return gpt(up, down, mus, cache=cache, style=style)
-        two = gpt(up.expand(2, -1), down.expand(2, -1), mus.expand(2, -1, -1), cache=cache, style=style)
+            return gpt(up, down, mus, style=style)
+        two = gpt(up.expand(2, -1), down.expand(2, -1), mus.expand(2, -1, -1), style=style)
         w = options.style_guidance
         return tuple(lg[:1] + w * (lg[1:] - lg[:1]) for lg in two)  # (1, t, V) each
 
@@ -322,27 +323,17 @@ def sample_codes(
                                 options.max_repeat, style)
         return codes_up.cpu().numpy(), codes_down.cpu().numpy()
 
-    cache: KVCache | None = None
-    cache_start = -1
-    # cached decoding multiplies its rows as a batch of variations would (see _row_stable_linears)
-    stable = _row_stable_linears(gpt, [2 if guided else 1]) if options.fast else nullcontext()
-    with torch.inference_mode(), stable:
+    if options.fast:
+        return _sample_cached(gpt, [(start_up, start_down)], music, [options], progress, cancel)[0]
+    with torch.inference_mode():
         for step in range(n_new):
             if cancel is not None and cancel():
                 raise Cancelled(f"dance generation cancelled after {step} of {n_new} tokens")
-            start, length = context_window(step, n_context, shift)
-            if not options.fast:
-                window = slice(start, step + 1)
-                logits_up, logits_down = run(
-                    codes_up[None, window], codes_down[None, window], music[None, window]
-                )  # (1, length, V)
-            else:
-                if cache is None or start != cache_start or cache.length != length - 1:
-                    cache, cache_start = KVCache(), start  # (re-)anchor: run the whole new window
-                    new = slice(start, step + 1)
-                else:
-                    new = slice(step, step + 1)  # the window grew by one step: feed only that step
-                logits_up, logits_down = run(codes_up[None, new], codes_down[None, new], music[None, new], cache)
+            start, _ = context_window(step, n_context, shift)
+            window = slice(start, step + 1)
+            logits_up, logits_down = run(
+                codes_up[None, window], codes_down[None, window], music[None, window]
+            )  # (1, length, V)
             _check_logits(logits_up[0, -1])
             _check_logits(logits_down[0, -1])
             up = _pick(logits_up[0, -1], options, generator)
@@ -367,10 +358,11 @@ def can_batch(options_list: list[SamplingOptions]) -> bool:
 # A matrix product's rounding depends on its shape: the BLAS picks its kernel (and splits the work
 # between threads) by the number of rows, so one dance's rows came out 5e-6 apart when three cached-step
 # rows were multiplied alone or among other dances' rows. During decoding every linear layer therefore
-# multiplies a padded number of rows (a multiple of 8), alone or in a batch, and a batch
-# shares one product only where this machine is checked to give every dance the bits of its own run.
+# multiplies a padded number of rows (at least 8, a multiple of 4: the 12 rows of a slot decoding's step
+# stay 12, where 16 cost a large model 14 % more per step), alone or in a batch, and a batch shares one
+# product only where this machine is checked to give every dance the bits of its own run.
 def _padded_rows(rows: int) -> int:
-    return max(8, -(-rows // 8) * 8)
+    return max(8, -(-rows // 4) * 4)
 
 
 def _linear_padded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -439,6 +431,43 @@ def _row_stable_linears(gpt: nn.Module, groups: list[int]) -> Iterator[None]:
             del layer.forward  # back to nn.Linear.forward
 
 
+@dataclass(frozen=True)
+class WindowSlots:
+    """Where each context window of a fast decoding lives in a ``SlotCache``, built a step at a time.
+
+    A window anchored at code a (see ``context_window``) is fed code c at step c for every c from a to
+    its last step, so it is complete whenever a step uses it, and its slot is free again after that.
+    ``slot_of[k]``: the slot whose window predicts code k + 1; ``positions[k]``: (n_slots,) the time
+    index each slot is fed code k at (0 for a slot between windows: fed, never read).
+    """
+
+    n_slots: int
+    slot_of: list[int]
+    positions: list[list[int]]
+
+
+@cache
+def window_slots(n_new: int, n_context: int, shift: int | None) -> WindowSlots:
+    """The window schedule of ``n_new`` steps (each window given the first slot free from its anchor on)."""
+    windows: dict[int, int] = {}  # anchor -> last step that uses it
+    for step in range(n_new):
+        windows[context_window(step, n_context, shift)[0]] = step
+    free_from: list[int] = []  # per slot: the first step it is free
+    slot_for: dict[int, int] = {}
+    for anchor, last in windows.items():  # anchors in order
+        slot = next((i for i, free in enumerate(free_from) if free <= anchor), len(free_from))
+        if slot == len(free_from):
+            free_from.append(0)
+        free_from[slot] = last + 1
+        slot_for[anchor] = slot
+    positions = [[0] * len(free_from) for _ in range(n_new)]
+    for anchor, last in windows.items():
+        for step in range(anchor, last + 1):
+            positions[step][slot_for[anchor]] = step - anchor
+    slot_of = [slot_for[context_window(step, n_context, shift)[0]] for step in range(n_new)]
+    return WindowSlots(max(1, len(free_from)), slot_of, positions)
+
+
 def sample_codes_batch(
     gpt: CrossCondGPT,
     starts: list[tuple[int, int]],
@@ -449,15 +478,34 @@ def sample_codes_batch(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Several dances to one music (each its start codes and sampling options: seed, temperature, style,
     ...) decoded in lockstep as one batch through the GPT: the codes ``sample_codes`` gives each alone,
-    token for token (see ``_row_stable_linears``). A small GPT's cached step is mostly overhead, so the
-    batch costs little more per step than one dance; the windows recomputed when the context re-anchors
-    are arithmetic and grow with the batch (4 dances of the demo song: 1.7x the time of one).
-    Decodings that cannot share a batch (see ``can_batch``) run one after another."""
+    token for token (see ``_row_stable_linears``). Decodings that cannot share a batch (see
+    ``can_batch``) run one after another."""
     if len(starts) != len(options_list):
         raise InvalidOptionError(f"{len(starts)} start code pairs for {len(options_list)} sets of options")
     resolved = [_checked(gpt, up, down, o) for (up, down), o in zip(starts, options_list)]
     if not can_batch(resolved):
         return [sample_codes(gpt, up, down, music, o, progress, cancel) for (up, down), o in zip(starts, resolved)]
+    return _sample_cached(gpt, starts, music, resolved, progress, cancel)
+
+
+# From this model width on, decoding builds every context window a step at a time in slots (SlotCache)
+# instead of recomputing it when the context re-anchors. Measured on a 2-core AMD EPYC, one thread:
+# the official 768-wide GPT reads 340 MB of weights per cached step and the windows' rows ride along
+# (about 10 % less time per token); the 192-wide default model's weights are read fast enough that
+# the slots' extra attention costs more than the recomputed windows (+6 % one dance, +35 % a batch).
+SLOT_WIDTH = 512
+
+
+def _sample_cached(
+    gpt: CrossCondGPT,
+    starts: list[tuple[int, int]],
+    music: torch.Tensor | np.ndarray,
+    resolved: list[SamplingOptions],
+    progress: ProgressFn | None,
+    cancel: CancelFn | None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The cached (fast) decoding of one or several dances (checked options, one window rule), as one
+    batch: each step, the next codes of every dance from its current window's logits."""
     device = next(gpt.parameters()).device
     music = _as_music(music, gpt, device)  # (N, n_music)
     n_new = music.shape[0]
@@ -475,31 +523,22 @@ def sample_codes_batch(
     for i, (up, down) in enumerate(starts):
         codes_up[first_row[i] : first_row[i] + groups[i], 0] = int(up)
         codes_down[first_row[i] : first_row[i] + groups[i], 0] = int(down)
-    n_context = gpt.config.block_size - 1
-    shift = resolved[0].effective_shift()
-    cache: KVCache | None = None
-    cache_start = -1
+    windows = _SlotWindows if gpt.config.n_embd >= SLOT_WIDTH else _ReanchoredWindows
+    next_logits = windows(gpt, codes_up, codes_down, music, style, resolved[0].effective_shift())
     gpt.eval()
     with torch.inference_mode(), _row_stable_linears(gpt, groups):
         for step in range(n_new):
             if cancel is not None and cancel():
                 raise Cancelled(f"dance generation cancelled after {step} of {n_new} tokens")
-            start, length = context_window(step, n_context, shift)
-            if cache is None or start != cache_start or cache.length != length - 1:
-                cache, cache_start = KVCache(), start
-                new = slice(start, step + 1)
-            else:
-                new = slice(step, step + 1)
-            logits_up, logits_down = gpt(codes_up[:, new], codes_down[:, new],
-                                         music[None, new].expand(rows, -1, -1), cache=cache, style=style)
+            logits_up, logits_down = next_logits(step)  # (R, V): each row's logits for code step + 1
             for i, o in enumerate(resolved):
                 r = first_row[i]
-                if guided[i]:  # as sample_codes mixes them: any + w (style - any), on (1, t, V) slices
+                if guided[i]:  # any + w (style - any), on (1, V) slices as the exact mode mixes them
                     w = o.style_guidance
-                    lu = (logits_up[r : r + 1] + w * (logits_up[r + 1 : r + 2] - logits_up[r : r + 1]))[0, -1]
-                    ld = (logits_down[r : r + 1] + w * (logits_down[r + 1 : r + 2] - logits_down[r : r + 1]))[0, -1]
+                    lu = (logits_up[r : r + 1] + w * (logits_up[r + 1 : r + 2] - logits_up[r : r + 1]))[0]
+                    ld = (logits_down[r : r + 1] + w * (logits_down[r + 1 : r + 2] - logits_down[r : r + 1]))[0]
                 else:
-                    lu, ld = logits_up[r, -1], logits_down[r, -1]
+                    lu, ld = logits_up[r], logits_down[r]
                 _check_logits(lu)
                 _check_logits(ld)
                 up = _pick(lu, o, generators[i])
@@ -511,6 +550,59 @@ def sample_codes_batch(
             if progress is not None:
                 progress(step + 1, n_new)
     return [(codes_up[r].cpu().numpy(), codes_down[r].cpu().numpy()) for r in first_row]
+
+
+class _ReanchoredWindows:
+    """The current window's keys/values in a ``KVCache``: a step feeds the newest code, and when the
+    context re-anchors the whole new window is computed at once (large, arithmetic-bound products)."""
+
+    def __init__(self, gpt: CrossCondGPT, codes_up: torch.Tensor, codes_down: torch.Tensor, music: torch.Tensor,
+                 style: torch.Tensor | None, shift: int | None) -> None:
+        self.gpt, self.codes_up, self.codes_down, self.music, self.style = gpt, codes_up, codes_down, music, style
+        self.n_context, self.shift = gpt.config.block_size - 1, shift
+        self.cache: KVCache | None = None
+        self.cache_start = -1
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        start, length = context_window(step, self.n_context, self.shift)
+        if self.cache is None or start != self.cache_start or self.cache.length != length - 1:
+            self.cache, self.cache_start = KVCache(), start  # (re-)anchor: run the whole new window
+            new = slice(start, step + 1)
+        else:
+            new = slice(step, step + 1)  # the window grew by one step: feed only that step
+        rows = self.codes_up.shape[0]
+        logits_up, logits_down = self.gpt(self.codes_up[:, new], self.codes_down[:, new],
+                                          self.music[None, new].expand(rows, -1, -1), cache=self.cache,
+                                          style=self.style)  # (R, t, V)
+        return logits_up[:, -1], logits_down[:, -1]
+
+
+class _SlotWindows:
+    """Every window a decoding will use, built a step at a time in its own slot of a ``SlotCache``
+    (``window_slots``): each step feeds the newest code to every window that will need it, so no window
+    is recomputed when the context re-anchors. The same arithmetic as ``_ReanchoredWindows``, done as
+    extra rows of each step's pass over the weights: nearly free where reading them is the cost."""
+
+    def __init__(self, gpt: CrossCondGPT, codes_up: torch.Tensor, codes_down: torch.Tensor, music: torch.Tensor,
+                 style: torch.Tensor | None, shift: int | None) -> None:
+        self.gpt, self.codes_up, self.codes_down, self.music = gpt, codes_up, codes_down, music
+        rows = codes_up.shape[0]
+        self.schedule = window_slots(music.shape[0], gpt.config.block_size - 1, shift)
+        self.n_slots = n_slots = self.schedule.n_slots
+        # every row's slots side by side: slot-cache row r * n_slots + slot
+        self.style = None if style is None else style.repeat_interleave(n_slots)
+        self.cache = SlotCache(rows * n_slots, gpt.config.block_size)
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, n_slots = self.codes_up.shape[0], self.n_slots
+        self.cache.positions = torch.tensor(self.schedule.positions[step]).repeat(rows)  # (R * n_slots,)
+        new_up = self.codes_up[:, step].repeat_interleave(n_slots)[:, None]  # (R * n_slots, 1)
+        new_down = self.codes_down[:, step].repeat_interleave(n_slots)[:, None]
+        all_up, all_down = self.gpt(new_up, new_down,
+                                    self.music[None, step : step + 1].expand(rows * n_slots, -1, -1),
+                                    cache=self.cache, style=self.style)  # (R * n_slots, 1, V)
+        slot = self.schedule.slot_of[step]  # each row's current window
+        return all_up.view(rows, n_slots, -1)[:, slot], all_down.view(rows, n_slots, -1)[:, slot]
 
 
 def _speculative_greedy(

@@ -19,6 +19,8 @@ Parameter and buffer names equal the official checkpoints' names (``gpt_base.blo
 
 Fast decoding: ``forward(..., cache=KVCache)`` appends new time steps to a window whose keys/values are
 cached per layer; the result equals a full recomputation of the whole window (see ``KVCache``).
+``forward(..., cache=SlotCache)`` decodes one new time step in each of several windows at once, each
+window (a batch row, a "slot") at its own position (see ``SlotCache``).
 """
 
 from __future__ import annotations
@@ -135,6 +137,55 @@ class KVCache:
         self.length = min(self.length, length)
 
 
+class SlotCache:
+    """Keys/values of several windows side by side, one per batch row ("slot"), each window at its own
+    length: a forward call feeds one new time step to every slot, at the time index ``positions[r]``
+    (set by the caller before each call; the slot's earlier times 0..positions[r] - 1 are what it saw
+    before). Storage is preallocated for ``block_size`` times, (R, nh, 3, block_size, hs) per layer;
+    times after a slot's position are masked out, so a slot starts a new window by being fed at 0.
+
+    Why: a model too large for the cache (the official GPT) spends a cached step reading its weights; the
+    rows of several windows ride along on that one read, so the windows a decoder will need next can be
+    built a step at a time instead of being recomputed at once when the context re-anchors.
+    """
+
+    def __init__(self, rows: int, block_size: int) -> None:
+        self.positions = torch.zeros(rows, dtype=torch.long)  # (R,) time index of each slot's new step
+        self.block_size = block_size
+        self.keys: dict[int, torch.Tensor] = {}  # layer id -> (R, nh, 3, block_size, hs)
+        self.values: dict[int, torch.Tensor] = {}
+        self._visible: torch.Tensor | None = None  # derived from the positions, once per forward call
+        self._rows: torch.Tensor | None = None
+
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this layer's new keys/values (R, nh, 3, hs) at each slot's position; return the whole
+        storage (R, nh, 3 * block_size, hs) in [music | up | down] order."""
+        R, nh, S, hs = k.shape
+        if layer not in self.keys:
+            self.keys[layer] = k.new_zeros(R, nh, S, self.block_size, hs)
+            self.values[layer] = v.new_zeros(R, nh, S, self.block_size, hs)
+        if self._rows is None:  # the storage row of every (slot, head, stream) at its slot's position
+            slot_head_stream = torch.arange(R * nh * S, device=k.device).view(R, nh, S)
+            at = self.positions.to(k.device)[:, None, None]
+            self._rows = (slot_head_stream * self.block_size + at).flatten()
+        for store, new in ((self.keys[layer], k), (self.values[layer], v)):
+            store.view(-1, hs).index_copy_(0, self._rows, new.reshape(-1, hs))
+        flat = (R, nh, S * self.block_size, hs)
+        return self.keys[layer].view(flat), self.values[layer].view(flat)
+
+    def visible(self, n_streams: int, device: torch.device) -> torch.Tensor:
+        """(R, 1, 1, 3 * block_size) bool: the keys each slot's new step may see (times <= its position)."""
+        if self._visible is None:
+            times = torch.arange(self.block_size, device=device)
+            seen = times[None, :] <= self.positions.to(device)[:, None]  # (R, block_size)
+            self._visible = seen.repeat(1, n_streams)[:, None, None, :]
+        return self._visible
+
+    def advance(self) -> None:
+        """After a forward call: forget what was derived from these positions (the caller sets the next)."""
+        self._visible = self._rows = None
+
+
 class CausalCrossConditionalSelfAttention(nn.Module):
     """Attention over ``n_streams`` streams side by side (3 in Bailando: music, up, down): a token at time
     i sees every stream at times <= i."""
@@ -153,13 +204,19 @@ class CausalCrossConditionalSelfAttention(nn.Module):
         block = config.block_size
         self.register_buffer("mask", torch.tril(torch.ones(block, block)).view(1, 1, block, block))
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | SlotCache | None = None, layer: int = 0) -> torch.Tensor:
         B, T3, C = x.shape  # (B, 3t, C): t new time steps of the three streams, [music | up | down]
         S = self.n_streams
         t, nh, hs = T3 // S, self.n_head, C // self.n_head
         q = self.query(x).view(B, T3, nh, hs).transpose(1, 2)  # (B, nh, 3t, hs)
         k = self.key(x).view(B, T3, nh, hs).transpose(1, 2)
         v = self.value(x).view(B, T3, nh, hs).transpose(1, 2)
+        if isinstance(cache, SlotCache):  # one new step per slot (t == 1), each at its own position
+            k, v = cache.store(layer, k, v)  # (B, nh, 3 * block_size, hs)
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, 3, 3 * block_size)
+            att = att.masked_fill(~cache.visible(S, x.device), float("-inf"))
+            y = (F.softmax(att, dim=-1) @ v).transpose(1, 2).contiguous().view(B, T3, C)
+            return self.proj(y)  # (inference only: no dropout)
         t_all = t  # time steps in the window, cached ones included
         if cache is not None:
             k, v = cache.append(layer, k.view(B, nh, S, t, hs), v.view(B, nh, S, t, hs))
@@ -191,7 +248,7 @@ class Block(nn.Module):
             nn.Dropout(resid_pdrop),
         )
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | SlotCache | None = None, layer: int = 0) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), cache, layer)
         return x + self.mlp(self.ln2(x))
 
@@ -218,17 +275,23 @@ class GPTBase(nn.Module):
         codes_up: torch.Tensor,
         codes_down: torch.Tensor,
         music: torch.Tensor,
-        cache: KVCache | None = None,
+        cache: KVCache | SlotCache | None = None,
         style: torch.Tensor | None = None,
     ) -> torch.Tensor:
         t = codes_up.shape[1]
-        start = 0 if cache is None else cache.length  # time index of the first new step in the window
-        if start + t > self.block_size:
-            raise ValueError(f"window of {start + t} time steps exceeds block_size {self.block_size}")
         bs = self.block_size
         tokens = torch.cat(
             [self.cond_emb(music), self.tok_emb_up(codes_up), self.tok_emb_down(codes_down)], dim=1
         )  # (B, 3t, C)
+        if isinstance(cache, SlotCache):
+            if t != 1 or bool((cache.positions >= bs).any()):
+                raise ValueError(f"a slot cache takes one new step per slot at a time below {bs}")
+            at = cache.positions.to(tokens.device)  # (B,) each slot's own time index
+            positions = self.pos_emb[0, torch.stack([at, bs + at, 2 * bs + at], dim=1)]  # (B, 3, C)
+            return self._blocks(tokens + positions, cache, style)
+        start = 0 if cache is None else cache.length  # time index of the first new step in the window
+        if start + t > self.block_size:
+            raise ValueError(f"window of {start + t} time steps exceeds block_size {self.block_size}")
         positions = torch.cat(  # each stream reads its own 29-slot segment, at times start..start+t-1
             [
                 self.pos_emb[:, start : start + t],
@@ -237,10 +300,13 @@ class GPTBase(nn.Module):
             ],
             dim=1,
         )  # (1, 3t, C)
-        x = tokens + positions
+        return self._blocks(tokens + positions, cache, style)
+
+    def _blocks(self, x: torch.Tensor, cache: KVCache | SlotCache | None, style: torch.Tensor | None) -> torch.Tensor:
+        """The style added to the embedded tokens x (B, 3t, C), then dropout and the blocks."""
         if self.style_emb is not None:
             if style is None:
-                style = torch.zeros(codes_up.shape[0], dtype=torch.long, device=codes_up.device)
+                style = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
             x = x + self.style_emb(style)[:, None, :]  # (B, 1, C): the same for every token
         elif style is not None and bool((style != 0).any()):
             raise ModelError("this GPT has no style input (n_styles = 0): only style 0 (any) is possible")
@@ -264,7 +330,7 @@ class GPTHead(nn.Module):
         self.head_down = nn.Linear(config.n_embd, out_down, bias=False)
 
     def forward(
-        self, x: torch.Tensor, cache: KVCache | None = None, layer_offset: int = 0
+        self, x: torch.Tensor, cache: KVCache | SlotCache | None = None, layer_offset: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor]:
         t = x.shape[1] // 3
         for i, block in enumerate(self.blocks):
@@ -315,7 +381,7 @@ class CrossCondGPT(nn.Module):
         codes_up: torch.Tensor,
         codes_down: torch.Tensor,
         music: torch.Tensor,
-        cache: KVCache | None = None,
+        cache: KVCache | SlotCache | None = None,
         style: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """codes_* (B, t) int64, music (B, t, n_music) -> (logits_up (B, t, Vu), logits_down (B, t, Vd)).
@@ -327,8 +393,10 @@ class CrossCondGPT(nn.Module):
         """
         x = self.gpt_base(codes_up, codes_down, music, cache, style)  # (B, 3t, C)
         logits = self.gpt_head(x, cache, layer_offset=len(self.gpt_base.blocks))
-        if cache is not None:
+        if isinstance(cache, KVCache):
             cache.length += codes_up.shape[1]
+        elif cache is not None:
+            cache.advance()
         return logits
 
     def values(

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.errors import ModelError
-from engine.models.gpt import CrossCondGPT, GPTConfig, KVCache
+from engine.models.gpt import CrossCondGPT, GPTConfig, KVCache, SlotCache
 from tests.engine.golden import assert_float32_parity, assert_same_argmax, load_tiny_official_gpt
 
 # The same window computed in pieces of another size rounds differently in float32; with the random
@@ -106,6 +106,32 @@ def test_cached_decoding_equals_full_computation(golden_dir: Path, golden_io) ->
 
         with pytest.raises(ValueError, match="block_size"):
             model(up[:, :7], down[:, :7], music[:, :7], cache=cache)  # 23 + 7 > 29
+
+
+def test_slot_cache_decodes_several_windows_at_their_own_positions(golden_dir: Path, golden_io) -> None:
+    """Three slots fed one step per call, each its own stretch of the golden window from its own time
+    index (one starts over mid-way): every step's logits equal the full computation of that slot's
+    window up to that step, and stale keys of an earlier window in a slot are never seen."""
+    model = load_tiny_official_gpt(golden_dir, critic=False)
+    up, down, music = (
+        torch.from_numpy(golden_io[k][1:]) for k in ("window_up", "window_down", "window_music")
+    )
+    anchors = {0: [0], 1: [3], 2: [9, 15]}  # slot -> codes each of its windows starts at
+    cache = SlotCache(3, model.block_size)
+    with torch.inference_mode():
+        for step in range(20):
+            starts = [max(a for a in anchors[s] if a <= step) if step >= anchors[s][0] else step for s in range(3)]
+            cache.positions = torch.tensor([step - a for a in starts])
+            idx = torch.tensor([min(step, 28)] * 3)
+            lu, ld = model(up[0, idx][:, None], down[0, idx][:, None], music[0, idx][:, None], cache=cache)
+            assert lu.shape == (3, 1, 64)
+            for s, a in enumerate(starts):
+                full_up, full_down = model(up[:, a : step + 1], down[:, a : step + 1], music[:, a : step + 1])
+                torch.testing.assert_close(lu[s, -1], full_up[0, -1], rtol=0, atol=ROUNDING)
+                torch.testing.assert_close(ld[s, -1], full_down[0, -1], rtol=0, atol=ROUNDING)
+        cache.positions = torch.tensor([0, 29, 0])
+        with pytest.raises(ValueError, match="one new step per slot"):
+            model(up[:, :3].T, down[:, :3].T, music[0, :3, None], cache=cache)
 
 
 def test_loss_is_cross_entropy_of_both_streams_and_trains() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from engine.sampling import (
     longest_repeat,
     sample_codes,
     sample_codes_batch,
+    window_slots,
 )
 from tests.engine.golden import load_tiny_official_gpt
 
@@ -85,6 +87,40 @@ def test_greedy_tokens_equal_official(gpt, golden_io, options: SamplingOptions, 
     assert codes_up.dtype == np.int64 and codes_up.shape == (81,)
     np.testing.assert_array_equal(codes_up, golden_io[f"{golden_name}_up"][0])
     np.testing.assert_array_equal(codes_down, golden_io[f"{golden_name}_down"][0])
+
+
+@pytest.mark.parametrize("shift", [20, 1, 12, 28, None])
+def test_window_slots_hold_each_window_whole_when_it_is_used(shift) -> None:
+    """Each step's window is in its slot with every code from its anchor on, fed in order at the right
+    time index, and no other window used that slot in between."""
+    n_new = 120
+    schedule = window_slots(n_new, 28, shift)
+    assert schedule.n_slots <= 29
+    for step in range(n_new):
+        start, length = context_window(step, 28, shift)
+        slot = schedule.slot_of[step]
+        assert [schedule.positions[c][slot] for c in range(start, step + 1)] == list(range(length))
+    if shift == 20:  # a code lives in up to 4 windows (re-anchored every 9 steps, up to 28 long)
+        assert schedule.n_slots == 4
+
+
+@pytest.mark.parametrize(
+    "options, golden_name",
+    [(SamplingOptions(shift=20, max_repeat=None), "sample_shift_20"),
+     (SamplingOptions(max_repeat=None), f"sample_shift_{FAST_DEFAULT_SHIFT}")],
+)
+def test_slot_decoding_gives_the_official_tokens(gpt, golden_io, monkeypatch, options, golden_name) -> None:
+    """The slot decoding (what a model of SLOT_WIDTH or more uses; here forced on the tiny one) gives the
+    official greedy tokens, and draws the exact mode's tokens from a seed."""
+    from engine import sampling
+
+    monkeypatch.setattr(sampling, "SLOT_WIDTH", 0)
+    codes_up, codes_down = _sample(gpt, golden_io, options)
+    np.testing.assert_array_equal(codes_up, golden_io[f"{golden_name}_up"][0])
+    np.testing.assert_array_equal(codes_down, golden_io[f"{golden_name}_down"][0])
+    sampled = SamplingOptions(greedy=False, top_k=8, seed=123, shift=20)
+    exact = _sample(gpt, golden_io, replace(sampled, fast=False))
+    np.testing.assert_array_equal(_sample(gpt, golden_io, sampled)[0], exact[0])
 
 
 def test_seeded_sampling_is_reproducible(gpt, golden_io) -> None:
@@ -298,8 +334,8 @@ def test_style_guidance_mixes_the_style_with_any(golden_io) -> None:
         dance(3, 1.0)
 
 
-@pytest.mark.parametrize("shared_products", [True, False])
-def test_a_batch_of_variations_decodes_each_as_it_would_alone(golden_io, monkeypatch, shared_products) -> None:
+@pytest.mark.parametrize("shared_products, slots", [(True, False), (False, False), (True, True)])
+def test_a_batch_of_variations_decodes_each_as_it_would_alone(golden_io, monkeypatch, shared_products, slots) -> None:
     """Seeds, temperatures, top-k, greedy, start codes, styles with and without guidance, and the repeat
     limit, mixed in one batch: every dance's tokens are those of its own run. Also where the machine's
     matrix products would not keep a dance's rows apart (then each dance's rows are multiplied alone)."""
@@ -307,6 +343,8 @@ def test_a_batch_of_variations_decodes_each_as_it_would_alone(golden_io, monkeyp
 
     if not shared_products:
         monkeypatch.setattr(sampling, "_batch_keeps_rows", lambda *args: False)
+    if slots:  # the windows in slots, as for a model of SLOT_WIDTH or more
+        monkeypatch.setattr(sampling, "SLOT_WIDTH", 0)
     torch.manual_seed(0)
     gpt = CrossCondGPT(GPTConfig.tiny(n_styles=2)).eval()
     with torch.no_grad():
