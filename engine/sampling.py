@@ -358,11 +358,11 @@ def can_batch(options_list: list[SamplingOptions]) -> bool:
 # A matrix product's rounding depends on its shape: the BLAS picks its kernel (and splits the work
 # between threads) by the number of rows, so one dance's rows came out 5e-6 apart when three cached-step
 # rows were multiplied alone or among other dances' rows. During decoding every linear layer therefore
-# multiplies a padded number of rows (at least 8, a multiple of 4: the 12 rows of a slot decoding's step
-# stay 12, where 16 cost a large model 14 % more per step), alone or in a batch, and a batch shares one
-# product only where this machine is checked to give every dance the bits of its own run.
+# multiplies at least 8 rows (padded with zeros; more are left as they are: a large model pays for every
+# row beyond the 8 its weight read hides), alone or in a batch, and a batch shares one product only where
+# this machine is checked to give every dance the bits of its own run.
 def _padded_rows(rows: int) -> int:
-    return max(8, -(-rows // 4) * 4)
+    return max(8, rows)
 
 
 def _linear_padded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -437,13 +437,13 @@ class WindowSlots:
 
     A window anchored at code a (see ``context_window``) is fed code c at step c for every c from a to
     its last step, so it is complete whenever a step uses it, and its slot is free again after that.
-    ``slot_of[k]``: the slot whose window predicts code k + 1; ``positions[k]``: (n_slots,) the time
-    index each slot is fed code k at (0 for a slot between windows: fed, never read).
+    ``slot_of[k]``: the slot whose window predicts code k + 1; ``fed[k]``: the (slot, time index) pairs
+    fed code k, slots in order (a slot between windows is not fed).
     """
 
     n_slots: int
     slot_of: list[int]
-    positions: list[list[int]]
+    fed: list[list[tuple[int, int]]]
 
 
 @cache
@@ -460,12 +460,12 @@ def window_slots(n_new: int, n_context: int, shift: int | None) -> WindowSlots:
             free_from.append(0)
         free_from[slot] = last + 1
         slot_for[anchor] = slot
-    positions = [[0] * len(free_from) for _ in range(n_new)]
+    fed: list[list[tuple[int, int]]] = [[] for _ in range(n_new)]
     for anchor, last in windows.items():
         for step in range(anchor, last + 1):
-            positions[step][slot_for[anchor]] = step - anchor
+            fed[step].append((slot_for[anchor], step - anchor))
     slot_of = [slot_for[context_window(step, n_context, shift)[0]] for step in range(n_new)]
-    return WindowSlots(max(1, len(free_from)), slot_of, positions)
+    return WindowSlots(max(1, len(free_from)), slot_of, [sorted(pairs) for pairs in fed])
 
 
 def sample_codes_batch(
@@ -489,10 +489,11 @@ def sample_codes_batch(
 
 
 # From this model width on, decoding builds every context window a step at a time in slots (SlotCache)
-# instead of recomputing it when the context re-anchors. Measured on a 2-core AMD EPYC, one thread:
-# the official 768-wide GPT reads 340 MB of weights per cached step and the windows' rows ride along
-# (about 10 % less time per token); the 192-wide default model's weights are read fast enough that
-# the slots' extra attention costs more than the recomputed windows (+6 % one dance, +35 % a batch).
+# instead of recomputing it when the context re-anchors. Measured on a 2-core AMD EPYC, one thread, the
+# two ways in turns in one process: the official 768-wide GPT reads 340 MB of weights per cached step
+# and the windows' 9 rows ride along (75-80 -> 57-63 ms per token, same tokens); the 192-wide default
+# model's weights are read fast enough that the slots' extra rows and attention cost more than the
+# recomputed windows (one dance +6 %, a batch of 4 +28 %).
 SLOT_WIDTH = 512
 
 
@@ -585,24 +586,22 @@ class _SlotWindows:
 
     def __init__(self, gpt: CrossCondGPT, codes_up: torch.Tensor, codes_down: torch.Tensor, music: torch.Tensor,
                  style: torch.Tensor | None, shift: int | None) -> None:
-        self.gpt, self.codes_up, self.codes_down, self.music = gpt, codes_up, codes_down, music
-        rows = codes_up.shape[0]
+        self.gpt, self.codes_up, self.codes_down, self.music, self.style = gpt, codes_up, codes_down, music, style
         self.schedule = window_slots(music.shape[0], gpt.config.block_size - 1, shift)
-        self.n_slots = n_slots = self.schedule.n_slots
-        # every row's slots side by side: slot-cache row r * n_slots + slot
-        self.style = None if style is None else style.repeat_interleave(n_slots)
-        self.cache = SlotCache(rows * n_slots, gpt.config.block_size)
+        self.cache = SlotCache(codes_up.shape[0], self.schedule.n_slots, gpt.config.block_size)
 
     def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rows, n_slots = self.codes_up.shape[0], self.n_slots
-        self.cache.positions = torch.tensor(self.schedule.positions[step]).repeat(rows)  # (R * n_slots,)
-        new_up = self.codes_up[:, step].repeat_interleave(n_slots)[:, None]  # (R * n_slots, 1)
-        new_down = self.codes_down[:, step].repeat_interleave(n_slots)[:, None]
-        all_up, all_down = self.gpt(new_up, new_down,
-                                    self.music[None, step : step + 1].expand(rows * n_slots, -1, -1),
-                                    cache=self.cache, style=self.style)  # (R * n_slots, 1, V)
-        slot = self.schedule.slot_of[step]  # each row's current window
-        return all_up.view(rows, n_slots, -1)[:, slot], all_down.view(rows, n_slots, -1)[:, slot]
+        rows = self.codes_up.shape[0]
+        fed = self.schedule.fed[step]  # [(slot, time index)], the same for every row
+        self.cache.feed(torch.tensor([s for s, _ in fed]), torch.tensor([p for _, p in fed]))
+        repeat = len(fed)
+        style = None if self.style is None else self.style.repeat_interleave(repeat)
+        all_up, all_down = self.gpt(self.codes_up[:, step].repeat_interleave(repeat)[:, None],
+                                    self.codes_down[:, step].repeat_interleave(repeat)[:, None],
+                                    self.music[None, step : step + 1].expand(rows * repeat, -1, -1),
+                                    cache=self.cache, style=style)  # (R * A, 1, V), row by row
+        current = [s for s, _ in fed].index(self.schedule.slot_of[step])  # each row's current window
+        return all_up.view(rows, repeat, -1)[:, current], all_down.view(rows, repeat, -1)[:, current]
 
 
 def _speculative_greedy(

@@ -138,52 +138,60 @@ class KVCache:
 
 
 class SlotCache:
-    """Keys/values of several windows side by side, one per batch row ("slot"), each window at its own
-    length: a forward call feeds one new time step to every slot, at the time index ``positions[r]``
-    (set by the caller before each call; the slot's earlier times 0..positions[r] - 1 are what it saw
-    before). Storage is preallocated for ``block_size`` times, (R, nh, 3, block_size, hs) per layer;
-    times after a slot's position are masked out, so a slot starts a new window by being fed at 0.
+    """Keys/values of several windows side by side, each in its own "slot" at its own length, for
+    ``groups`` decodings alike (the dances of a batch: the same slots, fed in the same pattern). Before
+    each forward call the caller says which slots it feeds and at which time index (``feed``); the call's
+    batch rows are groups x fed slots (group by group), one new time step each, and they see their own
+    slot's times up to that index (so a slot starts a new window by being fed at 0). Storage is
+    preallocated, (groups, nh, slots, block_size, 3, hs) per layer: time before stream, so that a
+    window's keys so far are one block.
 
     Why: a model too large for the cache (the official GPT) spends a cached step reading its weights; the
     rows of several windows ride along on that one read, so the windows a decoder will need next can be
     built a step at a time instead of being recomputed at once when the context re-anchors.
     """
 
-    def __init__(self, rows: int, block_size: int) -> None:
-        self.positions = torch.zeros(rows, dtype=torch.long)  # (R,) time index of each slot's new step
-        self.block_size = block_size
-        self.keys: dict[int, torch.Tensor] = {}  # layer id -> (R, nh, 3, block_size, hs)
+    def __init__(self, groups: int, slots: int, block_size: int) -> None:
+        self.groups, self.slots, self.block_size = groups, slots, block_size
+        self.keys: dict[int, torch.Tensor] = {}  # layer id -> (groups, nh, slots, block_size, 3, hs)
         self.values: dict[int, torch.Tensor] = {}
-        self._visible: torch.Tensor | None = None  # derived from the positions, once per forward call
-        self._rows: torch.Tensor | None = None
+        self.fed = torch.arange(slots)  # (A,) the slots fed by the next call
+        self.fed_positions = torch.zeros(slots, dtype=torch.long)  # (A,) the time index each is fed at
+        self._rows: torch.Tensor | None = None  # derived from what is fed, once per forward call
 
-    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write this layer's new keys/values (R, nh, 3, hs) at each slot's position; return the whole
-        storage (R, nh, 3 * block_size, hs) in [music | up | down] order."""
-        R, nh, S, hs = k.shape
+    def feed(self, slots: torch.Tensor, positions: torch.Tensor) -> None:
+        """The next call feeds ``slots`` (A,) at time indices ``positions`` (A,), each below block_size."""
+        if slots.shape != positions.shape or bool((positions < 0).any() or (positions >= self.block_size).any()):
+            raise ValueError(f"a slot cache takes one new step per slot at a time below {self.block_size}")
+        self.fed, self.fed_positions = slots, positions
+        self._rows = None
+
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Write this layer's new keys/values (groups * A, nh, 3, hs) at the fed slots' positions."""
+        _, nh, S, hs = k.shape
+        G, T = self.groups, self.block_size
         if layer not in self.keys:
-            self.keys[layer] = k.new_zeros(R, nh, S, self.block_size, hs)
-            self.values[layer] = v.new_zeros(R, nh, S, self.block_size, hs)
-        if self._rows is None:  # the storage row of every (slot, head, stream) at its slot's position
-            slot_head_stream = torch.arange(R * nh * S, device=k.device).view(R, nh, S)
-            at = self.positions.to(k.device)[:, None, None]
-            self._rows = (slot_head_stream * self.block_size + at).flatten()
+            self.keys[layer] = k.new_zeros(G, nh, self.slots, T, S, hs)
+            self.values[layer] = v.new_zeros(G, nh, self.slots, T, S, hs)
+        if self._rows is None:  # the storage row of every new (group, fed slot, head, stream) key
+            device = k.device
+            g = torch.arange(G, device=device)[:, None, None, None]
+            slot = self.fed.to(device)[None, :, None, None]
+            head = torch.arange(nh, device=device)[None, None, :, None]
+            stream = torch.arange(S, device=device)[None, None, None, :]
+            at = self.fed_positions.to(device)[None, :, None, None]
+            self._rows = ((((g * nh + head) * self.slots + slot) * T + at) * S + stream).flatten()
         for store, new in ((self.keys[layer], k), (self.values[layer], v)):
             store.view(-1, hs).index_copy_(0, self._rows, new.reshape(-1, hs))
-        flat = (R, nh, S * self.block_size, hs)
-        return self.keys[layer].view(flat), self.values[layer].view(flat)
 
-    def visible(self, n_streams: int, device: torch.device) -> torch.Tensor:
-        """(R, 1, 1, 3 * block_size) bool: the keys each slot's new step may see (times <= its position)."""
-        if self._visible is None:
-            times = torch.arange(self.block_size, device=device)
-            seen = times[None, :] <= self.positions.to(device)[:, None]  # (R, block_size)
-            self._visible = seen.repeat(1, n_streams)[:, None, None, :]
-        return self._visible
-
-    def advance(self) -> None:
-        """After a forward call: forget what was derived from these positions (the caller sets the next)."""
-        self._visible = self._rows = None
+    def window(self, layer: int, fed_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys/values (groups * nh, (position + 1) * 3, hs) the ``fed_index``-th fed slot's new tokens
+        see: every stream at times up to its position (a view of the storage)."""
+        slot, end = int(self.fed[fed_index]), int(self.fed_positions[fed_index]) + 1
+        keys, values = self.keys[layer], self.values[layer]
+        G, nh, _, _, S, hs = keys.shape
+        shape = (G * nh, end * S, hs)
+        return keys[:, :, slot, :end].reshape(shape), values[:, :, slot, :end].reshape(shape)
 
 
 class CausalCrossConditionalSelfAttention(nn.Module):
@@ -211,12 +219,17 @@ class CausalCrossConditionalSelfAttention(nn.Module):
         q = self.query(x).view(B, T3, nh, hs).transpose(1, 2)  # (B, nh, 3t, hs)
         k = self.key(x).view(B, T3, nh, hs).transpose(1, 2)
         v = self.value(x).view(B, T3, nh, hs).transpose(1, 2)
-        if isinstance(cache, SlotCache):  # one new step per slot (t == 1), each at its own position
-            k, v = cache.store(layer, k, v)  # (B, nh, 3 * block_size, hs)
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, 3, 3 * block_size)
-            att = att.masked_fill(~cache.visible(S, x.device), float("-inf"))
-            y = (F.softmax(att, dim=-1) @ v).transpose(1, 2).contiguous().view(B, T3, C)
-            return self.proj(y)  # (inference only: no dropout)
+        if isinstance(cache, SlotCache):  # one new step (t == 1) in each fed slot, at its own position
+            G, A = cache.groups, len(cache.fed)
+            cache.store(layer, k, v)
+            q = q.reshape(G, A, nh, S, hs).transpose(1, 2)  # (G, nh, A, 3, hs)
+            ys = []
+            for a in range(A):  # each fed slot's 3 new tokens against its own window so far: no mask
+                keys, values = cache.window(layer, a)  # (G * nh, (position + 1) * 3, hs)
+                att = (q[:, :, a].reshape(G * nh, S, hs) @ keys.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
+                ys.append(F.softmax(att, dim=-1) @ values)  # (G * nh, 3, hs)
+            y = torch.stack(ys, dim=1).view(G, nh, A, S, hs)
+            return self.proj(y.permute(0, 2, 3, 1, 4).reshape(B, T3, C))  # (inference only: no dropout)
         t_all = t  # time steps in the window, cached ones included
         if cache is not None:
             k, v = cache.append(layer, k.view(B, nh, S, t, hs), v.view(B, nh, S, t, hs))
@@ -284,9 +297,10 @@ class GPTBase(nn.Module):
             [self.cond_emb(music), self.tok_emb_up(codes_up), self.tok_emb_down(codes_down)], dim=1
         )  # (B, 3t, C)
         if isinstance(cache, SlotCache):
-            if t != 1 or bool((cache.positions >= bs).any()):
-                raise ValueError(f"a slot cache takes one new step per slot at a time below {bs}")
-            at = cache.positions.to(tokens.device)  # (B,) each slot's own time index
+            if t != 1 or codes_up.shape[0] != cache.groups * len(cache.fed):
+                raise ValueError(f"a slot cache takes one new step per fed slot ({cache.groups} x "
+                                 f"{len(cache.fed)}), got {codes_up.shape[0]} rows of {t}")
+            at = cache.fed_positions.to(tokens.device).repeat(cache.groups)  # (B,) each row's time index
             positions = self.pos_emb[0, torch.stack([at, bs + at, 2 * bs + at], dim=1)]  # (B, 3, C)
             return self._blocks(tokens + positions, cache, style)
         start = 0 if cache is None else cache.length  # time index of the first new step in the window
@@ -395,8 +409,6 @@ class CrossCondGPT(nn.Module):
         logits = self.gpt_head(x, cache, layer_offset=len(self.gpt_base.blocks))
         if isinstance(cache, KVCache):
             cache.length += codes_up.shape[1]
-        elif cache is not None:
-            cache.advance()
         return logits
 
     def values(

@@ -109,28 +109,33 @@ def test_cached_decoding_equals_full_computation(golden_dir: Path, golden_io) ->
 
 
 def test_slot_cache_decodes_several_windows_at_their_own_positions(golden_dir: Path, golden_io) -> None:
-    """Three slots fed one step per call, each its own stretch of the golden window from its own time
-    index (one starts over mid-way): every step's logits equal the full computation of that slot's
-    window up to that step, and stale keys of an earlier window in a slot are never seen."""
+    """Four slots, fed one step per call (not every slot every time), each its own stretch of the golden
+    window from its own time index (one starts over mid-way): every step's logits equal the full
+    computation of that slot's window up to that step; stale keys of an earlier window are never seen."""
     model = load_tiny_official_gpt(golden_dir, critic=False)
     up, down, music = (
         torch.from_numpy(golden_io[k][1:]) for k in ("window_up", "window_down", "window_music")
     )
-    anchors = {0: [0], 1: [3], 2: [9, 15]}  # slot -> codes each of its windows starts at
-    cache = SlotCache(3, model.block_size)
+    windows = {0: [(0, 19)], 1: [(3, 19)], 2: [(9, 14), (15, 19)], 3: [(4, 9), (14, 19)]}  # (first, last)
+    cache = SlotCache(1, 4, model.block_size)
     with torch.inference_mode():
         for step in range(20):
-            starts = [max(a for a in anchors[s] if a <= step) if step >= anchors[s][0] else step for s in range(3)]
-            cache.positions = torch.tensor([step - a for a in starts])
-            idx = torch.tensor([min(step, 28)] * 3)
-            lu, ld = model(up[0, idx][:, None], down[0, idx][:, None], music[0, idx][:, None], cache=cache)
-            assert lu.shape == (3, 1, 64)
-            for s, a in enumerate(starts):
+            starts = {s: a for s, spans in windows.items() for a, last in spans if a <= step <= last}
+            fed = sorted(starts)  # slot 3 is idle at steps 10..13, between its two windows
+            cache.feed(torch.tensor(fed), torch.tensor([step - starts[s] for s in fed]))
+            n = len(fed)
+            lu, ld = model(up[:, step].expand(n)[:, None], down[:, step].expand(n)[:, None],
+                           music[:, step].expand(n, -1)[:, None], cache=cache)
+            assert lu.shape == (n, 1, 64)
+            for row, s in enumerate(fed):
+                a = starts[s]
                 full_up, full_down = model(up[:, a : step + 1], down[:, a : step + 1], music[:, a : step + 1])
-                torch.testing.assert_close(lu[s, -1], full_up[0, -1], rtol=0, atol=ROUNDING)
-                torch.testing.assert_close(ld[s, -1], full_down[0, -1], rtol=0, atol=ROUNDING)
-        cache.positions = torch.tensor([0, 29, 0])
+                torch.testing.assert_close(lu[row, -1], full_up[0, -1], rtol=0, atol=ROUNDING)
+                torch.testing.assert_close(ld[row, -1], full_down[0, -1], rtol=0, atol=ROUNDING)
         with pytest.raises(ValueError, match="one new step per slot"):
+            cache.feed(torch.tensor([0, 1]), torch.tensor([0, 29]))
+        cache.feed(torch.tensor([0, 1]), torch.tensor([0, 1]))
+        with pytest.raises(ValueError, match="one new step per fed slot"):
             model(up[:, :3].T, down[:, :3].T, music[0, :3, None], cache=cache)
 
 

@@ -99,9 +99,13 @@ def test_window_slots_hold_each_window_whole_when_it_is_used(shift) -> None:
     for step in range(n_new):
         start, length = context_window(step, 28, shift)
         slot = schedule.slot_of[step]
-        assert [schedule.positions[c][slot] for c in range(start, step + 1)] == list(range(length))
-    if shift == 20:  # a code lives in up to 4 windows (re-anchored every 9 steps, up to 28 long)
+        fed_to_slot = [dict(schedule.fed[c]).get(slot) for c in range(start, step + 1)]
+        assert fed_to_slot == list(range(length))
+        assert len({s for s, _ in schedule.fed[step]}) == len(schedule.fed[step])  # a slot fed once a step
+    if shift == 20:  # a code lives in 3 windows, 1 step in 9 in 4 (re-anchored every 9 steps, 28 long)
         assert schedule.n_slots == 4
+        assert [len(schedule.fed[k]) for k in range(60, 69)].count(4) == 1
+        assert all(3 <= len(schedule.fed[k]) <= 4 for k in range(28, n_new - 28))
 
 
 @pytest.mark.parametrize(
