@@ -157,6 +157,7 @@ class SlotCache:
         self.values: dict[int, torch.Tensor] = {}
         self.fed = torch.arange(slots)  # (A,) the slots fed by the next call
         self.fed_positions = torch.zeros(slots, dtype=torch.long)  # (A,) the time index each is fed at
+        self._windows = [(slot, 1) for slot in range(slots)]
         self._rows: torch.Tensor | None = None  # derived from what is fed, once per forward call
 
     def feed(self, slots: torch.Tensor, positions: torch.Tensor) -> None:
@@ -164,6 +165,7 @@ class SlotCache:
         if slots.shape != positions.shape or bool((positions < 0).any() or (positions >= self.block_size).any()):
             raise ValueError(f"a slot cache takes one new step per slot at a time below {self.block_size}")
         self.fed, self.fed_positions = slots, positions
+        self._windows = list(zip(slots.tolist(), (positions + 1).tolist()))  # (slot, times seen) as ints
         self._rows = None
 
     def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -187,7 +189,7 @@ class SlotCache:
     def window(self, layer: int, fed_index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The keys/values (groups * nh, (position + 1) * 3, hs) the ``fed_index``-th fed slot's new tokens
         see: every stream at times up to its position (a view of the storage)."""
-        slot, end = int(self.fed[fed_index]), int(self.fed_positions[fed_index]) + 1
+        slot, end = self._windows[fed_index]
         keys, values = self.keys[layer], self.values[layer]
         G, nh, _, _, S, hs = keys.shape
         shape = (G * nh, end * S, hs)
