@@ -19,8 +19,8 @@ Parameter and buffer names equal the official checkpoints' names (``gpt_base.blo
 
 Fast decoding: ``forward(..., cache=KVCache)`` appends new time steps to a window whose keys/values are
 cached per layer; the result equals a full recomputation of the whole window (see ``KVCache``).
-``forward(..., cache=SlotCache)`` decodes one new time step in each of several windows at once, each
-window (a batch row, a "slot") at its own position (see ``SlotCache``).
+``forward(..., cache=SlotCache)`` feeds one new time step to each of several windows at once, each in
+its own slot at its own position (see ``SlotCache``); the result equals each window computed alone.
 """
 
 from __future__ import annotations
