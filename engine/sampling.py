@@ -402,8 +402,16 @@ def _batch_keeps_rows(n_in: int, n_out: int, dtype: torch.dtype, device: str, gr
 def _row_stable_linears(gpt: nn.Module, groups: list[int]) -> Iterator[None]:
     """While decoding: each linear layer of ``gpt`` multiplies padded rows (``_linear_padded``); with
     several dances (``groups``: each dance's batch rows, two for a style-guided one) in one product when
-    ``_batch_keeps_rows`` says it gives each dance its own run's bits, else once per dance."""
+    ``_batch_keeps_rows`` says it gives each dance its own run's bits, else once per dance. The int8
+    layers of ``approximate_gpt`` quantise their input with one scale per product, so in a batch they
+    always multiply each dance's rows alone."""
+    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+
     buffers: dict[tuple[int, int], torch.Tensor] = {}  # padded inputs, shared by the layers (used one at a time)
+
+    def group_rows(flat: torch.Tensor) -> tuple[int, ...]:
+        per_row = flat.shape[0] // sum(groups)
+        return tuple(g * per_row for g in groups)
 
     def alone(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
         out = _linear_padded(x.reshape(-1, x.shape[-1]), weight, bias, buffers)
@@ -411,24 +419,32 @@ def _row_stable_linears(gpt: nn.Module, groups: list[int]) -> Iterator[None]:
 
     def batched(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
-        per_row = flat.shape[0] // sum(groups)
-        group_rows = tuple(g * per_row for g in groups)
-        if _batch_keeps_rows(weight.shape[1], weight.shape[0], flat.dtype, str(flat.device), group_rows,
+        rows = group_rows(flat)
+        if _batch_keeps_rows(weight.shape[1], weight.shape[0], flat.dtype, str(flat.device), rows,
                              torch.get_num_threads()):
             out = _linear_padded(flat, weight, bias, buffers)
         else:
-            out = torch.cat([_linear_padded(part, weight, bias, buffers) for part in flat.split(group_rows)])
+            out = torch.cat([_linear_padded(part, weight, bias, buffers) for part in flat.split(rows)])
         return out.reshape(*x.shape[:-1], weight.shape[0])
 
-    forward = alone if len(groups) == 1 else batched
-    linears = [m for m in gpt.modules() if isinstance(m, nn.Linear)]
-    for layer in linears:
-        layer.forward = partial(forward, layer.weight, layer.bias)  # type: ignore[method-assign]
+    def int8_per_dance(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch.cat([Int8Linear.forward(layer, part) for part in flat.split(group_rows(flat))])
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+    patched: list[nn.Module] = []
+    for layer in gpt.modules():
+        if isinstance(layer, nn.Linear):
+            layer.forward = partial(alone if len(groups) == 1 else batched, layer.weight, layer.bias)  # type: ignore[method-assign]
+            patched.append(layer)
+        elif isinstance(layer, Int8Linear) and len(groups) > 1:
+            layer.forward = partial(int8_per_dance, layer)  # type: ignore[method-assign]
+            patched.append(layer)
     try:
         yield
     finally:
-        for layer in linears:
-            del layer.forward  # back to nn.Linear.forward
+        for layer in patched:
+            del layer.forward  # back to the class's forward
 
 
 @dataclass(frozen=True)
