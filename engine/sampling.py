@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from functools import cache, partial
+from functools import cache, lru_cache, partial
 
 import numpy as np
 import torch
@@ -462,7 +462,7 @@ class WindowSlots:
     fed: list[list[tuple[int, int]]]
 
 
-@cache
+@lru_cache(maxsize=4)  # a schedule is a few lists per token: keep the last songs', not every song's
 def window_slots(n_new: int, n_context: int, shift: int | None) -> WindowSlots:
     """The window schedule of ``n_new`` steps (each window given the first slot free from its anchor on)."""
     windows: dict[int, int] = {}  # anchor -> last step that uses it
