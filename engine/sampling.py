@@ -289,6 +289,9 @@ def sample_codes(
     a true result raises ``Cancelled``. The model is put in eval mode.
     """
     options = _checked(gpt, start_up, start_down, options)
+    draft_kind = options.draft if options.fast and options.greedy else None  # draft-checked greedy decoding
+    if options.fast and draft_kind is None:
+        return _sample_cached(gpt, [(start_up, start_down)], music, [options], progress, cancel)[0]
     config = gpt.config
     device = next(gpt.parameters()).device
     music = _as_music(music, gpt, device)  # (N, n_music)
@@ -316,16 +319,14 @@ def sample_codes(
     codes_up[0], codes_down[0] = int(start_up), int(start_down)
 
     gpt.eval()
-    if options.fast and options.greedy and options.draft is not None:
-        draft = approximate_gpt(gpt, options.draft)
+    if draft_kind is not None:
+        draft = approximate_gpt(gpt, draft_kind)
         with torch.inference_mode():
             _speculative_greedy(gpt, draft, codes_up, codes_down, music, shift, progress, cancel,
                                 options.max_repeat, style)
         return codes_up.cpu().numpy(), codes_down.cpu().numpy()
 
-    if options.fast:
-        return _sample_cached(gpt, [(start_up, start_down)], music, [options], progress, cancel)[0]
-    with torch.inference_mode():
+    with torch.inference_mode():  # the exact mode: the whole window computed for every token
         for step in range(n_new):
             if cancel is not None and cancel():
                 raise Cancelled(f"dance generation cancelled after {step} of {n_new} tokens")
@@ -427,7 +428,7 @@ def _row_stable_linears(gpt: nn.Module, groups: list[int]) -> Iterator[None]:
             out = torch.cat([_linear_padded(part, weight, bias, buffers) for part in flat.split(rows)])
         return out.reshape(*x.shape[:-1], weight.shape[0])
 
-    def int8_per_dance(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def int8_per_dance(layer: Int8Linear, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
         out = torch.cat([Int8Linear.forward(layer, part) for part in flat.split(group_rows(flat))])
         return out.reshape(*x.shape[:-1], out.shape[-1])
