@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from functools import cache, lru_cache, partial
 
@@ -289,61 +289,22 @@ def sample_codes(
     a true result raises ``Cancelled``. The model is put in eval mode.
     """
     options = _checked(gpt, start_up, start_down, options)
-    draft_kind = options.draft if options.fast and options.greedy else None  # draft-checked greedy decoding
-    if options.fast and draft_kind is None:
-        return _sample_cached(gpt, [(start_up, start_down)], music, [options], progress, cancel)[0]
-    config = gpt.config
+    if not (options.fast and options.greedy and options.draft is not None):
+        return _sample_rows(gpt, [(start_up, start_down)], music, [options], progress, cancel)[0]
+    # draft-checked greedy decoding (no style guidance: SamplingOptions.check refuses it with a draft)
     device = next(gpt.parameters()).device
     music = _as_music(music, gpt, device)  # (N, n_music)
     n_new = music.shape[0]
     # (1,) the style input of every call; None (no input at all) for "any", as the official model runs
     style = torch.tensor([options.style], device=device) if options.style else None
-    guided = options.style > 0 and options.style_guidance != 1.0
-    if guided:  # two rows per call, "any" and the style, mixed into one row of logits
-        style = torch.tensor([0, options.style], device=device)
-
-    def run(up: torch.Tensor, down: torch.Tensor, mus: torch.Tensor):
-        if not guided:
-            return gpt(up, down, mus, style=style)
-        two = gpt(up.expand(2, -1), down.expand(2, -1), mus.expand(2, -1, -1), style=style)
-        w = options.style_guidance
-        return tuple(lg[:1] + w * (lg[1:] - lg[:1]) for lg in two)  # (1, t, V) each
-
-    n_context = config.block_size - 1
-    shift = options.effective_shift()
-
-    generator = sampling_generator(options, device)
-
     codes_up = torch.empty(n_new + 1, dtype=torch.long, device=device)  # (N + 1,)
     codes_down = torch.empty(n_new + 1, dtype=torch.long, device=device)
     codes_up[0], codes_down[0] = int(start_up), int(start_down)
-
     gpt.eval()
-    if draft_kind is not None:
-        draft = approximate_gpt(gpt, draft_kind)
-        with torch.inference_mode():
-            _speculative_greedy(gpt, draft, codes_up, codes_down, music, shift, progress, cancel,
-                                options.max_repeat, style)
-        return codes_up.cpu().numpy(), codes_down.cpu().numpy()
-
-    with torch.inference_mode():  # the exact mode: the whole window computed for every token
-        for step in range(n_new):
-            if cancel is not None and cancel():
-                raise Cancelled(f"dance generation cancelled after {step} of {n_new} tokens")
-            start, _ = context_window(step, n_context, shift)
-            window = slice(start, step + 1)
-            logits_up, logits_down = run(
-                codes_up[None, window], codes_down[None, window], music[None, window]
-            )  # (1, length, V)
-            _check_logits(logits_up[0, -1])
-            _check_logits(logits_down[0, -1])
-            up = _pick(logits_up[0, -1], options, generator)
-            down = _pick(logits_down[0, -1], options, generator)
-            if _repeats_too_long(codes_up, codes_down, step, up, down, options.max_repeat):
-                up, down = _avoid_repeat(logits_up[0, -1], logits_down[0, -1], up, down, options, generator)
-            codes_up[step + 1], codes_down[step + 1] = up, down
-            if progress is not None:
-                progress(step + 1, n_new)
+    draft = approximate_gpt(gpt, options.draft)
+    with torch.inference_mode():
+        _speculative_greedy(gpt, draft, codes_up, codes_down, music, options.effective_shift(), progress, cancel,
+                            options.max_repeat, style)
     return codes_up.cpu().numpy(), codes_down.cpu().numpy()
 
 
@@ -502,7 +463,7 @@ def sample_codes_batch(
     resolved = [_checked(gpt, up, down, o) for (up, down), o in zip(starts, options_list)]
     if not can_batch(resolved):
         return [sample_codes(gpt, up, down, music, o, progress, cancel) for (up, down), o in zip(starts, resolved)]
-    return _sample_cached(gpt, starts, music, resolved, progress, cancel)
+    return _sample_rows(gpt, starts, music, resolved, progress, cancel)
 
 
 # From this model width on, decoding builds every context window a step at a time in slots (SlotCache)
@@ -514,7 +475,7 @@ def sample_codes_batch(
 SLOT_WIDTH = 512
 
 
-def _sample_cached(
+def _sample_rows(
     gpt: CrossCondGPT,
     starts: list[tuple[int, int]],
     music: torch.Tensor | np.ndarray,
@@ -522,8 +483,8 @@ def _sample_cached(
     progress: ProgressFn | None,
     cancel: CancelFn | None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The cached (fast) decoding of one or several dances (checked options, one window rule), as one
-    batch: each step, the next codes of every dance from its current window's logits."""
+    """The decoding of one or several dances (checked options, one window rule, all exact or all
+    cached) as one batch: each step, the next codes of every dance from its current window's logits."""
     device = next(gpt.parameters()).device
     music = _as_music(music, gpt, device)  # (N, n_music)
     n_new = music.shape[0]
@@ -541,17 +502,21 @@ def _sample_cached(
     for i, (up, down) in enumerate(starts):
         codes_up[first_row[i] : first_row[i] + groups[i], 0] = int(up)
         codes_down[first_row[i] : first_row[i] + groups[i], 0] = int(down)
-    windows = _SlotWindows if gpt.config.n_embd >= SLOT_WIDTH else _ReanchoredWindows
+    cached = resolved[0].fast
+    windows = (_FullWindows if not cached else _SlotWindows if gpt.config.n_embd >= SLOT_WIDTH
+               else _ReanchoredWindows)
     next_logits = windows(gpt, codes_up, codes_down, music, style, resolved[0].effective_shift())
+    # cached decoding multiplies its rows as a batch of variations would; the exact mode as the official
+    stable = _row_stable_linears(gpt, groups) if cached else nullcontext()
     gpt.eval()
-    with torch.inference_mode(), _row_stable_linears(gpt, groups):
+    with torch.inference_mode(), stable:
         for step in range(n_new):
             if cancel is not None and cancel():
                 raise Cancelled(f"dance generation cancelled after {step} of {n_new} tokens")
             logits_up, logits_down = next_logits(step)  # (R, V): each row's logits for code step + 1
             for i, o in enumerate(resolved):
                 r = first_row[i]
-                if guided[i]:  # any + w (style - any), on (1, V) slices as the exact mode mixes them
+                if guided[i]:  # any + w (style - any), mixed on (1, V) slices
                     w = o.style_guidance
                     lu = (logits_up[r : r + 1] + w * (logits_up[r + 1 : r + 2] - logits_up[r : r + 1]))[0]
                     ld = (logits_down[r : r + 1] + w * (logits_down[r + 1 : r + 2] - logits_down[r : r + 1]))[0]
@@ -570,14 +535,29 @@ def _sample_cached(
     return [(codes_up[r].cpu().numpy(), codes_down[r].cpu().numpy()) for r in first_row]
 
 
-class _ReanchoredWindows:
-    """The current window's keys/values in a ``KVCache``: a step feeds the newest code, and when the
-    context re-anchors the whole new window is computed at once (large, arithmetic-bound products)."""
+class _FullWindows:
+    """The exact mode: every step computes its whole window, as the official sampler does."""
 
     def __init__(self, gpt: CrossCondGPT, codes_up: torch.Tensor, codes_down: torch.Tensor, music: torch.Tensor,
                  style: torch.Tensor | None, shift: int | None) -> None:
         self.gpt, self.codes_up, self.codes_down, self.music, self.style = gpt, codes_up, codes_down, music, style
         self.n_context, self.shift = gpt.config.block_size - 1, shift
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        window = slice(context_window(step, self.n_context, self.shift)[0], step + 1)
+        rows = self.codes_up.shape[0]
+        logits_up, logits_down = self.gpt(self.codes_up[:, window], self.codes_down[:, window],
+                                          self.music[None, window].expand(rows, -1, -1), style=self.style)
+        return logits_up[:, -1], logits_down[:, -1]  # (R, V)
+
+
+class _ReanchoredWindows(_FullWindows):
+    """The current window's keys/values in a ``KVCache``: a step feeds the newest code, and when the
+    context re-anchors the whole new window is computed at once (large, arithmetic-bound products)."""
+
+    def __init__(self, gpt: CrossCondGPT, codes_up: torch.Tensor, codes_down: torch.Tensor, music: torch.Tensor,
+                 style: torch.Tensor | None, shift: int | None) -> None:
+        super().__init__(gpt, codes_up, codes_down, music, style, shift)
         self.cache: KVCache | None = None
         self.cache_start = -1
 
