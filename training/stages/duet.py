@@ -152,8 +152,10 @@ class DuetStage(StageBase):
                 codes = encode_couple(model.vqvae, duet)
                 codes["music"] = couple_music(duet, cfg, len(codes["up"]), model.config.normalise_music)
                 streams = {k: torch.from_numpy(np.asarray(v)) for k, v in codes.items()}
+                streams["music"] = streams["music"].float()
                 per_couple.append(self._windows(streams, np.arange(max(0, len(streams["up"]) - block))))
             self.val_windows = tuple(torch.cat(parts) for parts in zip(*per_couple))
+
     def effective(self) -> dict[str, Any]:
         return {"follower": self.cfg.follower.to_dict(), "model_dir": self.cfg.init.model_dir,
                 "vqvae_digest": file_digest(Path(self.cfg.init.model_dir) / VQVAE_FILE),
@@ -165,13 +167,11 @@ class DuetStage(StageBase):
     def build(self, device: torch.device) -> nn.Module:
         return FollowerGPT(self.cfg.follower).to(device)
 
-
-
     def _windows(self, streams: dict[str, torch.Tensor], starts: np.ndarray,
                  take_last: np.ndarray | None = None) -> tuple[torch.Tensor, ...]:
         """Windows of ``streams`` (one take, or takes stacked with each token's take's last token in
         ``take_last``) from token ``starts``: (up, down, rel) (W, block + 1) and the conditions (leader up,
-        leader down, music) (W, block + L), the end of a take held."""
+        leader down, music) (W, block + L), the end of a take held. Music is float32 in ``streams``."""
         block, ahead = self.cfg.follower.block_size, self.cfg.follower.lookahead
         own = starts[:, None] + np.arange(block + 1)  # (W, block + 1) follower tokens
         cond = starts[:, None] + 1 + np.arange(block + ahead)  # (W, block + L) conditions
@@ -179,7 +179,7 @@ class DuetStage(StageBase):
         cond = np.minimum(cond, last[:, None])
         s = streams
         return (s["up"][own], s["down"][own], s["rel"][own], s["leader_up"][cond], s["leader_down"][cond],
-                s["music"][cond].float())
+                s["music"][cond])
 
     def batch(self, step: int, generator: torch.Generator, device: torch.device):
         pick = torch.randint(0, self.num_windows, (self.cfg.batch_size,), generator=generator).numpy()
