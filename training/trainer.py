@@ -417,4 +417,6 @@ def train(
             bar.close()
     if log is not None:
         log.plot(run_dir / "loss.png", f"{stage.name} ({run_dir.name})")
+    if info.enabled:  # no rank goes on (to a stage that reads the checkpoint, or to exit) before rank 0's files are written
+        dist.barrier()
     return unwrap(model)

@@ -122,14 +122,17 @@ import sys, torch
 from torch import nn
 sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
 from test_trainer import RegressionStage, OPTIM
-from training.trainer import LoopConfig, train
+from training.trainer import CHECKPOINT_NAME, LoopConfig, load_checkpoint, train
 def wrap(model, info):
     return nn.parallel.DistributedDataParallel(model)
 model = train(RegressionStage(), {run!r}, LoopConfig(steps=12, log_every=4, checkpoint_every=6, seed=1,
               device="cpu"), OPTIM, wrap_ddp=wrap, progress=False)
+# every rank returns from train() only once rank 0 has written the run's files (a next stage reads them)
+assert load_checkpoint({run!r} + "/" + CHECKPOINT_NAME)["step"] == 12
 import torch.distributed as dist
 flat = torch.cat([p.detach().flatten() for p in model.parameters()])
 torch.save(flat, {run!r} + f"/params_rank{{dist.get_rank()}}.pt")
+dist.barrier()  # a rank that tears the group down while the other still uses it can abort
 dist.destroy_process_group()
 """
 
