@@ -314,8 +314,10 @@ class Choreographer:
         if len(options_list) < 2 or len(precisions) > 1 or not can_batch(samplings):
             feats = features if features is not None else self.features(song, progress)
             return [self.generate(song, o, progress, cancel, feats) for o in options_list]
-        threads = thread_count(self.model.config.gpt.n_embd, options_list[0].threads, options_list[0].reserve_cores)
-        with torch_threads(threads):
+        width, first = self.model.config.gpt.n_embd, options_list[0]
+        alone = thread_count(width, first.threads, first.reserve_cores)  # each dance's own run
+        threads = thread_count(width, first.threads, first.reserve_cores, dances=len(starts))  # the batch's GPT
+        with torch_threads(alone):
             t0 = time.perf_counter()
             _phase(progress, "features", 0.0, "Reading the song")
             feats = features if features is not None else self.features(song, progress)
@@ -327,15 +329,16 @@ class Choreographer:
                 _phase(progress, "gpt", done / max(total, 1), f"Dancing {len(starts)} variations: token {done}/{total}")
 
             t0 = time.perf_counter()
-            codes = sample_codes_batch(self.gpt_for(precisions.pop()), starts, music, samplings,
-                                       progress=gpt_progress, cancel=cancel)
+            with torch_threads(threads):
+                codes = sample_codes_batch(self.gpt_for(precisions.pop()), starts, music, samplings,
+                                           progress=gpt_progress, cancel=cancel, alone_threads=alone)
             gpt_s = time.perf_counter() - t0
             _check_cancel(cancel)
-            dances = []
+            dances = []  # decoded on each dance's own threads, as ``generate`` decodes it
             for options, (up, down), sampling in zip(options_list, codes, samplings):
-                timings = {"features_s": features_s, "gpt_s": gpt_s, "gpt_batch": len(starts)}
+                timings = {"features_s": features_s, "gpt_s": gpt_s, "gpt_batch": len(starts), "gpt_threads": threads}
                 dance = self._dance_from_codes(song, options, feats, up, down, sampling, timings, progress, cancel)
-                dance.meta["threads"] = threads
+                dance.meta["threads"] = alone
                 dances.append(dance)
         return dances
 

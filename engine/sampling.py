@@ -44,6 +44,7 @@ from torch import nn
 from .clock import TOKEN_FPS
 from .errors import Cancelled, InvalidOptionError, ModelError
 from .models.gpt import CrossCondGPT, KVCache, SlotCache
+from .threads import torch_threads
 
 # Fast mode with shift=None uses this shift. 20 is the shift of the official sampler's golden vectors
 # (so fast mode is checked token for token against the official code) and keeps at least 20 of the 28
@@ -347,26 +348,30 @@ def _linear_padded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
 @cache
 def _batch_keeps_rows(n_in: int, n_out: int, dtype: torch.dtype, device: str, group_rows: tuple[int, ...],
-                      threads: int) -> bool:
-    """Whether one padded product over all ``group_rows`` gives each group exactly the bits of its own
-    padded product, on this machine with this many threads (tried once on random numbers: when the
-    kernels differ, their rounding differs somewhere in the rows; when they agree, for every input)."""
+                      threads: int, alone_threads: int) -> bool:
+    """Whether one padded product over all ``group_rows`` on ``threads`` threads gives each group exactly
+    the bits of its own padded product on ``alone_threads`` (a dance's own run), on this machine (tried
+    once on random numbers: when the kernels or the threads' split of the work differ, their rounding
+    differs somewhere in the rows; when they agree, for every input)."""
     generator = torch.Generator().manual_seed(20261129)
     weight = torch.randn(n_out, n_in, generator=generator).to(dtype=dtype, device=device)
     bias = torch.randn(n_out, generator=generator).to(dtype=dtype, device=device)
     x = torch.randn(sum(group_rows), n_in, generator=generator).to(dtype=dtype, device=device)
-    whole = _linear_padded(x, weight, bias)
-    return all(torch.equal(_linear_padded(part, weight, bias), rows)
-               for part, rows in zip(x.split(group_rows), whole.split(group_rows)))
+    with torch_threads(threads):
+        whole = _linear_padded(x, weight, bias)
+    with torch_threads(alone_threads):
+        return all(torch.equal(_linear_padded(part, weight, bias), rows)
+                   for part, rows in zip(x.split(group_rows), whole.split(group_rows)))
 
 
 @contextmanager
-def _row_stable_linears(gpt: nn.Module, groups: list[int]) -> Iterator[None]:
+def _row_stable_linears(gpt: nn.Module, groups: list[int], alone_threads: int) -> Iterator[None]:
     """While decoding: each linear layer of ``gpt`` multiplies padded rows (``_linear_padded``); with
-    several dances (``groups``: each dance's batch rows, two for a style-guided one) in one product when
-    ``_batch_keeps_rows`` says it gives each dance its own run's bits, else once per dance. The int8
-    layers of ``approximate_gpt`` quantise their input with one scale per product, so in a batch they
-    always multiply each dance's rows alone."""
+    several dances (``groups``: each dance's batch rows, two for a style-guided one) in one product on
+    torch's current threads when ``_batch_keeps_rows`` says it gives each dance the bits of its own run
+    (on ``alone_threads``), else once per dance on ``alone_threads``. The int8 layers of
+    ``approximate_gpt`` quantise their input with one scale per product, so in a batch they always
+    multiply each dance's rows alone."""
     from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
     buffers: dict[tuple[int, int], torch.Tensor] = {}  # padded inputs, shared by the layers (used one at a time)
@@ -383,15 +388,17 @@ def _row_stable_linears(gpt: nn.Module, groups: list[int]) -> Iterator[None]:
         flat = x.reshape(-1, x.shape[-1])
         rows = group_rows(flat)
         if _batch_keeps_rows(weight.shape[1], weight.shape[0], flat.dtype, str(flat.device), rows,
-                             torch.get_num_threads()):
+                             torch.get_num_threads(), alone_threads):
             out = _linear_padded(flat, weight, bias, buffers)
         else:
-            out = torch.cat([_linear_padded(part, weight, bias, buffers) for part in flat.split(rows)])
+            with torch_threads(alone_threads):
+                out = torch.cat([_linear_padded(part, weight, bias, buffers) for part in flat.split(rows)])
         return out.reshape(*x.shape[:-1], weight.shape[0])
 
     def int8_per_dance(layer: Int8Linear, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
-        out = torch.cat([Int8Linear.forward(layer, part) for part in flat.split(group_rows(flat))])
+        with torch_threads(alone_threads):
+            out = torch.cat([Int8Linear.forward(layer, part) for part in flat.split(group_rows(flat))])
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
     patched: list[nn.Module] = []
@@ -453,17 +460,22 @@ def sample_codes_batch(
     options_list: list[SamplingOptions | None],
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
+    alone_threads: int | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Several dances to one music (each its start codes and sampling options: seed, temperature, style,
-    ...) decoded in lockstep as one batch through the GPT: the codes ``sample_codes`` gives each alone,
-    token for token (see ``_row_stable_linears``). Decodings that cannot share a batch (see
-    ``can_batch``) run one after another."""
+    ...) decoded in lockstep as one batch through the GPT on torch's current threads: the codes
+    ``sample_codes`` gives each alone on ``alone_threads`` threads (default: the current count), token for
+    token (see ``_row_stable_linears``). Decodings that cannot share a batch (see ``can_batch``) run one
+    after another, each on ``alone_threads``."""
     if len(starts) != len(options_list):
         raise InvalidOptionError(f"{len(starts)} start code pairs for {len(options_list)} sets of options")
     resolved = [_checked(gpt, up, down, o) for (up, down), o in zip(starts, options_list)]
+    alone_threads = alone_threads or torch.get_num_threads()
     if not can_batch(resolved):
-        return [sample_codes(gpt, up, down, music, o, progress, cancel) for (up, down), o in zip(starts, resolved)]
-    return _sample_rows(gpt, starts, music, resolved, progress, cancel)
+        with torch_threads(alone_threads):
+            return [sample_codes(gpt, up, down, music, o, progress, cancel)
+                    for (up, down), o in zip(starts, resolved)]
+    return _sample_rows(gpt, starts, music, resolved, progress, cancel, alone_threads)
 
 
 # From this model width on, decoding builds every context window a step at a time in slots (SlotCache)
@@ -482,9 +494,11 @@ def _sample_rows(
     resolved: list[SamplingOptions],
     progress: ProgressFn | None,
     cancel: CancelFn | None,
+    alone_threads: int | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The decoding of one or several dances (checked options, one window rule, all exact or all
-    cached) as one batch: each step, the next codes of every dance from its current window's logits."""
+    cached) as one batch: each step, the next codes of every dance from its current window's logits;
+    each dance's logits those of its own run on ``alone_threads`` (default: torch's current count)."""
     device = next(gpt.parameters()).device
     music = _as_music(music, gpt, device)  # (N, n_music)
     n_new = music.shape[0]
@@ -507,7 +521,7 @@ def _sample_rows(
                else _ReanchoredWindows)
     next_logits = windows(gpt, codes_up, codes_down, music, style, resolved[0].effective_shift())
     # cached decoding multiplies its rows as a batch of variations would; the exact mode as the official
-    stable = _row_stable_linears(gpt, groups) if cached else nullcontext()
+    stable = _row_stable_linears(gpt, groups, alone_threads or torch.get_num_threads()) if cached else nullcontext()
     gpt.eval()
     with torch.inference_mode(), stable:
         for step in range(n_new):

@@ -94,7 +94,12 @@ def test_seeded_variations_differ_and_repeat(choreographer, short_song):
     assert not np.array_equal(run(3), run(4))
 
 
-def test_variations_in_one_batch_are_the_dances_made_one_by_one(choreographer, short_song):
+@pytest.mark.parametrize("free_cores", [1, 2])
+def test_variations_in_one_batch_are_the_dances_made_one_by_one(choreographer, short_song, monkeypatch, free_cores):
+    from engine import threads
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads, "busy_cores", lambda: 2 - free_cores)
     feats = choreographer.features(short_song)
     variations = [
         GenerateOptions(sampling=SamplingOptions(greedy=False, seed=3)),
@@ -111,6 +116,8 @@ def test_variations_in_one_batch_are_the_dances_made_one_by_one(choreographer, s
         np.testing.assert_array_equal(dance.codes_down, alone.codes_down)
         np.testing.assert_array_equal(dance.joints, alone.joints)
         assert dance.fps == alone.fps and dance.meta["sampling"] == alone.meta["sampling"]
+        assert dance.meta["threads"] == alone.meta["threads"] == 1
+        assert dance.meta["timings"]["gpt_threads"] == free_cores  # the batch's GPT on the free cores
 
 
 def test_cancel_raises_and_writes_nothing(choreographer, short_song, tmp_path):

@@ -375,6 +375,43 @@ def test_a_batch_of_variations_decodes_each_as_it_would_alone(golden_io, monkeyp
         sample_codes_batch(gpt, [(5, 7), (1, 2)], music, [None, None], cancel=lambda: True)
 
 
+@pytest.mark.parametrize("shared_products", [True, False])
+def test_a_batch_on_two_threads_gives_each_dance_the_logits_of_its_one_thread_run(golden_io, monkeypatch,
+                                                                                    shared_products) -> None:
+    """The thread policy decodes variations of a small model on two threads (``threads.BATCH_THREADS``);
+    each dance must still see, bit for bit, the logits of its own run on one thread. A model as wide as
+    the default one (192), so that the context windows' products and GELU inputs are large enough for
+    torch to share them between the threads."""
+    from engine import sampling
+    from engine.threads import torch_threads
+
+    if not shared_products:
+        monkeypatch.setattr(sampling, "_batch_keeps_rows", lambda *args: False)
+    seen: list[torch.Tensor] = []
+    check = sampling._check_logits
+    monkeypatch.setattr(sampling, "_check_logits", lambda logits: (seen.append(logits.clone()), check(logits)))
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(vocab_size_up=64, vocab_size_down=64, n_embd=192, n_head=6, n_layer_base=1,
+                                 n_layer_head=1, n_styles=2)).eval()
+    music = torch.as_tensor(golden_io["music_cond"][0][:40])
+    variations = [SamplingOptions(greedy=False, seed=seed, style=style, style_guidance=2.5)
+                  for seed, style in [(0, 0), (1, 2), (2, 0), (3, 1)]]
+    alone = []
+    for o in variations:
+        seen.clear()
+        codes = sample_codes(gpt, 5, 7, music, o)
+        alone.append((codes, torch.stack(seen)))
+    seen.clear()
+    with torch_threads(2):
+        batch = sample_codes_batch(gpt, [(5, 7)] * 4, music, variations, alone_threads=1)
+    assert torch.get_num_threads() == 1
+    in_batch = torch.stack(seen).view(len(music), len(variations), 2, -1)  # (step, dance, up/down, V)
+    for i, ((codes, logits), batch_codes) in enumerate(zip(alone, batch)):
+        assert torch.equal(in_batch[:, i].reshape(-1, in_batch.shape[-1]), logits)
+        np.testing.assert_array_equal(batch_codes[0], codes[0])
+        np.testing.assert_array_equal(batch_codes[1], codes[1])
+
+
 @pytest.mark.parametrize("width", [64, 512])
 def test_a_batch_of_int8_variations_decodes_each_as_it_would_alone(golden_io, width) -> None:
     """The int8 approximation quantises each product's input with one scale, so a dance's rows must not

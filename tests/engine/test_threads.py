@@ -21,6 +21,19 @@ def test_small_models_run_on_one_thread_large_ones_on_the_free_cores(monkeypatch
     assert threads.thread_count(192, requested=3) == 3  # --threads overrides
 
 
+def test_a_batch_of_a_small_models_dances_shares_two_free_cores(monkeypatch):
+    monkeypatch.setattr(threads, "usable_cores", lambda: 8)
+    monkeypatch.setattr(threads, "busy_cores", lambda: 3)
+    assert threads.thread_count(192, dances=4) == threads.BATCH_THREADS == 2
+    assert threads.thread_count(192, dances=1) == 1  # one dance: one thread, as before
+    assert threads.thread_count(200, dances=4) == 1  # a width GELU's halves would split mid-vector
+    assert threads.thread_count(768, dances=4) == 5  # a large model: the free cores, batch or not
+    assert threads.thread_count(192, reserve=4, dances=4) == 1  # Blender's core and the busy ones
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads, "busy_cores", lambda: 1)
+    assert threads.thread_count(192, dances=4) == 1  # a loaded 2-core machine: one thread
+
+
 def test_busy_cores_sees_a_process_that_keeps_a_core_busy():
     import subprocess
     import sys
