@@ -5,15 +5,21 @@
 Times bare float32 matrix products over the weight shapes of the official GPT's 12 blocks (87 M
 parameters, 340 MB): with 3 rows (one cached step: a music, an up and a down token) the time is the
 cost of reading every weight once (memory bandwidth); with 84 rows (one full 28-token window of the
-official sampler) it is the compute floor. An exact float32 step cannot be faster than these.
+official sampler) it is the compute floor. An exact float32 step cannot be faster than these. Each
+through MKL (F.linear) and, where torch has it, oneDNN (the engine's kernel for large models); 9 rows
+is what the engine's cached step at shift 20 multiplies (three windows, ``engine.sampling.window_slots``).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 N_EMBD, N_LAYERS = 768, 12
 WINDOW_ROWS = 3 * 28  # music + up + down tokens of a full context window
@@ -29,14 +35,17 @@ def block_weights() -> list[torch.Tensor]:
     return weights
 
 
-def time_products(weights: list[torch.Tensor], rows: int, repeats: int = 4) -> float:
+def time_products(weights: list[torch.Tensor], rows: int, repeats: int = 4, onednn: bool = False) -> float:
     inputs = {w.shape[1]: torch.randn(rows, w.shape[1]) for w in weights}
     best = float("inf")
     with torch.inference_mode():
         for _ in range(repeats):
             t0 = time.perf_counter()
             for w in weights:
-                torch.nn.functional.linear(inputs[w.shape[1]], w)
+                if onednn:
+                    torch.ops.mkldnn._linear_pointwise(inputs[w.shape[1]], w, None, "none", [], "")
+                else:
+                    torch.nn.functional.linear(inputs[w.shape[1]], w)
             best = min(best, time.perf_counter() - t0)
     return best
 
@@ -48,13 +57,19 @@ def main() -> None:
     weights = block_weights()
     megabytes = sum(w.numel() for w in weights) * 4 / 1e6
     flops_window = 2 * WINDOW_ROWS * sum(w.numel() for w in weights)
+    from engine.sampling import _onednn_linear
+
+    kernels = {"MKL": False, **({"oneDNN": True} if _onednn_linear() else {})}
     for threads in args.threads:
         torch.set_num_threads(threads)
-        cached = time_products(weights, CACHED_ROWS)
-        window = time_products(weights, WINDOW_ROWS)
-        print(f"{threads} thread(s): cached step (3 rows) {cached * 1000:6.1f} ms = {megabytes / 1000 / cached:4.1f} GB/s "
-              f"over {megabytes:.0f} MB of weights | full window (84 rows) {window * 1000:6.1f} ms = "
-              f"{flops_window / window / 1e9:5.1f} GFLOPS")
+        for name, onednn in kernels.items():
+            cached = time_products(weights, CACHED_ROWS, onednn=onednn)
+            slots = time_products(weights, 3 * CACHED_ROWS, onednn=onednn)
+            window = time_products(weights, WINDOW_ROWS, onednn=onednn)
+            print(f"{threads} thread(s), {name:6}: cached step (3 rows) {cached * 1000:6.1f} ms = "
+                  f"{megabytes / 1000 / cached:4.1f} GB/s over {megabytes:.0f} MB of weights | 9 rows "
+                  f"{slots * 1000:6.1f} ms | full window (84 rows) {window * 1000:6.1f} ms = "
+                  f"{flops_window / window / 1e9:5.1f} GFLOPS")
     print("targets: exact window mode 140 ms/token, fast cached mode 23 ms/token "
           "(an exact float32 step cannot beat the floors above)")
 

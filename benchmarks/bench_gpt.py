@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/bench_gpt.py --model assets/default_model --song assets/demo_song.ogg  # a trained model
 
 The weight-reading floor of the model (every linear layer's weights multiplied once by the rows of one
-cached step) is measured between every two tokens, and each mode is reported against the floor passes
-timed alongside its own steady-state tokens (the ratio of the two sums).
+cached step, by the fastest kernel at hand: MKL or oneDNN, 3 or 8 rows) is measured between every two
+tokens, and each mode is reported against the floor passes timed alongside its own steady-state tokens
+(the ratio of the two sums).
 
 Runs ``sample_codes`` for ``--tokens`` tokens in each mode, times every token through the progress
 callback, and extrapolates to a 3-minute song (1,350 tokens at 7.5 tokens/s): the first 28 tokens
@@ -109,27 +110,34 @@ def same_context_agreement(
     return float(np.mean(same))
 
 
-def weight_floor(gpt: torch.nn.Module, repeats: int = 9) -> tuple[float, Callable[[], None]]:
+def weight_floor(gpt: torch.nn.Module, repeats: int = 9) -> tuple[float, Callable[[], None], str]:
     """The least time one cached step can take: every linear layer's weights read once, in the model's
-    order (the product with the step's 3 rows, or with them padded to 8 rows, whichever this machine's
-    BLAS does faster: its 3-row kernel is the slower one here). Returns the fastest of ``repeats``
-    passes (ms) and one such pass, to be timed between tokens."""
+    order, by the fastest way this machine has: the product with the step's 3 rows or with them padded
+    to 8 rows, through MKL (F.linear) or oneDNN (the engine's kernel for large models, where torch has
+    it). Returns the fastest of ``repeats`` passes (ms), one such pass (to be timed between tokens), and
+    which way it was."""
+    from engine.sampling import _onednn_linear
+
     layers = [m for m in gpt.modules() if isinstance(m, torch.nn.Linear)]
-    best, best_pass = float("inf"), None
-    for rows in (3, 8):
-        inputs = {m.in_features: torch.randn(rows, m.in_features, dtype=m.weight.dtype) for m in layers}
+    kernels = {"MKL": torch.nn.functional.linear}
+    if _onednn_linear() and all(m.weight.dtype == torch.float32 for m in layers):
+        kernels["oneDNN"] = lambda x, w, b: torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+    best, best_pass, best_way = float("inf"), None, ""
+    for name, kernel in kernels.items():
+        for rows in (3, 8):
+            inputs = {m.in_features: torch.randn(rows, m.in_features, dtype=m.weight.dtype) for m in layers}
 
-        def one_pass(inputs=inputs) -> None:
-            with torch.inference_mode():
-                for m in layers:
-                    torch.nn.functional.linear(inputs[m.in_features], m.weight, m.bias)
+            def one_pass(inputs=inputs, kernel=kernel) -> None:
+                with torch.inference_mode():
+                    for m in layers:
+                        kernel(inputs[m.in_features], m.weight, m.bias)
 
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            one_pass()
-            if (time.perf_counter() - t0) * 1000.0 < best:
-                best, best_pass = (time.perf_counter() - t0) * 1000.0, one_pass
-    return best, best_pass
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                one_pass()
+                if (time.perf_counter() - t0) * 1000.0 < best:
+                    best, best_pass, best_way = (time.perf_counter() - t0) * 1000.0, one_pass, f"{name}, {rows} rows"
+    return best, best_pass, best_way
 
 
 def main() -> None:
@@ -166,11 +174,11 @@ def main() -> None:
     else:
         gpt = CrossCondGPT(GPTConfig.official()).eval()
         what = "official-size GPT, random weights"
-    floor, FLOOR_PASS[0] = weight_floor(gpt)
+    floor, FLOOR_PASS[0], floor_way = weight_floor(gpt)
     FLOOR["ms"] = floor
     print(
         f"{what}: {gpt.num_parameters() / 1e6:.1f} M parameters; weight-reading floor of one cached step "
-        f"{floor:.1f} ms (this run); "
+        f"{floor:.1f} ms (this run, {floor_way}); "
         f"{args.tokens} tokens per mode (song figures extrapolate the steady state to {SONG_TOKENS}), "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}",
         flush=True,

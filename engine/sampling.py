@@ -328,10 +328,33 @@ def _padded_rows(rows: int) -> int:
     return max(8, rows)
 
 
+# From this model width on, the decoding products go through oneDNN's matrix multiply where torch has
+# it: for a few rows against large weights it streams them faster than MKL's sgemm, which F.linear calls
+# (official-size GPT, 12 blocks, one thread, 2-core AMD EPYC, medians of 8 passes in turns: 9 rows 39.0
+# against 50.3 ms, 3 rows 29.9 against about 50 ms; benchmarks/bench_cpu_floor.py). Its rounding differs
+# from MKL's (1e-7 relative), as any two kernels' do. The 192-wide default model keeps F.linear: through
+# oneDNN its demo song took 2.06 s against 1.62 s (medians of 4 in turns; the same tokens).
+ONEDNN_WIDTH = 512
+
+
+@cache
+def _onednn_linear() -> bool:
+    """Whether this torch runs oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``) on this machine."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return False
+    try:
+        x, weight, bias = torch.ones(2, 4), torch.ones(3, 4), torch.zeros(3)
+        return bool(torch.equal(torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], ""),
+                                torch.full((2, 3), 4.0)))
+    except (RuntimeError, NotImplementedError):
+        return False
+
+
 def _linear_padded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                   buffers: dict[tuple[int, int], torch.Tensor] | None = None) -> torch.Tensor:
-    """F.linear on rows x (m, C), computed over ``_padded_rows(m)`` rows (zeros added, then dropped).
-    ``buffers`` keeps the zero-padded inputs between calls (only their first m rows are ever written)."""
+                   buffers: dict[tuple[int, int], torch.Tensor] | None = None, onednn: bool = False) -> torch.Tensor:
+    """F.linear (or with ``onednn`` oneDNN's linear) on rows x (m, C), computed over ``_padded_rows(m)``
+    rows (zeros added, then dropped). ``buffers`` keeps the zero-padded inputs between calls (only their
+    first m rows are ever written)."""
     rows, width = x.shape
     padded = _padded_rows(rows)
     if padded != rows:
@@ -343,12 +366,14 @@ def _linear_padded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
                 buffers[key] = buffer
         buffer[:rows].copy_(x)
         x = buffer
+    if onednn:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")[:rows]
     return F.linear(x, weight, bias)[:rows]
 
 
 @cache
 def _batch_keeps_rows(n_in: int, n_out: int, dtype: torch.dtype, device: str, group_rows: tuple[int, ...],
-                      threads: int, alone_threads: int) -> bool:
+                      threads: int, alone_threads: int, onednn: bool = False) -> bool:
     """Whether one padded product over all ``group_rows`` on ``threads`` threads gives each group exactly
     the bits of its own padded product on ``alone_threads`` (a dance's own run), on this machine (tried
     once on random numbers: when the kernels or the threads' split of the work differ, their rounding
@@ -358,15 +383,16 @@ def _batch_keeps_rows(n_in: int, n_out: int, dtype: torch.dtype, device: str, gr
     bias = torch.randn(n_out, generator=generator).to(dtype=dtype, device=device)
     x = torch.randn(sum(group_rows), n_in, generator=generator).to(dtype=dtype, device=device)
     with torch_threads(threads):
-        whole = _linear_padded(x, weight, bias)
+        whole = _linear_padded(x, weight, bias, onednn=onednn)
     with torch_threads(alone_threads):
-        return all(torch.equal(_linear_padded(part, weight, bias), rows)
+        return all(torch.equal(_linear_padded(part, weight, bias, onednn=onednn), rows)
                    for part, rows in zip(x.split(group_rows), whole.split(group_rows)))
 
 
 @contextmanager
 def _row_stable_linears(gpt: nn.Module, groups: list[int], alone_threads: int) -> Iterator[None]:
-    """While decoding: each linear layer of ``gpt`` multiplies padded rows (``_linear_padded``); with
+    """While decoding: each linear layer of ``gpt`` multiplies padded rows (``_linear_padded``; a model of
+    ``SLOT_WIDTH`` or more in float32 on the CPU through oneDNN where torch has it); with
     several dances (``groups``: each dance's batch rows, two for a style-guided one) in one product on
     torch's current threads when ``_batch_keeps_rows`` says it gives each dance the bits of its own run
     (on ``alone_threads``), else once per dance on ``alone_threads``. The int8 layers of
@@ -380,19 +406,19 @@ def _row_stable_linears(gpt: nn.Module, groups: list[int], alone_threads: int) -
         per_row = flat.shape[0] // sum(groups)
         return tuple(g * per_row for g in groups)
 
-    def alone(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-        out = _linear_padded(x.reshape(-1, x.shape[-1]), weight, bias, buffers)
+    def alone(weight: torch.Tensor, bias: torch.Tensor | None, onednn: bool, x: torch.Tensor) -> torch.Tensor:
+        out = _linear_padded(x.reshape(-1, x.shape[-1]), weight, bias, buffers, onednn)
         return out.reshape(*x.shape[:-1], weight.shape[0])
 
-    def batched(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    def batched(weight: torch.Tensor, bias: torch.Tensor | None, onednn: bool, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
         rows = group_rows(flat)
         if _batch_keeps_rows(weight.shape[1], weight.shape[0], flat.dtype, str(flat.device), rows,
-                             torch.get_num_threads(), alone_threads):
-            out = _linear_padded(flat, weight, bias, buffers)
+                             torch.get_num_threads(), alone_threads, onednn):
+            out = _linear_padded(flat, weight, bias, buffers, onednn)
         else:
             with torch_threads(alone_threads):
-                out = torch.cat([_linear_padded(part, weight, bias, buffers) for part in flat.split(rows)])
+                out = torch.cat([_linear_padded(part, weight, bias, buffers, onednn) for part in flat.split(rows)])
         return out.reshape(*x.shape[:-1], weight.shape[0])
 
     def int8_per_dance(layer: Int8Linear, x: torch.Tensor) -> torch.Tensor:
@@ -401,10 +427,13 @@ def _row_stable_linears(gpt: nn.Module, groups: list[int], alone_threads: int) -
             out = torch.cat([Int8Linear.forward(layer, part) for part in flat.split(group_rows(flat))])
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
+    large = getattr(getattr(gpt, "config", None), "n_embd", 0) >= ONEDNN_WIDTH
     patched: list[nn.Module] = []
     for layer in gpt.modules():
         if isinstance(layer, nn.Linear):
-            layer.forward = partial(alone if len(groups) == 1 else batched, layer.weight, layer.bias)  # type: ignore[method-assign]
+            onednn = (large and layer.weight.dtype == torch.float32 and layer.weight.device.type == "cpu"
+                      and _onednn_linear())
+            layer.forward = partial(alone if len(groups) == 1 else batched, layer.weight, layer.bias, onednn)  # type: ignore[method-assign]
             patched.append(layer)
         elif isinstance(layer, Int8Linear) and len(groups) > 1:
             layer.forward = partial(int8_per_dance, layer)  # type: ignore[method-assign]

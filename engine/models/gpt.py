@@ -387,7 +387,6 @@ class CrossCondGPT(nn.Module):
         )
         self.apply(init_gpt_weights)
 
-
     @property
     def block_size(self) -> int:
         return self.config.block_size

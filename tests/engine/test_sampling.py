@@ -412,6 +412,35 @@ def test_a_batch_on_two_threads_gives_each_dance_the_logits_of_its_one_thread_ru
         np.testing.assert_array_equal(batch_codes[1], codes[1])
 
 
+def test_a_large_models_cached_products_go_through_onednn_and_keep_the_exact_tokens(golden_io, monkeypatch) -> None:
+    """From SLOT_WIDTH on, the cached decoding multiplies through oneDNN (faster for a few rows against
+    large weights); its rounding differs from MKL's by about 1e-7, which must not change a token of a
+    model whose logits are not near ties (a trained one: here the read-out scaled up)."""
+    from engine import sampling
+
+    if not sampling._onednn_linear():
+        pytest.skip("this torch has no oneDNN linear")
+    kernels = []
+    real = sampling._linear_padded
+    monkeypatch.setattr(sampling, "_linear_padded",
+                        lambda *args, **kwargs: (kernels.append(args[4] if len(args) > 4 else kwargs.get("onednn")),
+                                                 real(*args, **kwargs))[1])
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(vocab_size_up=64, vocab_size_down=64, n_embd=512, n_head=8, n_layer_base=1,
+                                 n_layer_head=1)).eval()
+    with torch.no_grad():
+        for head in (gpt.gpt_head.head_up, gpt.gpt_head.head_down):
+            head.weight.mul_(30.0)
+    music = golden_io["music_cond"][0][:45]
+    exact = sample_codes(gpt, 1, 2, music, SamplingOptions(greedy=True, fast=False, shift=20, max_repeat=None))
+    assert kernels == []  # the exact mode is the official computation: F.linear
+    cached = sample_codes(gpt, 1, 2, music, SamplingOptions(greedy=True, shift=20, max_repeat=None))
+    assert kernels and all(kernels)
+    np.testing.assert_array_equal(cached[0], exact[0])
+    np.testing.assert_array_equal(cached[1], exact[1])
+    assert len(set(cached[0].tolist())) > 5  # a dance, not one code held
+
+
 @pytest.mark.parametrize("width", [64, 512])
 def test_a_batch_of_int8_variations_decodes_each_as_it_would_alone(golden_io, width) -> None:
     """The int8 approximation quantises each product's input with one scale, so a dance's rows must not
