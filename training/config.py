@@ -148,6 +148,13 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
 
+    def defaults_dict(self) -> dict[str, Any]:
+        """Every setting at its default for this stage and run folder, paths resolved as ``load_config``
+        resolves them: what a run saved before a setting existed ran with."""
+        defaults = TrainConfig(stage=self.stage, run_dir=self.run_dir)
+        _resolve_paths(defaults)
+        return defaults.to_dict()
+
     def apply_epochs(self, num_windows: int) -> None:
         """Turn ``epochs`` / ``milestone_epochs`` into step counts for ``num_windows`` training windows."""
         per_epoch = max(1, -(-num_windows // self.batch_size))  # ceil

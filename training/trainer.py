@@ -167,18 +167,24 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def changed_settings(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """{dotted key: (saved value, value now)} for every setting that differs."""
+def changed_settings(saved: dict[str, Any], now: dict[str, Any],
+                     defaults: dict[str, Any] | None = None) -> dict[str, tuple[Any, Any]]:
+    """{dotted key: (saved value, value now)} for every setting that differs. A setting the saved dump
+    lacks (the project gained it after the run started) ran at its default: with ``defaults`` (a dump of
+    every setting's default) it is a change only where its value now is not that default."""
     a, b = _flatten(saved), _flatten(now)
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    old = _flatten(defaults or {})
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and not (k not in a and k in old and b.get(k) == old[k])}
 
 
-def _check_resume_settings(ckpt_path: Path, saved: dict[str, Any], now: dict[str, Any] | None) -> list[str]:
+def _check_resume_settings(ckpt_path: Path, saved: dict[str, Any], now: dict[str, Any] | None,
+                           defaults: dict[str, Any] | None = None) -> list[str]:
     """The changed settings a resume applies (as "key: old -> new"); raises ``TrainingError`` naming the
     ones it cannot."""
     if not saved or now is None:
         return []
-    changes = changed_settings(saved, now)
+    changes = changed_settings(saved, now, defaults)
     fixed = {k: v for k, v in changes.items() if not k.startswith(RESUMABLE_SETTINGS)}
     if fixed:
         listed = "; ".join(f"{k}: {old!r} in the checkpoint, {new!r} now" for k, (old, new) in fixed.items())
@@ -293,11 +299,13 @@ def train(
     wrap_ddp: Callable[[nn.Module, DistInfo], nn.Module] | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    config_defaults: dict[str, Any] | None = None,
 ) -> nn.Module:
     """Run (or resume) a stage until ``loop.steps``; returns the trained (unwrapped) model.
 
     ``stop_after`` ends the process-local loop early after that many steps (used by tests to
-    simulate a kill between checkpoints).
+    simulate a kill between checkpoints). ``config_defaults``: every setting's default, for resuming a
+    run saved before some setting existed (see ``changed_settings``).
     """
     run_dir = Path(run_dir)
     device_kind = "cuda" if (loop.device == "cuda" or (loop.device == "auto" and torch.cuda.is_available())) else "cpu"
@@ -326,7 +334,7 @@ def train(
         if state.get("stage") != stage.name:
             raise TrainingError(f"{ckpt_path} belongs to stage {state.get('stage')!r}, not {stage.name!r}; "
                                 "use another run folder")
-        applied = _check_resume_settings(ckpt_path, state.get("config") or {}, config_dump)
+        applied = _check_resume_settings(ckpt_path, state.get("config") or {}, config_dump, config_defaults)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -117,6 +117,36 @@ def test_resume_applies_a_changed_learning_rate_and_refuses_other_changes(tmp_pa
     assert final["config"]["optim"]["lr"] == 1e-3
 
 
+def test_a_run_saved_before_a_setting_existed_resumes_where_the_setting_is_at_its_default(tmp_path):
+    """The project gains settings (the duet's, a data option) after runs have started; such a run ran
+    as the new setting's default, so resuming it at the default is no change, and away from it is."""
+    old_run = _dump(OPTIM)  # the settings the run was started with: no "duet" section yet
+    defaults = {"duet": {"mirror": True}, "data": {"style_balance": 0.0}}
+    for folder in ("same", "changed"):
+        train(RegressionStage(), tmp_path / folder, LoopConfig(**LOOP), OPTIM, config_dump=old_run,
+              progress=False, stop_after=12)
+    now = _dump(OPTIM, duet={"mirror": True}, data={"style_balance": 0.0})
+    train(RegressionStage(), tmp_path / "same", LoopConfig(**LOOP), OPTIM, config_dump=now,
+          config_defaults=defaults, progress=False)
+    assert load_checkpoint(tmp_path / "same" / CHECKPOINT_NAME)["step"] == 30
+    saved = load_checkpoint(tmp_path / "changed" / CHECKPOINT_NAME)["step"]
+    with pytest.raises(TrainingError, match="duet.mirror: None in the checkpoint, False now"):
+        train(RegressionStage(), tmp_path / "changed", LoopConfig(**LOOP), OPTIM,
+              config_dump=_dump(OPTIM, duet={"mirror": False}, data={"style_balance": 0.0}),
+              config_defaults=defaults, progress=False)
+    assert load_checkpoint(tmp_path / "changed" / CHECKPOINT_NAME)["step"] == saved < 30  # left as it was
+
+
+def test_a_configs_defaults_resolve_paths_as_the_config_does():
+    from training.config import load_config
+
+    cfg = load_config(REPO / "training" / "configs" / "default_vqvae.yaml")
+    defaults = cfg.defaults_dict()
+    assert defaults["duet"]["duet_dir"] == cfg.duet.duet_dir  # the config leaves it at its default
+    assert defaults["data"]["style_balance"] == cfg.data.style_balance
+    assert defaults["loop"]["steps"] != cfg.loop.steps  # the config's own choice is not a default
+
+
 DDP_SCRIPT = r"""
 import sys, torch
 from torch import nn

@@ -183,7 +183,7 @@ def train_stage(make_stage: StageFactory, cfg: TrainConfig, run_dir: str | Path 
     dump = cfg.to_dict()
     dump["effective"] = stage.effective()
     return train(stage, run_dir, cfg.loop, cfg.optim, config_dump=dump, wrap_ddp=stage.wrap_ddp,
-                 progress=progress, stop_after=stop_after)
+                 progress=progress, stop_after=stop_after, config_defaults=cfg.defaults_dict())
 
 
 def run_stage_cli(args: argparse.Namespace, stage_name: str, make_stage: StageFactory) -> int:
