@@ -34,7 +34,7 @@ _VQVAE_RANGES: dict[str, tuple[float, float]] = {
     "emb_width": (1, 16384), "l_bins": (1, 65536), "width": (1, 16384), "depth": (1, 64), "downs_t": (1, 8),
     "stride_t": (1, 8), "dilation_growth_rate": (1, 64), "dilation_cycle": (1, 64), "m_conv": (0.01, 64),
     "l_mu": (0, 1), "commit": (0, 1e6), "dead_code_threshold": (0, 1e12), "vel": (0, 1e6), "acc": (0, 1e6),
-    "root_acc": (0, 1e6), "sample_length": (1, 10_000_000),
+    "root_acc": (0, 1e6), "speed": (0, 1e6), "sample_length": (1, 10_000_000),
 }
 
 
@@ -56,6 +56,7 @@ class VQVAEConfig:
     vel: float = 1.0  # weight of the velocity L1 term
     acc: float = 1.0  # weight of the acceleration L1 term
     root_acc: float = 1.0  # weight of the root-velocity acceleration term (root stage)
+    speed: float = 0.0  # weight of the joint-speed term (L1 of each joint's speed, not its direction)
     with_root_decoder: bool = True  # the lower half's root-velocity decoder (official SepVQVAER)
     sample_length: int = 240  # training clip length (frames), kept for the training package
 
@@ -311,6 +312,15 @@ def _l1_with_derivatives(pred: torch.Tensor, target: torch.Tensor) -> tuple[torc
     return recon, vel, F.l1_loss(acc_p, acc_t)
 
 
+def _speed_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 of each joint's speed (the length of its per-frame step; channels are joints x 3), its direction
+    free: the velocity term alone lets a decoder unsure of a move's direction play it slower (its best
+    guess is the average of the moves a code stands for), which this term charges for."""
+    step_p = (pred[:, 1:] - pred[:, :-1]).reshape(*pred.shape[:1], pred.shape[1] - 1, -1, 3)
+    step_t = (target[:, 1:] - target[:, :-1]).reshape(*target.shape[:1], target.shape[1] - 1, -1, 3)
+    return F.l1_loss(step_p.norm(dim=-1), step_t.norm(dim=-1))
+
+
 class HalfVQVAE(nn.Module):
     """Auto-encoder of one body half: (B, T, C) poses <-> (B, T/8) codes."""
 
@@ -348,7 +358,11 @@ class HalfVQVAE(nn.Module):
         recon = self.decoders[0](z_q).permute(0, 2, 1)
         l1, vel, acc = _l1_with_derivatives(recon, x)
         loss = l1 + self.cfg.commit * commit + self.cfg.vel * vel + self.cfg.acc * acc
-        return recon, {"loss": loss, "recon": l1, "commit": commit, "velocity": vel, "acceleration": acc}
+        losses = {"loss": loss, "recon": l1, "commit": commit, "velocity": vel, "acceleration": acc}
+        if self.cfg.speed:
+            losses["speed"] = _speed_l1(recon, x)
+            losses["loss"] = loss + self.cfg.speed * losses["speed"]
+        return recon, losses
 
 
 def _channels(joints: np.ndarray) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from engine.models.vqvae import DOWN_INDEX, UP_INDEX, SepVQVAE, VQVAEConfig, integrate_root
@@ -264,3 +265,30 @@ def test_official_size_defaults_and_parameter_count():
     official = sum(v.numel() for k, v in model.state_dict().items() if not k.endswith(OUR_EXTRA_BUFFERS))
     assert official == 65_592_907  # the official checkpoint's parameter count (golden official_state_dict_keys.txt)
     assert VQVAEConfig().downsample == 8
+
+
+def test_the_speed_term_charges_a_slower_move_not_its_direction():
+    """``VQVAEConfig.speed`` (off by default, as the official loss): L1 of each joint's speed. A copy of
+    the motion played at half its amplitude is charged, one moving the other way at the same speed not."""
+    from engine.models.vqvae import _speed_l1
+
+    torch.manual_seed(0)
+    motion = torch.randn(2, 40, 9).cumsum(dim=1)  # (B, T, 3 joints x 3): random walks
+    assert float(_speed_l1(motion, motion)) == 0.0
+    assert float(_speed_l1(-motion, motion)) < 1e-5  # mirrored direction, the same speed
+    steps = (motion[:, 1:] - motion[:, :-1]).reshape(2, 39, 3, 3).norm(dim=-1)
+    assert float(_speed_l1(0.5 * motion, motion)) == pytest.approx(0.5 * float(steps.mean()), rel=1e-5)
+
+    model = SepVQVAE(VQVAEConfig.tiny()).train()
+    pose = torch.randn(2, 16, 72)
+    with torch.no_grad():
+        _, losses = model(pose)
+    assert "speed" not in losses  # the default: the official loss, unchanged
+    charged = SepVQVAE(VQVAEConfig.tiny(speed=4.0)).train()
+    charged.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        _, with_speed = charged(pose)
+    assert float(with_speed["speed"]) > 0
+    assert float(with_speed["loss"]) == pytest.approx(float(with_speed["recon"] + 0.02 * with_speed["commit"]
+                                                            + with_speed["velocity"] + with_speed["acceleration"]
+                                                            + 4.0 * with_speed["speed"]), rel=1e-5)

@@ -2,8 +2,9 @@
 
 ``python -m training vqvae --config training/configs/paper_vqvae.yaml``
 
-Loss per half: L1 of positions + velocity + acceleration and 0.02 x commitment; the total is the mean
-of the halves (``SepVQVAE.forward``). The codebooks follow an EMA of their assigned encoder outputs,
+Loss per half: L1 of positions + velocity + acceleration and 0.02 x commitment (+ ``vqvae.speed`` x the
+L1 of each joint's speed, off by default and in the paper: not in the official loss); the total is the
+mean of the halves (``SepVQVAE.forward``). The codebooks follow an EMA of their assigned encoder outputs,
 with dead-code restart. Under DDP every rank all-reduces the EMA statistics and takes rank 0's random
 rows for (re)initialisation, so every rank keeps the same codebook; DDP itself must then not
 broadcast buffers (``broadcast_buffers=False``), which would otherwise overwrite them each step.
@@ -63,8 +64,8 @@ class VQVAEStage(StageBase):
 
     def loss(self, model: nn.Module, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         _, losses = model(batch)
-        shown = ("recon", "velocity", "acceleration", "commit", "recon_up", "recon_down")
-        return losses["loss"], {k: float(losses[k].detach()) for k in shown}
+        shown = ("recon", "velocity", "acceleration", "commit", "speed", "recon_up", "recon_down")
+        return losses["loss"], {k: float(losses[k].detach()) for k in shown if k in losses}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
