@@ -392,7 +392,7 @@ def _batch_keeps_rows(n_in: int, n_out: int, dtype: torch.dtype, device: str, gr
 @contextmanager
 def _row_stable_linears(gpt: nn.Module, groups: list[int], alone_threads: int) -> Iterator[None]:
     """While decoding: each linear layer of ``gpt`` multiplies padded rows (``_linear_padded``; a model of
-    ``SLOT_WIDTH`` or more in float32 on the CPU through oneDNN where torch has it); with
+    ``ONEDNN_WIDTH`` or more in float32 on the CPU through oneDNN where torch has it); with
     several dances (``groups``: each dance's batch rows, two for a style-guided one) in one product on
     torch's current threads when ``_batch_keeps_rows`` says it gives each dance the bits of its own run
     (on ``alone_threads``), else once per dance on ``alone_threads``. The int8 layers of

@@ -314,8 +314,9 @@ def _l1_with_derivatives(pred: torch.Tensor, target: torch.Tensor) -> tuple[torc
 
 def _speed_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L1 of each joint's speed (the length of its per-frame step; channels are joints x 3), its direction
-    free: the velocity term alone lets a decoder unsure of a move's direction play it slower (its best
-    guess is the average of the moves a code stands for), which this term charges for."""
+    free. A decoder unsure of a move's direction lowers the velocity term by playing it slower (the
+    average of the moves a code stands for; weighting that term up made the decoded motion slower still,
+    assets/MODEL_CARD.md); this term charges for the lost speed."""
     step_p = (pred[:, 1:] - pred[:, :-1]).reshape(*pred.shape[:1], pred.shape[1] - 1, -1, 3)
     step_t = (target[:, 1:] - target[:, :-1]).reshape(*target.shape[:1], target.shape[1] - 1, -1, 3)
     return F.l1_loss(step_p.norm(dim=-1), step_t.norm(dim=-1))
