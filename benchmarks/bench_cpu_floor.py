@@ -21,6 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.sampling import onednn_available, onednn_linear  # noqa: E402
+
 N_EMBD, N_LAYERS = 768, 12
 WINDOW_ROWS = 3 * 28  # music + up + down tokens of a full context window
 CACHED_ROWS = 3  # one new time step of each stream
@@ -43,7 +45,7 @@ def time_products(weights: list[torch.Tensor], rows: int, repeats: int = 4, oned
             t0 = time.perf_counter()
             for w in weights:
                 if onednn:
-                    torch.ops.mkldnn._linear_pointwise(inputs[w.shape[1]], w, None, "none", [], "")
+                    onednn_linear(inputs[w.shape[1]], w, None)
                 else:
                     torch.nn.functional.linear(inputs[w.shape[1]], w)
             best = min(best, time.perf_counter() - t0)
@@ -57,9 +59,7 @@ def main() -> None:
     weights = block_weights()
     megabytes = sum(w.numel() for w in weights) * 4 / 1e6
     flops_window = 2 * WINDOW_ROWS * sum(w.numel() for w in weights)
-    from engine.sampling import _onednn_linear
-
-    kernels = {"MKL": False, **({"oneDNN": True} if _onednn_linear() else {})}
+    kernels = {"MKL": False, **({"oneDNN": True} if onednn_available() else {})}
     for threads in args.threads:
         torch.set_num_threads(threads)
         for name, onednn in kernels.items():

@@ -33,7 +33,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.models.gpt import CrossCondGPT, GPTConfig  # noqa: E402
-from engine.sampling import SamplingOptions, approximate_gpt, context_window, sample_codes  # noqa: E402
+from engine.sampling import (  # noqa: E402
+    SamplingOptions,
+    approximate_gpt,
+    context_window,
+    onednn_available,
+    onednn_linear,
+    sample_codes,
+)
 
 OFFICIAL_MS_PER_TOKEN = 140.0
 SONG_TOKENS = 1350
@@ -69,7 +76,6 @@ def timed_sample(gpt, music: np.ndarray, options: SamplingOptions, period: int) 
 
 
 BASELINE: dict[str, float] = {}  # ms/token of the exact shift=None mode measured in this run
-FLOOR: dict[str, float] = {}  # ms of the weight-reading floor measured in this run
 FLOOR_PASS: list = [lambda: None]  # one pass of the floor's products (set in main)
 START = [423, 12]  # the start codes (a trained model's own default start with --model)
 
@@ -116,12 +122,10 @@ def weight_floor(gpt: torch.nn.Module, repeats: int = 9) -> tuple[float, Callabl
     to 8 rows, through MKL (F.linear) or oneDNN (the engine's kernel for large models, where torch has
     it). Returns the fastest of ``repeats`` passes (ms), one such pass (to be timed between tokens), and
     which way it was."""
-    from engine.sampling import _onednn_linear
-
     layers = [m for m in gpt.modules() if isinstance(m, torch.nn.Linear)]
     kernels = {"MKL": torch.nn.functional.linear}
-    if _onednn_linear() and all(m.weight.dtype == torch.float32 for m in layers):
-        kernels["oneDNN"] = lambda x, w, b: torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+    if onednn_available() and all(m.weight.dtype == torch.float32 for m in layers):
+        kernels["oneDNN"] = onednn_linear
     best, best_pass, best_way = float("inf"), None, ""
     for name, kernel in kernels.items():
         for rows in (3, 8):
@@ -175,7 +179,6 @@ def main() -> None:
         gpt = CrossCondGPT(GPTConfig.official()).eval()
         what = "official-size GPT, random weights"
     floor, FLOOR_PASS[0], floor_way = weight_floor(gpt)
-    FLOOR["ms"] = floor
     print(
         f"{what}: {gpt.num_parameters() / 1e6:.1f} M parameters; weight-reading floor of one cached step "
         f"{floor:.1f} ms (this run, {floor_way}); "

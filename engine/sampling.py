@@ -337,14 +337,19 @@ def _padded_rows(rows: int) -> int:
 ONEDNN_WIDTH = 512
 
 
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """F.linear's product through oneDNN (``torch.ops.mkldnn._linear_pointwise``, no fused activation);
+    only where ``onednn_available()``."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
 @cache
-def _onednn_linear() -> bool:
-    """Whether this torch runs oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``) on this machine."""
+def onednn_available() -> bool:
+    """Whether this torch runs ``onednn_linear`` on this machine (and gets a product right)."""
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
         return False
     try:
-        x, weight, bias = torch.ones(2, 4), torch.ones(3, 4), torch.zeros(3)
-        return bool(torch.equal(torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], ""),
+        return bool(torch.equal(onednn_linear(torch.ones(2, 4), torch.ones(3, 4), torch.zeros(3)),
                                 torch.full((2, 3), 4.0)))
     except (RuntimeError, NotImplementedError):
         return False
@@ -367,7 +372,7 @@ def _linear_padded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
         buffer[:rows].copy_(x)
         x = buffer
     if onednn:
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")[:rows]
+        return onednn_linear(x, weight, bias)[:rows]
     return F.linear(x, weight, bias)[:rows]
 
 
@@ -432,7 +437,7 @@ def _row_stable_linears(gpt: nn.Module, groups: list[int], alone_threads: int) -
     for layer in gpt.modules():
         if isinstance(layer, nn.Linear):
             onednn = (large and layer.weight.dtype == torch.float32 and layer.weight.device.type == "cpu"
-                      and _onednn_linear())
+                      and onednn_available())
             layer.forward = partial(alone if len(groups) == 1 else batched, layer.weight, layer.bias, onednn)  # type: ignore[method-assign]
             patched.append(layer)
         elif isinstance(layer, Int8Linear) and len(groups) > 1:

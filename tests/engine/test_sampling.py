@@ -418,7 +418,7 @@ def test_a_large_models_cached_products_go_through_onednn_and_keep_the_exact_tok
     model whose logits are not near ties (a trained one: here the read-out scaled up)."""
     from engine import sampling
 
-    if not sampling._onednn_linear():
+    if not sampling.onednn_available():
         pytest.skip("this torch has no oneDNN linear")
     kernels = []
     real = sampling._linear_padded
