@@ -35,7 +35,7 @@ from .sampling import (
     sample_codes_batch,
 )
 from .skeleton import LOWER_JOINTS, UPPER_JOINTS, bone_directions, check_joints
-from .threads import thread_count, torch_threads
+from .threads import thread_count, thread_counts, torch_threads
 
 # progress(fraction in [0, 1], message)
 ProgressFn = Callable[[float, str], None]
@@ -314,9 +314,9 @@ class Choreographer:
         if len(options_list) < 2 or len(precisions) > 1 or not can_batch(samplings):
             feats = features if features is not None else self.features(song, progress)
             return [self.generate(song, o, progress, cancel, feats) for o in options_list]
-        width, first = self.model.config.gpt.n_embd, options_list[0]
-        alone = thread_count(width, first.threads, first.reserve_cores)  # each dance's own run
-        threads = thread_count(width, first.threads, first.reserve_cores, dances=len(starts))  # the batch's GPT
+        first = options_list[0]  # alone: each dance's own run; threads: the batch's GPT
+        alone, threads = thread_counts(self.model.config.gpt.n_embd, first.threads, first.reserve_cores,
+                                       dances=len(starts))
         with torch_threads(alone):
             t0 = time.perf_counter()
             _phase(progress, "features", 0.0, "Reading the song")

@@ -60,16 +60,28 @@ def busy_cores(samples: int = 5, interval_s: float = 0.01) -> int:
     return sorted(counts)[len(counts) // 2]
 
 
+def thread_counts(model_width: int, requested: int | None = None, reserve: int = 0,
+                  dances: int = 1) -> tuple[int, int]:
+    """(the threads one dance gets alone, the threads for decoding ``dances`` dances at once) with a model
+    of width ``model_width`` (see the module docstring); the busy cores are read at most once for both."""
+    free: list[int] = []
+
+    def count(n: int) -> int:
+        if requested is not None:
+            return max(1, int(requested))
+        if model_width < SHARED_WIDTH and (n < 2 or model_width % 16):
+            return 1
+        if not free:
+            cores = usable_cores()
+            free.append(max(1, min(cores, cores - reserve - busy_cores())))
+        return free[0] if model_width >= SHARED_WIDTH else min(free[0], BATCH_THREADS)
+
+    return count(1), count(dances)
+
+
 def thread_count(model_width: int, requested: int | None = None, reserve: int = 0, dances: int = 1) -> int:
-    """The threads for decoding ``dances`` dances at once with a model of width ``model_width`` (see the
-    module docstring)."""
-    if requested is not None:
-        return max(1, int(requested))
-    if model_width < SHARED_WIDTH and (dances < 2 or model_width % 16):
-        return 1
-    cores = usable_cores()
-    free = max(1, min(cores, cores - reserve - busy_cores()))
-    return free if model_width >= SHARED_WIDTH else min(free, BATCH_THREADS)
+    """The threads for decoding ``dances`` dances at once with a model of width ``model_width``."""
+    return thread_counts(model_width, requested, reserve, dances)[1]
 
 
 @contextmanager

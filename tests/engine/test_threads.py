@@ -32,6 +32,10 @@ def test_a_batch_of_a_small_models_dances_shares_two_free_cores(monkeypatch):
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     monkeypatch.setattr(threads, "busy_cores", lambda: 1)
     assert threads.thread_count(192, dances=4) == 1  # a loaded 2-core machine: one thread
+    reads = []
+    monkeypatch.setattr(threads, "busy_cores", lambda: reads.append(1) or 0)
+    assert threads.thread_counts(768, dances=4) == (2, 2) and len(reads) == 1  # the load read once for both
+    assert threads.thread_counts(192, dances=4) == (1, 2) and len(reads) == 2
 
 
 def test_busy_cores_sees_a_process_that_keeps_a_core_busy():
