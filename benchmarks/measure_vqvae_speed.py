@@ -5,8 +5,9 @@
 A dance can move no faster than its codes decode to: the GPT picks codes, the VQ-VAE turns them into
 poses. For each style and split (training takes / held out, ``--config``'s split), the mean joint
 speed of the root-relative poses (the root velocity has a decoder of its own) as captured and after
-encode -> decode, their ratio, and the reconstruction error (MPJPE, cm). ``--model`` a model folder's
-VQ-VAE, ``--run`` the VQ-VAE of a ``vqvae`` or ``root`` training run (several: to compare runs).
+encode -> decode, their ratio, the reconstruction error (MPJPE, cm) and the decoded mean jerk against the
+captured (a decoder that bought speed with jitter would show it here). ``--model`` a model folder's
+VQ-VAE, ``--run`` the VQ-VAE of a ``vqvae``, ``root`` or ``decoder`` training run (several: to compare runs).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def reconstruction_by_style(vqvae, split) -> dict[tuple[str, str], dict[str, flo
     """{(style, "train" | "held out"): speed as captured, decoded, ratio, MPJPE cm, frames}."""
     import torch
 
-    from training.metrics.physical import mean_joint_speed
+    from training.metrics.physical import jitter, mean_joint_speed
     from training.stages.common import poses_and_root_velocity
 
     held = {id(c) for c in split.val}
@@ -38,20 +39,22 @@ def reconstruction_by_style(vqvae, split) -> dict[tuple[str, str], dict[str, flo
         with torch.inference_mode():
             decoded = vqvae.decode(*vqvae.encode(torch.from_numpy(pose))).float().numpy()[0]
         real, back = pose[0, :, 3:].reshape(t, 23, 3), decoded[:, 3:].reshape(t, 23, 3)
+        error_cm = float(np.linalg.norm(back - real, axis=-1).mean()) * 100  # over the 23 joints
         pelvis = np.zeros((t, 1, 3), dtype=real.dtype)  # the root-relative skeleton, pelvis at the origin
-        row = np.array([mean_joint_speed(np.concatenate([pelvis, real], 1), 60),
-                        mean_joint_speed(np.concatenate([pelvis, back], 1), 60),
-                        float(np.linalg.norm(back - real, axis=-1).mean()) * 100, 1.0]) * t
+        real, back = np.concatenate([pelvis, real], 1), np.concatenate([pelvis, back], 1)
+        row = np.array([mean_joint_speed(real, 60), mean_joint_speed(back, 60), error_cm, 1.0,
+                        jitter(real, 60), jitter(back, 60)]) * t
         key = (clip.style or "?", "held out" if id(clip) in held else "train")
-        sums[key] = sums.get(key, np.zeros(4)) + row
+        sums[key] = sums.get(key, np.zeros(6)) + row
     return {key: {"real_m_s": s[0] / s[3], "decoded_m_s": s[1] / s[3], "ratio": s[1] / s[0],
-                  "mpjpe_cm": s[2] / s[3], "frames": int(s[3])} for key, s in sorted(sums.items())}
+                  "mpjpe_cm": s[2] / s[3], "frames": int(s[3]), "jerk_ratio": s[5] / s[4]}
+            for key, s in sorted(sums.items())}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, action="append", default=[], help="a model folder")
-    parser.add_argument("--run", type=Path, action="append", default=[], help="a vqvae or root training run")
+    parser.add_argument("--run", type=Path, action="append", default=[], help="a vqvae, root or decoder training run")
     parser.add_argument("--config", type=Path, default=REPO / "training" / "configs" / "default_vqvae.yaml",
                         help="the config whose data and held-out split to use")
     args = parser.parse_args()
@@ -72,7 +75,8 @@ def main() -> None:
         print(name)
         for (style, part), r in reconstruction_by_style(vqvae, split).items():
             print(f"  {style:7} {part:8} {r['frames'] / 3600:5.2f} min  root-relative speed {r['real_m_s']:.2f} m/s "
-                  f"as captured, {r['decoded_m_s']:.2f} decoded ({r['ratio']:.2f}x)  MPJPE {r['mpjpe_cm']:4.1f} cm")
+                  f"as captured, {r['decoded_m_s']:.2f} decoded ({r['ratio']:.2f}x)  MPJPE {r['mpjpe_cm']:4.1f} cm  "
+                  f"jerk {r['jerk_ratio']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training.metrics.evaluate", "FID/diversity/BAS and physical metrics of generated dances"),
     "vqvae": ("training.stages.vqvae", "stage 1: train the pose VQ-VAE (both body halves)"),
     "root": ("training.stages.root", "stage 2: train the root-velocity decoder of the VQ-VAE"),
+    "decoder": ("training.stages.decoder", "VQ-VAE step 3 (optional): fine-tune the pose decoders on frozen codes"),
     "gpt": ("training.stages.gpt", "stage 3: train the cross-conditional motion GPT on VQ-VAE codes"),
     "actor-critic": ("training.stages.actor_critic", "stage 4: actor-critic fine-tuning with the beat reward"),
     "duet": ("training.stages.duet", "train the duet's follower GPT on the salsa couples (the solo model's VQ-VAE)"),

@@ -45,7 +45,7 @@ from training.errors import ConfigError
 from training.trainer import LoopConfig, OptimConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("vqvae", "root", "gpt", "actor-critic", "duet", "duet-rl")
+STAGES = ("vqvae", "root", "decoder", "gpt", "actor-critic", "duet", "duet-rl")
 REWARD_FORMS = ("released", "paper", "balanced")
 
 

@@ -1,7 +1,8 @@
 """Add the duet's follower GPT to a model folder: ``python -m training add-follower --run DUET_RUN --model DIR``.
 
 The follower reads the codes of the model's own VQ-VAE, so it goes only into the folder it was trained
-on (``init.model_dir`` of the duet run, checked by the VQ-VAE file's digest).
+on, or one whose VQ-VAE gives the same codes (a decoder fine-tuned after the duet run: checked by the
+digest of the encoders and codebooks; runs made before that digest was recorded, by the VQ-VAE file's).
 """
 
 from __future__ import annotations
@@ -12,23 +13,22 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoint import VQVAE_FILE, load_model, save_model
+from engine.checkpoint import load_model, save_model
 from engine.models.follower import FollowerConfig, FollowerGPT
 from training.errors import TrainingError
 
-from .stages.common import file_digest, read_run
+from .stages.common import read_run, same_codes
 
 
 def add_follower(duet_run: str | Path, model_dir: str | Path) -> Path:
     """Put the follower GPT of a ``duet`` (or ``duet-rl``) run into the model folder whose VQ-VAE it was trained on
-    (checked by the VQ-VAE file's digest: codes of another VQ-VAE mean nothing to it); the folder is
+    (checked by ``same_codes``: codes of another VQ-VAE mean nothing to it); the folder is
     rewritten atomically, replacing a follower it had."""
     state = read_run(duet_run, ("duet", "duet-rl"))
     effective = state["config"]["effective"]
-    digest = file_digest(Path(model_dir) / VQVAE_FILE)
-    if effective.get("vqvae_digest") != digest:
+    if not same_codes(effective, model_dir):
         raise TrainingError(f"{duet_run} was trained on the codes of {effective.get('model_dir')}, whose VQ-VAE "
-                            f"is not the one in {model_dir}")
+                            f"does not give the codes of the one in {model_dir}")
     model = load_model(model_dir)
     follower_config = FollowerConfig(**effective["follower"])
     follower = FollowerGPT(follower_config)

@@ -2,8 +2,8 @@
 
 ``python -m training export --run RUN [--run RUN ...] -o MODEL_DIR``
 
-The GPT comes from an ``actor-critic`` run (preferred) or a ``gpt`` run; the VQ-VAE from a ``root``
-run (preferred) or a ``vqvae`` run given with ``--run``, or else from the run the GPT was trained on
+The GPT comes from an ``actor-critic`` run (preferred) or a ``gpt`` run; the VQ-VAE from a ``decoder``,
+``root`` or ``vqvae`` run given with ``--run`` (preferred in that order), or else from the run the GPT was trained on
 (recorded in its checkpoint). The model config records the feature mode the GPT was trained with
 ("full" for our models: live rhythm columns) and its default start codes. The critic is dropped
 unless ``--keep-critic`` (generation never uses it).
@@ -32,7 +32,7 @@ def export_model(runs: list[str | Path], out_dir: str | Path, name: str | None =
     """Write the engine model folder made of these runs; returns its path."""
     states = {}
     for run in runs:
-        state = read_run(run, ("vqvae", "root", "gpt", "actor-critic"))
+        state = read_run(run, ("vqvae", "root", "decoder", "gpt", "actor-critic"))
         if state["stage"] in states:
             raise TrainingError(f"two {state['stage']!r} runs given ({states[state['stage']][0]} and {run})")
         states[state["stage"]] = (Path(run), state)
@@ -42,10 +42,9 @@ def export_model(runs: list[str | Path], out_dir: str | Path, name: str | None =
     gpt_run, gpt_state = states[gpt_stage]
     effective = gpt_state["config"]["effective"]
 
-    if "root" in states:
-        vqvae_run = states["root"][0]
-    elif "vqvae" in states:
-        vqvae_run = states["vqvae"][0]
+    vqvae_stage = next((s for s in ("decoder", "root", "vqvae") if s in states), None)  # in that preference
+    if vqvae_stage is not None:
+        vqvae_run = states[vqvae_stage][0]
     else:
         vqvae_run = Path(effective["vqvae_run"])
     vqvae = vqvae_from_run(vqvae_run)

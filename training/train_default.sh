@@ -2,7 +2,7 @@
 # Reproduce the shipped default model (assets/default_model) from scratch on a CPU, from the real data
 # in ../shared/data (set DANCE_SHARED to point elsewhere is not needed: the configs use ../shared/data).
 #
-#   training/train_default.sh            # all four stages, then export to assets/default_model
+#   training/train_default.sh            # every stage, then export to assets/default_model
 #   PY=python3 training/train_default.sh # another interpreter
 #
 # Every stage resumes from its last checkpoint, so the script can be killed and started again; a stage
@@ -23,6 +23,7 @@ stage() {  # stage NAME CONFIG
 
 stage vqvae        training/configs/default_vqvae.yaml
 stage root         training/configs/default_root.yaml
+stage decoder      training/configs/default_decoder.yaml   # the pose decoders on the frozen codes, for speed
 stage gpt          training/configs/default_gpt.yaml
 stage actor-critic training/configs/default_actor_critic.yaml
 
@@ -30,7 +31,7 @@ stage actor-critic training/configs/default_actor_critic.yaml
 # steered with guidance 2.5. Greedy decoding of this GPT collapses onto slow codes (0.15-0.36 m/s against
 # 0.65-0.81 for the real takes) and at guidance 1 the ballet dances were closer to the salsa takes than
 # to the ballet ones (assets/MODEL_CARD.md).
-"$PY" -m training export --run runs/default_actor_critic --run runs/default_root -o assets/default_model \
+"$PY" -m training export --run runs/default_actor_critic --run runs/default_decoder -o assets/default_model \
     --name default --decoding '{"greedy": false, "temperature": 1.0, "style_guidance": 2.5}' \
     --description "Default model of the project: trained on CPU by training/train_default.sh \
 (configs training/configs/default_*.yaml) on AIST++ slices and CMU dance capture (salsa, ballet/modern, street, \

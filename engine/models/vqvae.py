@@ -12,6 +12,7 @@ supported (the official models have one).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -357,13 +358,31 @@ class HalfVQVAE(nn.Module):
         """Training pass (pose decoder only): x (B, T, C) -> reconstruction (B, T, C), losses."""
         codes, z_q, commit = self.bottleneck.codebook(self.encode_latent(x))
         recon = self.decoders[0](z_q).permute(0, 2, 1)
+        return recon, self._losses(recon, x, commit)
+
+    def forward_decoder(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Decoder fine-tuning pass: x (B, T, C) -> reconstruction (B, T, C), losses; the codes come from
+        the frozen encoder and codebook (read, never updated), so only the pose decoder learns."""
+        with torch.no_grad():
+            z_q = self.latent_of(self.encode(x))
+        recon = self.decoders[0](z_q).permute(0, 2, 1)
+        return recon, self._losses(recon, x, None)
+
+    def _losses(self, recon: torch.Tensor, x: torch.Tensor, commit: torch.Tensor | None
+                ) -> dict[str, torch.Tensor]:
+        """L1 + velocity + acceleration (+ commitment, + speed) of a reconstruction."""
         l1, vel, acc = _l1_with_derivatives(recon, x)
-        loss = l1 + self.cfg.commit * commit + self.cfg.vel * vel + self.cfg.acc * acc
-        losses = {"loss": loss, "recon": l1, "commit": commit, "velocity": vel, "acceleration": acc}
+        losses = {"recon": l1, "velocity": vel, "acceleration": acc}
+        if commit is None:
+            loss = l1 + self.cfg.vel * vel + self.cfg.acc * acc
+        else:
+            loss = l1 + self.cfg.commit * commit + self.cfg.vel * vel + self.cfg.acc * acc
+            losses["commit"] = commit
         if self.cfg.speed:
             losses["speed"] = _speed_l1(recon, x)
-            losses["loss"] = loss + self.cfg.speed * losses["speed"]
-        return recon, losses
+            loss = loss + self.cfg.speed * losses["speed"]
+        losses["loss"] = loss
+        return losses
 
 
 def _channels(joints: np.ndarray) -> torch.Tensor:
@@ -391,6 +410,17 @@ class SepVQVAE(nn.Module):
         """Hooks that keep the codebooks identical across data-parallel ranks (None: single process)."""
         for book in self.codebooks:
             book.all_reduce, book.broadcast = all_reduce, broadcast
+
+    def codes_digest(self) -> str:
+        """SHA-256 of what decides a pose's codes: the encoders' weights and the codebooks (not the
+        decoders, which only decide what the codes become). A model trained on codes (a GPT, the duet's
+        follower) fits every VQ-VAE with its digest."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            if ".encoders." in name or name.endswith(".bottleneck.level_blocks.0.k"):
+                digest.update(name.encode())
+                digest.update(tensor.detach().float().contiguous().cpu().numpy().tobytes())
+        return digest.hexdigest()
 
     def restore_codebook_statistics(self) -> None:
         for book in self.codebooks:
@@ -436,6 +466,19 @@ class SepVQVAE(nn.Module):
         losses = {name: 0.5 * (loss_up[name] + loss_down[name]) for name in loss_up}
         losses.update({f"{name}_up": v for name, v in loss_up.items()})
         losses.update({f"{name}_down": v for name, v in loss_down.items()})
+        return self._merge(rec_up, rec_down), losses
+
+    def forward_decoders(self, pose: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Decoder fine-tuning (not in Bailando): pose (B, T, 72) root-relative -> reconstruction, losses.
+
+        Only the two pose decoders learn; the codes of a pose are those of the frozen encoders and
+        codebooks, so a GPT trained on them (and a follower) stays valid. ``losses["loss"]`` is the mean of
+        the halves' L1 + velocity + acceleration (+ speed) terms.
+        """
+        up, down = self._split(pose.float())
+        rec_up, loss_up = self.vqvae_up.forward_decoder(up)
+        rec_down, loss_down = self.vqvae_down.forward_decoder(down)
+        losses = {name: 0.5 * (loss_up[name] + loss_down[name]) for name in loss_up}
         return self._merge(rec_up, rec_down), losses
 
     def forward_root(self, pose: torch.Tensor, root_velocity: torch.Tensor

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+from engine.checkpoint import load_model
 from tests.training.test_stages import tiny_config
 from training.cli import main as training_main
 from training.config import REPO_ROOT
 from training.data.styles import STYLES
 from training.stages.actor_critic import ROLLOUT_FILE, ActorCriticStage
 from training.stages.common import read_run, train_stage
+from training.stages.decoder import DecoderStage
 from training.stages.gpt import CODES_FILE, GPTStage
 from training.stages.root import RootStage
 from training.stages.vqvae import VQVAEStage
@@ -69,6 +71,14 @@ def test_four_stages_export_and_generate(data_dir, short_song, tmp_path, one_thr
     assert config["feature_mode"] == "full" and config["gpt"]["n_layer_critic"] == 0
     assert config["vqvae"]["with_root_decoder"] is True and config["vqvae"]["l_bins"] == 64
     assert config["styles"] == list(STYLES)  # the style input came through the actor-critic stage
+    # with the decoder stage's run among the runs, its fine-tuned pose decoders are the model's
+    decoder = train_stage(DecoderStage, tiny_config("tiny_decoder.yaml", data_dir, work, "loop.steps=2"),
+                          progress=False).vqvae
+    assert training_main(["export", "--run", str(work / "actor_critic"), "--run", str(work / "root"),
+                          "--run", str(work / "decoder"), "-o", str(tmp_path / "model_decoder")]) == 0
+    exported = load_model(tmp_path / "model_decoder").vqvae.state_dict()
+    assert all(torch.equal(exported[k], v) for k, v in decoder.state_dict().items())
+    assert load_model(tmp_path / "model_decoder").config.vqvae.speed == 16.0
 
     # choose-start: each of the 3 most common first pairs dances; the pick follows the rule and lands in the config
     from training.choose_start import candidate_starts, choose_start, pick_start, pick_temperature

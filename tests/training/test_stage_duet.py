@@ -114,6 +114,26 @@ def test_the_follower_goes_into_the_model_it_was_trained_on(data_dir, tiny_model
     with pytest.raises(TrainingError, match="VQ-VAE"):
         add_follower(tmp_path / "run", other)
     assert load_model(other).follower is None  # refused: nothing written
+    # a copy whose pose decoders were fine-tuned since (the decoder stage) gives the same codes: accepted
+    from engine.checkpoint import save_model
+
+    refined = load_model(tiny_model_dir)
+    with torch.no_grad():
+        for p in refined.vqvae.vqvae_up.decoders.parameters():
+            p.add_(0.01)
+    refined_dir = save_model(refined, tmp_path / "refined")
+    add_follower(tmp_path / "run", refined_dir)
+    assert load_model(refined_dir).follower is not None
+    # a run made before the codes' digest was recorded is checked by the VQ-VAE file, which now differs
+    from training.trainer import CHECKPOINT_NAME, load_checkpoint
+
+    state = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)
+    del state["config"]["effective"]["codes_digest"]
+    (tmp_path / "old_run").mkdir()
+    torch.save(state, tmp_path / "old_run" / CHECKPOINT_NAME)
+    add_follower(tmp_path / "old_run", model_dir)  # its own folder: the same file
+    with pytest.raises(TrainingError, match="VQ-VAE"):
+        add_follower(tmp_path / "old_run", refined_dir)
 
 
 # --- the RL phase (training.stages.duet_rl) -------------------------------------------------------------------

@@ -14,6 +14,7 @@ import torch
 from training.config import REPO_ROOT, TrainConfig, config_from_dict, load_config
 from training.errors import ConfigError
 from training.stages.common import poses_and_root_velocity, train_stage, vqvae_from_run
+from training.stages.decoder import DecoderStage
 from training.stages.gpt import window_music_rows
 from training.stages.root import RootStage
 from training.stages.vqvae import VQVAEStage
@@ -37,6 +38,8 @@ def tiny_config(stage_file: str, data_dir: Path, work: Path, *extra: str) -> Tra
     ]
     if name == "root":
         overrides.append(f"init.vqvae_run={work / 'vqvae'}")
+    if name == "decoder":
+        overrides.append(f"init.vqvae_run={work / 'root'}")
     if name == "gpt":
         overrides.append(f"init.vqvae_run={work / 'root'}")
     if name == "actor_critic":
@@ -177,6 +180,48 @@ def test_root_stage_trains_only_the_root_decoder(data_dir, tmp_path, one_thread)
         torch.testing.assert_close(still[key], before[key], rtol=0, atol=1e-20, msg=key)
     model = vqvae_from_run(tmp_path / "root")
     assert model.config.with_root_decoder
+
+
+def test_decoder_stage_trains_only_the_pose_decoders_and_keeps_the_codes(data_dir, tmp_path, one_thread):
+    train_stage(VQVAEStage, tiny_config("tiny_vqvae.yaml", data_dir, tmp_path, "loop.steps=3"), progress=False)
+    train_stage(RootStage, tiny_config("tiny_root.yaml", data_dir, tmp_path, "loop.steps=2"), progress=False)
+    base = vqvae_from_run(tmp_path / "root")
+    cfg = tiny_config("tiny_decoder.yaml", data_dir, tmp_path, "loop.steps=4", "optim.lr=0.01")
+    trained = train_stage(DecoderStage, cfg, progress=False).vqvae
+    before, after = base.state_dict(), trained.state_dict()
+    decoder_keys = [k for k in after if k.startswith(("vqvae_up.decoders.", "vqvae_down.decoders."))]
+    assert decoder_keys
+    for key, value in before.items():  # encoders, codebooks (EMA statistics too), root decoder: untouched
+        if key not in decoder_keys:
+            torch.testing.assert_close(after[key], value, rtol=0, atol=0, msg=key)
+    assert all(not torch.equal(after[k], before[k]) for k in decoder_keys if k.endswith("weight"))
+    exported = vqvae_from_run(tmp_path / "decoder")  # read back as any VQ-VAE run; the speed weight recorded
+    assert exported.config.speed == 16.0 and exported.config.with_root_decoder
+    assert exported.codes_digest() == base.codes_digest()
+    assert load_checkpoint(tmp_path / "decoder" / CHECKPOINT_NAME)["config"]["effective"]["vqvae_run"] == str(
+        tmp_path / "root")
+    # the same poses give the same codes and decode to something else
+    from training.data.sources import load_windows
+
+    windows, _, _ = load_windows(cfg.data)
+    pose, _ = poses_and_root_velocity(windows[0]["joints"][None])
+    pose_t = torch.from_numpy(pose)
+    codes = base.encode(pose_t)
+    assert all(torch.equal(a, b) for a, b in zip(codes, exported.encode(pose_t)))
+    assert not torch.allclose(base.decode(*codes), exported.decode(*codes))
+    # control: a different encoder changes the digest
+    moved = vqvae_from_run(tmp_path / "root")
+    with torch.no_grad():
+        next(moved.vqvae_up.encoders.parameters()).add_(1e-3)
+    assert moved.codes_digest() != base.codes_digest()
+
+
+def test_decoder_stage_needs_a_vqvae_run(tmp_path):
+    from training.stages.decoder import DecoderStage as Stage
+
+    cfg = load_config(CONFIGS / "tiny_decoder.yaml", ["init.vqvae_run=null"])
+    with pytest.raises(ConfigError, match="init.vqvae_run"):
+        Stage(cfg, tmp_path)
 
 
 DDP_SCRIPT = r"""

@@ -91,8 +91,9 @@ def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch
 
 
 def vqvae_from_run(run_dir: str | Path) -> SepVQVAE:
-    """The VQ-VAE of a ``vqvae`` or ``root`` run, in eval mode (weights, codebook and EMA statistics)."""
-    state = read_run(run_dir, ("vqvae", "root"))
+    """The VQ-VAE of a ``vqvae``, ``root`` or ``decoder`` run, in eval mode (weights, codebook and EMA
+    statistics)."""
+    state = read_run(run_dir, ("vqvae", "root", "decoder"))
     cfg = VQVAEConfig.from_dict(state["config"]["effective"]["vqvae"])
     model = SepVQVAE(cfg)
     weights = state["model"] if state["stage"] == "vqvae" else strip_prefix(state["model"], "vqvae.")
@@ -102,6 +103,17 @@ def vqvae_from_run(run_dir: str | Path) -> SepVQVAE:
 
 def file_digest(path: str | Path) -> str:
     return file_sha256(path)[:24]
+
+
+def same_codes(effective: dict[str, Any], model_dir: str | Path) -> bool:
+    """Whether the VQ-VAE of ``model_dir`` gives the codes a duet run (its ``effective`` record) was trained
+    on: by the digest of its encoders and codebooks, so a decoder fine-tuned since still fits; runs that
+    predate that digest, by the VQ-VAE file's."""
+    from engine.checkpoint import VQVAE_FILE, load_model
+
+    if "codes_digest" in effective:
+        return bool(load_model(model_dir).vqvae.codes_digest() == effective["codes_digest"])
+    return bool(file_digest(Path(model_dir) / VQVAE_FILE) == effective.get("vqvae_digest"))
 
 
 # --- music ----------------------------------------------------------------------------------------------
@@ -157,6 +169,47 @@ class StageBase:
     def wrap_ddp(self, model: nn.Module, info: DistInfo) -> nn.Module:
         ids = [info.local_rank] if next(model.parameters()).is_cuda else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids, **self.ddp_options)
+
+
+class VQVAEPartStage(StageBase):
+    """A stage that trains one part of an earlier run's VQ-VAE (``init.vqvae_run``) and freezes the rest,
+    the encoders and codebooks always among the frozen (read, never updated): the root stage adds and
+    trains the root decoder, the decoder stage fine-tunes the pose decoders. Subclasses set ``name``,
+    ``trainable`` (parameter-name prefixes) and ``config_for`` (the VQ-VAE config of this stage)."""
+
+    ddp_options = {"broadcast_buffers": False}
+    name = ""
+    trainable: tuple[str, ...] = ()
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path):
+        from training.data.sources import load_windows
+
+        if not cfg.init.vqvae_run:
+            raise ConfigError(f"the {self.name} stage needs init.vqvae_run (the run folder of an earlier VQ-VAE stage)")
+        self.cfg = cfg
+        self.base = vqvae_from_run(cfg.init.vqvae_run)
+        self.vqvae_config = self.config_for(self.base.config, cfg)
+        self.train_windows, self.val_windows, _ = load_windows(cfg.data)
+        self.num_windows = len(self.train_windows)
+
+    def config_for(self, base: VQVAEConfig, cfg: TrainConfig) -> VQVAEConfig:
+        raise NotImplementedError
+
+    def effective(self) -> dict[str, Any]:
+        return {"vqvae": self.vqvae_config.to_dict(), "vqvae_run": self.cfg.init.vqvae_run,
+                "train_windows": self.num_windows}
+
+    def build_vqvae(self) -> SepVQVAE:
+        """The earlier run's VQ-VAE with this stage's config; only the ``trainable`` parts want gradients
+        (and only they may be new: the root decoder when the earlier run had none)."""
+        vqvae = SepVQVAE(self.vqvae_config)
+        missing, unexpected = vqvae.load_state_dict(self.base.state_dict(), strict=False)
+        if unexpected or any(not k.startswith(self.trainable) for k in missing):
+            raise TrainingError(f"the run {self.cfg.init.vqvae_run} does not fit this VQ-VAE: missing {missing[:3]}, "
+                                f"unexpected {unexpected[:3]}")
+        for name, p in vqvae.named_parameters():
+            p.requires_grad_(name.startswith(self.trainable))
+        return vqvae
 
 
 # --- CLI ------------------------------------------------------------------------------------------------

@@ -98,6 +98,7 @@ class DuetStage(StageBase):
                               "music scaling, e.g. assets/default_model)")
         self.cfg = cfg
         model = load_model(cfg.init.model_dir)
+        self.codes_digest = model.vqvae.codes_digest()
         vq = model.config.vqvae
         for name, size in (("up", cfg.follower.vocab_size_up), ("down", cfg.follower.vocab_size_down)):
             if size != vq.l_bins:
@@ -159,6 +160,7 @@ class DuetStage(StageBase):
     def effective(self) -> dict[str, Any]:
         return {"follower": self.cfg.follower.to_dict(), "model_dir": self.cfg.init.model_dir,
                 "vqvae_digest": file_digest(Path(self.cfg.init.model_dir) / VQVAE_FILE),
+                "codes_digest": self.codes_digest,
                 "held_out": self.held_out, "validation": self.validation, "couples": self.num_couples,
                 "train_windows": self.num_windows,
                 "relative_position_grid": {"radii": list(DEFAULT_GRID.radii), "bearings": DEFAULT_GRID.bearings},

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.checkpoint import VQVAE_FILE, load_model
+from engine.checkpoint import load_model
 from engine.clock import FRAMES_PER_TOKEN, MOTION_FPS
 from engine.duet import dance_codes, decode_follower, placement_drift, sample_follower, start_place
 from engine.models.follower import FollowerConfig, FollowerGPT
@@ -47,10 +47,10 @@ from .common import (
     StageBase,
     add_stage_arguments,
     clip_music_tokens,
-    file_digest,
     kl_divergence,
     read_run,
     run_stage_cli,
+    same_codes,
 )
 
 
@@ -80,8 +80,9 @@ class DuetRLStage(StageBase):
         self.follower_config = FollowerConfig(**effective["follower"])
         self.follower_weights, self.duet_step = state["model"], int(state["step"])
         self.model_dir = effective["model_dir"]
-        if file_digest(Path(self.model_dir) / VQVAE_FILE) != effective["vqvae_digest"]:
-            raise ConfigError(f"the VQ-VAE in {self.model_dir} is not the one {cfg.init.duet_run} was trained on")
+        if not same_codes(effective, self.model_dir):
+            raise ConfigError(f"the VQ-VAE in {self.model_dir} does not give the codes {cfg.init.duet_run} was "
+                              "trained on")
         rl = cfg.duet_rl
         if rl.episode_tokens > self.follower_config.block_size + 1:
             raise ConfigError(f"duet_rl.episode_tokens ({rl.episode_tokens}) must fit one window: at most "
@@ -115,7 +116,7 @@ class DuetRLStage(StageBase):
 
     def effective(self) -> dict[str, Any]:
         # what add-follower and the engine need, as a duet run records it, plus where it came from
-        keep = ("follower", "model_dir", "vqvae_digest", "relative_position_grid", "music")
+        keep = ("follower", "model_dir", "vqvae_digest", "codes_digest", "relative_position_grid", "music")
         return {**{k: self.duet_effective[k] for k in keep if k in self.duet_effective},
                 "duet_run": self.cfg.init.duet_run, "duet_step": self.duet_step, "held_out": self.held_out,
                 "leaders": [str(d["name"]) for d in self.leaders], "episode_starts": self.num_windows}

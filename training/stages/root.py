@@ -12,25 +12,20 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from engine.models.vqvae import SepVQVAE
+from engine.models.vqvae import SepVQVAE, VQVAEConfig
 from training.config import TrainConfig
-from training.data.sources import load_windows
-from training.errors import ConfigError, TrainingError
 
 from .common import (
-    StageBase,
+    VQVAEPartStage,
     add_stage_arguments,
     gather_windows,
     poses_and_root_velocity,
     run_stage_cli,
     sample_indices,
-    vqvae_from_run,
 )
 
 
@@ -45,34 +40,15 @@ class RootStep(nn.Module):
         return self.vqvae.forward_root(pose, velocity)
 
 
-class RootStage(StageBase):
-    ddp_options = {"broadcast_buffers": False}
+class RootStage(VQVAEPartStage):
     name = "root"
+    trainable = ("vqvae_down.decoders_root.",)
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path):
-        if not cfg.init.vqvae_run:
-            raise ConfigError("the root stage needs init.vqvae_run (the step-1 'vqvae' run folder)")
-        self.cfg = cfg
-        self.base = vqvae_from_run(cfg.init.vqvae_run)
-        self.vqvae_config = replace(self.base.config, with_root_decoder=True, root_acc=cfg.vqvae.root_acc)
-        self.train_windows, self.val_windows, _ = load_windows(cfg.data)
-        self.num_windows = len(self.train_windows)
-
-    def effective(self) -> dict[str, Any]:
-        return {"vqvae": self.vqvae_config.to_dict(), "vqvae_run": self.cfg.init.vqvae_run,
-                "train_windows": self.num_windows}
+    def config_for(self, base: VQVAEConfig, cfg: TrainConfig) -> VQVAEConfig:
+        return replace(base, with_root_decoder=True, root_acc=cfg.vqvae.root_acc)
 
     def build(self, device: torch.device) -> nn.Module:
-        vqvae = SepVQVAE(self.vqvae_config)
-        missing, unexpected = vqvae.load_state_dict(self.base.state_dict(), strict=False)
-        if unexpected or any(not k.startswith("vqvae_down.decoders_root.") for k in missing):
-            raise TrainingError(f"the step-1 run does not fit this VQ-VAE: missing {missing[:3]}, "
-                                f"unexpected {unexpected[:3]}")
-        for name, p in vqvae.named_parameters():
-            p.requires_grad_(name.startswith("vqvae_down.decoders_root."))
-        return RootStep(vqvae).to(device)
-
-
+        return RootStep(self.build_vqvae()).to(device)
 
     def batch(self, step: int, generator: torch.Generator, device: torch.device):
         idx = sample_indices(self.num_windows, self.cfg.batch_size, generator)
