@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -41,6 +42,8 @@ def test_model_loads_and_says_what_trained_it():
         gpt["n_embd"], gpt["n_layer_base"], gpt["n_layer_head"])
     assert cfg.gpt.vocab_size_up == cfg.vqvae.l_bins and cfg.gpt.n_layer_critic == 0
     assert "default_actor_critic" in cfg.source  # the GPT went through all four stages
+    # the pose decoders went through the decoder stage, with its speed weight
+    assert "default_decoder" in cfg.source and cfg.vqvae.speed == _config("default_decoder.yaml")["vqvae"]["speed"]
     raw = json.loads((MODEL_DIR / "config.json").read_text())
     assert raw["feature_mode"] == "full"
 
@@ -65,7 +68,7 @@ def test_configs_hold_the_measurement_song_out():
     songs = _config("default_actor_critic.yaml")["actor_critic"]["songs"]
     assert not any("hungarian_dance_5" in s for s in songs)
     splits = {(c["data"]["val_fraction"], c["data"]["seed"]) for c in
-              (_config(f"default_{s}.yaml") for s in ("vqvae", "root", "gpt"))}
+              (_config(f"default_{s}.yaml") for s in ("vqvae", "root", "decoder", "gpt"))}
     assert len(splits) == 1  # one held-out split in every stage
 
 
@@ -96,10 +99,11 @@ def test_demo_song_script_reproduces_the_song(tmp_path):
     assert corr > 0.99
 
 
-def _demo_dances(tmp_path, seconds: float | None = None, shuffle_seeds: tuple[int, ...] = (), **options):
-    """The default model's dance (greedy, default start, positions; ``options`` for ``GenerateOptions``)
-    to the demo song or its first seconds, and one dance per seed to the song shuffled in time
-    (``training.metrics.beats.shuffled_in_time``); model and features are loaded once."""
+def _demo_dances(tmp_path, seconds: float | None = None, shuffle_seeds: tuple[int, ...] = (), seed: int = 0,
+                 **options):
+    """The default model's dance (its default decoding from ``seed``, default start, positions; ``options``
+    for ``GenerateOptions``) to the demo song or its first seconds, and one dance per shuffle seed to the
+    song shuffled in time (``training.metrics.beats.shuffled_in_time``); model and features are loaded once."""
     import soundfile
     import torch
 
@@ -115,6 +119,8 @@ def _demo_dances(tmp_path, seconds: float | None = None, shuffle_seeds: tuple[in
     chor = Choreographer(MODEL_DIR)
     features = chor.features(song)
     opts = GenerateOptions(rotations=False, **options)
+    if seed:  # as measure_default_model.py makes its variations
+        opts = dataclasses.replace(opts, sampling=dataclasses.replace(opts.sampling, greedy=False, seed=seed))
     shuffled = [chor.generate(song, opts, features=shuffled_in_time(features, seed)) for seed in shuffle_seeds]
     return chor.generate(song, opts, features=features), shuffled
 
@@ -166,13 +172,16 @@ def _beat_figures(dance, controls) -> dict[str, float]:
 
 
 @pytest.mark.slow
-def test_default_dance_follows_the_demo_songs_beat(tmp_path):
-    """The issue's held-out criterion applied to the demo song, as the engine dances by default (beat sync
-    on): BAS >= 0.22 and clearly (20 %) above the same dance to the song shuffled in time, and the moves
-    on the beat well above chance (the share of motion beats within 3 frames of a music beat)."""
-    figures = _beat_figures(*_demo_dances(tmp_path, shuffle_seeds=(0, 1)))
-    assert figures["bas"] >= 0.22 and figures["bas"] >= 1.2 * figures["bas_shuffled"], figures
-    assert figures["on_beat"] >= 1.5 * figures["chance"], figures
+def test_default_dances_follow_the_demo_songs_beat(tmp_path):
+    """Issue #12's criterion for the engine's default dances on a held-out song, as
+    benchmarks/measure_default_model.py applies it (the default dance and two more seeds, beat sync on):
+    mean BAS >= 0.30 and >= 1.5x the same dances to the song shuffled in time; and each dance's moves on
+    the beat well above chance (the share of motion beats within 3 frames of a music beat). One dance
+    alone varies: this model's first six seeds score 0.30-0.46 against 0.15-0.26 shuffled."""
+    figures = [_beat_figures(*_demo_dances(tmp_path, shuffle_seeds=(0, 1), seed=seed)) for seed in (0, 1, 2)]
+    bas, shuffled = np.mean([f["bas"] for f in figures]), np.mean([f["bas_shuffled"] for f in figures])
+    assert bas >= 0.30 and bas >= 1.5 * shuffled, figures
+    assert all(f["on_beat"] >= 1.5 * f["chance"] for f in figures), figures
 
 
 @pytest.mark.slow
