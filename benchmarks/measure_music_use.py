@@ -15,7 +15,9 @@ folder), with each window's
 * no music (zeros, the standardised features' mean).
 
 A GPT that places its moves on the beat pays for the shift; one that reads the music only to tell which
-take and tempo it is in pays for another window's music and hardly for the shift. That tells why a
+take and tempo it is in pays for another window's music and hardly for the shift. The cost of the shift
+is also printed by position in the window: a GPT that reads the beat only where its own few codes of
+history cannot tell it pays there and not later. That tells why a
 model alone does not land on the beat (assets/MODEL_CARD.md).
 
 With ``--model``: the model's dances without beat sync (styles "any" and "salsa", seeds 1-5, each song)
@@ -30,13 +32,17 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHIFTS = (1, 2, 4)
+POSITIONS = (0, 1, 2, 3, 7, 15, 28)  # window positions whose cost of a shift is printed
 
 
-def cross_entropies(gpt, stage, n_windows: int, seed: int = 0) -> dict[str, float]:
-    """{condition: nats per code} of ``gpt`` on ``n_windows`` random windows of the GPT ``stage``."""
+def cross_entropies(gpt, stage, n_windows: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """{condition: nats per code at each of the 29 target positions of a window} of ``gpt`` on
+    ``n_windows`` random windows of the GPT ``stage`` (position k has k + 1 codes of history)."""
     import torch
     import torch.nn.functional as F
 
@@ -52,7 +58,7 @@ def cross_entropies(gpt, stage, n_windows: int, seed: int = 0) -> dict[str, floa
             "no music": None}
     out = {}
     for name, music_rows in rows.items():
-        total, count = 0.0, 0
+        total, count = np.zeros(stage.n_tokens - 1), 0
         for start in range(0, len(idx), 100):
             i = slice(start, start + 100)
             up, down = stage.codes_up[idx[i]], stage.codes_down[idx[i]]
@@ -63,9 +69,10 @@ def cross_entropies(gpt, stage, n_windows: int, seed: int = 0) -> dict[str, floa
             style = stage.styles[idx[i]] if gpt.config.n_styles else None
             with torch.inference_mode():
                 logits_up, logits_down = gpt(up[:, :-1], down[:, :-1], music[:, 1:], style=style)
-            total += float(F.cross_entropy(logits_up.flatten(0, 1), up[:, 1:].flatten(), reduction="sum")
-                           + F.cross_entropy(logits_down.flatten(0, 1), down[:, 1:].flatten(), reduction="sum")) / 2
-            count += up[:, 1:].numel()
+            per_code = (F.cross_entropy(logits_up.transpose(1, 2), up[:, 1:], reduction="none")
+                        + F.cross_entropy(logits_down.transpose(1, 2), down[:, 1:], reduction="none")) / 2
+            total += per_code.sum(0).numpy()
+            count += len(up)
         out[name] = total / count
     return out
 
@@ -75,8 +82,6 @@ def lag_profile(model_dir: Path, songs: list[Path], lags: range = range(-32, 33,
     """{lag in frames: (mean beat-align score of the dances, of the shuffled-music dances)} with the
     music beats moved by the lag."""
     import dataclasses
-
-    import numpy as np
 
     from engine.generate import Choreographer, GenerateOptions
     from training.metrics.beats import beat_align_score, shuffled_in_time
@@ -133,7 +138,10 @@ def main() -> None:
         base = scores["own music"]
         print(f"{run} ({state['stage']}), {min(args.windows, stage.num_windows)} training windows:")
         for name, ce in scores.items():
-            print(f"  {name:26} {ce:.4f} nats per code ({ce - base:+.4f})")
+            print(f"  {name:26} {ce.mean():.4f} nats per code ({ce.mean() - base.mean():+.4f})")
+        late = scores["shifted 2 tokens later"] - base
+        print("  2 tokens later, by the codes of history before the target: "
+              + ", ".join(f"{k + 1}: {late[k]:+.3f}" for k in POSITIONS if k < len(late)))
     if args.model is not None:
         songs = args.song or [REPO.parent / "shared" / "data" / "music" / "hungarian_dance_5.ogg",
                               REPO / "assets" / "demo_song.ogg"]
