@@ -11,7 +11,7 @@ what the codes decode to changes.
 Why: a decoder trained on L1 alone plays a code whose moves vary as their average, slower than any of
 them (encode -> decode of the training takes kept 0.64-0.80x of their joint speed). Adding the speed term
 to the whole VQ-VAE's training kept more speed but moved the codes and cost 20-35 % more pose error; on
-frozen codes the decoder gains the speed at about the same error (assets/MODEL_CARD.md).
+frozen codes the decoders gained it with less pose error and less jerk (assets/MODEL_CARD.md).
 """
 
 from __future__ import annotations
