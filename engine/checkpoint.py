@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from .audio import FEATURE_MODES
@@ -292,6 +293,25 @@ def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
 
 
+def _write_safetensors(module: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """The module's weights as a safetensors file whose bytes depend only on the weights and metadata.
+
+    safetensors keeps the metadata in a hash map whose order changes from one write to the next, so the
+    same weights gave files with different digests (and binary diffs in git for unchanged tensors).
+    The header is the 8-byte length, then JSON padded with spaces: the metadata's entries are sorted
+    in place, which keeps the header's length and every tensor's offset.
+    """
+    raw = safetensors_bytes(_tensors(module), metadata=metadata)
+    length = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + length])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > length:  # cannot happen for a reordering; keep the library's bytes if it ever does
+        text = raw[8 : 8 + length]
+    path.write_bytes(raw[:8] + text.ljust(length, b" ") + raw[8 + length :])
+
+
 def write_config(config: ModelConfig, directory: str | Path) -> Path:
     """Write ``config.json`` into a model folder, atomically (a reader sees the old or the new file)."""
     target = Path(directory) / CONFIG_FILE
@@ -315,10 +335,10 @@ def save_model(model: DanceModel, directory: str | Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
-        save_file(_tensors(model.vqvae), str(staging / VQVAE_FILE), metadata=meta)
-        save_file(_tensors(model.gpt), str(staging / GPT_FILE), metadata=meta)
+        _write_safetensors(model.vqvae, staging / VQVAE_FILE, meta)
+        _write_safetensors(model.gpt, staging / GPT_FILE, meta)
         if model.follower is not None:
-            save_file(_tensors(model.follower), str(staging / FOLLOWER_FILE), metadata=meta)
+            _write_safetensors(model.follower, staging / FOLLOWER_FILE, meta)
         write_config(model.config, staging)
         if target.exists():  # swap: old -> backup, new -> target, then drop the backup
             backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))

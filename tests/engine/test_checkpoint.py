@@ -111,28 +111,43 @@ def test_refuses_to_overwrite_a_folder_that_is_not_a_model(tmp_path, trained_lik
 def test_failed_save_leaves_nothing(tmp_path, trained_like_model, monkeypatch):
     calls = []
 
-    def failing_save_file(tensors, filename, metadata=None):
-        calls.append(filename)
+    def failing_write(module, path, metadata):
+        calls.append(path)
         if len(calls) == 2:  # the second weights file fails (disk full, ...)
             raise OSError("No space left on device")
-        return real_save_file(tensors, filename, metadata=metadata)
+        return real_write(module, path, metadata)
 
-    real_save_file = ckpt.save_file
-    monkeypatch.setattr(ckpt, "save_file", failing_save_file)
+    real_write = ckpt._write_safetensors
+    monkeypatch.setattr(ckpt, "_write_safetensors", failing_write)
     with pytest.raises(OSError):
         save_model(trained_like_model, tmp_path / "new")
     assert list(tmp_path.iterdir()) == []
 
     # over an existing model: the old one stays intact
-    monkeypatch.setattr(ckpt, "save_file", real_save_file)
+    monkeypatch.setattr(ckpt, "_write_safetensors", real_write)
     target = save_model(trained_like_model, tmp_path / "existing")
     before = snapshot(target)
     calls.clear()
-    monkeypatch.setattr(ckpt, "save_file", failing_save_file)
+    monkeypatch.setattr(ckpt, "_write_safetensors", failing_write)
     with pytest.raises(OSError):
         save_model(build_model(debug_model_config(name="other")), target)
     assert snapshot(target) == before
     assert [p.name for p in tmp_path.iterdir()] == ["existing"]
+
+
+def test_the_same_weights_give_the_same_bytes(tmp_path, trained_like_model):
+    """Writing a model, reading it back and writing it again gives byte-identical files (safetensors alone
+    orders its metadata differently from one write to the next), and they read as the library's own."""
+    from safetensors import safe_open
+
+    first = snapshot(save_model(trained_like_model, tmp_path / "first"))
+    again = save_model(load_model(tmp_path / "first"), tmp_path / "again")
+    second = snapshot(save_model(load_model(again), tmp_path / "second"))
+    assert first == second and snapshot(again) == first
+    with safe_open(str(tmp_path / "second" / ckpt.VQVAE_FILE), framework="pt") as f:
+        assert f.metadata() == {"format": ckpt.FORMAT_NAME, "format_version": str(ckpt.FORMAT_VERSION)}
+        names = set(f.keys())
+    assert names == set(trained_like_model.vqvae.state_dict())
 
 
 def test_missing_folder(tmp_path):
