@@ -6,7 +6,7 @@
 
 Teacher-forced cross-entropy (nats per code, mean of the up and down streams) of each run's GPT on
 ``--windows`` of the GPT stage's training windows (the config's data and the codes cached in its run
-folder), with each window's
+folder: the runs of ``training/train_default.sh`` must be there), with each window's
 
 * own music (as trained);
 * music shifted later by 1, 2 or 4 tokens (133 ms each): the same song, its beats out of phase with
