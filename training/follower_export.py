@@ -26,10 +26,10 @@ def add_follower(duet_run: str | Path, model_dir: str | Path) -> Path:
     rewritten atomically, replacing a follower it had."""
     state = read_run(duet_run, ("duet", "duet-rl"))
     effective = state["config"]["effective"]
-    if not same_codes(effective, model_dir):
+    model = load_model(model_dir)
+    if not same_codes(effective, model_dir, model.vqvae):
         raise TrainingError(f"{duet_run} was trained on the codes of {effective.get('model_dir')}, whose VQ-VAE "
                             f"does not give the codes of the one in {model_dir}")
-    model = load_model(model_dir)
     follower_config = FollowerConfig(**effective["follower"])
     follower = FollowerGPT(follower_config)
     follower.load_state_dict(state["model"], strict=True)

@@ -105,14 +105,14 @@ def file_digest(path: str | Path) -> str:
     return file_sha256(path)[:24]
 
 
-def same_codes(effective: dict[str, Any], model_dir: str | Path) -> bool:
-    """Whether the VQ-VAE of ``model_dir`` gives the codes a duet run (its ``effective`` record) was trained
-    on: by the digest of its encoders and codebooks, so a decoder fine-tuned since still fits; runs that
-    predate that digest, by the VQ-VAE file's."""
-    from engine.checkpoint import VQVAE_FILE, load_model
+def same_codes(effective: dict[str, Any], model_dir: str | Path, vqvae: SepVQVAE) -> bool:
+    """Whether ``vqvae`` (loaded from ``model_dir``) gives the codes a duet run (its ``effective`` record)
+    was trained on: by the digest of its encoders and codebooks, so a decoder fine-tuned since still fits;
+    runs that predate that digest, by the digest of the VQ-VAE file they were trained on."""
+    from engine.checkpoint import VQVAE_FILE
 
     if "codes_digest" in effective:
-        return bool(load_model(model_dir).vqvae.codes_digest() == effective["codes_digest"])
+        return bool(vqvae.codes_digest() == effective["codes_digest"])
     return bool(file_digest(Path(model_dir) / VQVAE_FILE) == effective.get("vqvae_digest"))
 
 

@@ -80,14 +80,14 @@ class DuetRLStage(StageBase):
         self.follower_config = FollowerConfig(**effective["follower"])
         self.follower_weights, self.duet_step = state["model"], int(state["step"])
         self.model_dir = effective["model_dir"]
-        if not same_codes(effective, self.model_dir):
-            raise ConfigError(f"the VQ-VAE in {self.model_dir} does not give the codes {cfg.init.duet_run} was "
-                              "trained on")
         rl = cfg.duet_rl
         if rl.episode_tokens > self.follower_config.block_size + 1:
             raise ConfigError(f"duet_rl.episode_tokens ({rl.episode_tokens}) must fit one window: at most "
                               f"follower.block_size + 1 = {self.follower_config.block_size + 1}")
         model = load_model(self.model_dir)
+        if not same_codes(effective, self.model_dir, model.vqvae):
+            raise ConfigError(f"the VQ-VAE in {self.model_dir} does not give the codes {cfg.init.duet_run} was "
+                              "trained on")
         self.vqvae = model.vqvae.eval()
         self.start = (*model.config.start_for("any"), start_place())
         split = load_split(cfg.data)
