@@ -125,10 +125,14 @@ def test_the_follower_goes_into_the_model_it_was_trained_on(data_dir, tiny_model
     add_follower(tmp_path / "run", refined_dir)
     assert load_model(refined_dir).follower is not None
     # a run made before the codes' digest was recorded is checked by the VQ-VAE file, which now differs
+    from engine.checkpoint import VQVAE_FILE
+    from training.stages.common import file_digest
     from training.trainer import CHECKPOINT_NAME, load_checkpoint
 
     state = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)
-    del state["config"]["effective"]["codes_digest"]
+    effective = state["config"]["effective"]
+    del effective["codes_digest"]  # what such a run recorded instead:
+    effective["vqvae_digest"] = file_digest(tiny_model_dir / VQVAE_FILE)
     (tmp_path / "old_run").mkdir()
     torch.save(state, tmp_path / "old_run" / CHECKPOINT_NAME)
     # the folder it was trained on, its VQ-VAE file as it was (save_model's bytes may differ from one

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.checkpoint import VQVAE_FILE, load_model
+from engine.checkpoint import load_model
 from engine.clock import FRAMES_PER_TOKEN
 from engine.duet import dance_codes
 from engine.models.follower import FollowerGPT, follower_loss
@@ -41,7 +41,6 @@ from .common import (
     StageBase,
     add_stage_arguments,
     clip_music_tokens,
-    file_digest,
     is_main_process,
     run_stage_cli,
 )
@@ -159,7 +158,6 @@ class DuetStage(StageBase):
 
     def effective(self) -> dict[str, Any]:
         return {"follower": self.cfg.follower.to_dict(), "model_dir": self.cfg.init.model_dir,
-                "vqvae_digest": file_digest(Path(self.cfg.init.model_dir) / VQVAE_FILE),
                 "codes_digest": self.codes_digest,
                 "held_out": self.held_out, "validation": self.validation, "couples": self.num_couples,
                 "train_windows": self.num_windows,
