@@ -120,9 +120,9 @@ def main() -> None:
 
     import torch
 
-    from engine.models.gpt import CrossCondGPT, GPTConfig
+    from engine.models.gpt import CrossCondGPT
     from training.config import load_config
-    from training.stages.common import read_run, strip_prefix
+    from training.stages.common import gpt_weights_of, read_run
     from training.stages.gpt import GPTStage
 
     torch.set_num_threads(1)
@@ -131,8 +131,8 @@ def main() -> None:
     runs = args.run or [REPO / "runs" / "default_gpt", REPO / "runs" / "default_actor_critic"]
     for run in runs:
         state = read_run(run, ("gpt", "actor-critic"))
-        gpt = CrossCondGPT(GPTConfig(**state["config"]["effective"]["gpt"]))
-        weights = state["model"] if state["stage"] == "gpt" else strip_prefix(state["model"], "gpt.")
+        gpt_config, weights = gpt_weights_of(state)
+        gpt = CrossCondGPT(gpt_config)
         gpt.load_state_dict(weights, strict=True)
         scores = cross_entropies(gpt.eval(), stage, args.windows)
         base = scores["own music"]

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from engine.checkpoint import DanceModel, ModelConfig, save_model
-from engine.models.gpt import CrossCondGPT, GPTConfig
+from engine.models.gpt import CrossCondGPT
 from training.errors import TrainingError
 
-from .stages.common import read_run, strip_prefix, vqvae_from_run
+from .stages.common import gpt_weights_of, read_run, vqvae_from_run
 
 
 def export_model(runs: list[str | Path], out_dir: str | Path, name: str | None = None,
@@ -52,8 +52,7 @@ def export_model(runs: list[str | Path], out_dir: str | Path, name: str | None =
         print(f"warning: {vqvae_run} is a step-1 VQ-VAE without the root decoder: dances will stay in place; "
               "export a 'root' run for travelling motion", file=sys.stderr)
 
-    gpt_config = GPTConfig(**effective["gpt"])
-    weights = gpt_state["model"] if gpt_stage == "gpt" else strip_prefix(gpt_state["model"], "gpt.")
+    gpt_config, weights = gpt_weights_of(gpt_state)
     if not keep_critic and gpt_config.n_layer_critic:
         gpt_config = replace(gpt_config, n_layer_critic=0)
         weights = {k: v for k, v in weights.items() if not k.startswith("critic_net.")}

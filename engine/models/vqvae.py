@@ -373,6 +373,8 @@ class HalfVQVAE(nn.Module):
         """L1 + velocity + acceleration (+ commitment, + speed) of a reconstruction."""
         l1, vel, acc = _l1_with_derivatives(recon, x)
         losses = {"recon": l1, "velocity": vel, "acceleration": acc}
+        # two sums rather than one with commit = 0: with commit, the official loss's order of terms, so
+        # step-1 runs add in the same order (and round the same) as before the decoder stage existed
         if commit is None:
             loss = l1 + self.cfg.vel * vel + self.cfg.acc * acc
         else:

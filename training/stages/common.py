@@ -17,6 +17,7 @@ from torch import nn
 from engine.audio import extract_features
 from engine.clock import FRAMES_PER_TOKEN, TOKEN_FPS
 from engine.files import file_sha256
+from engine.models.gpt import GPTConfig
 from engine.models.vqvae import SepVQVAE, VQVAEConfig
 from training.config import TrainConfig, load_config
 from training.data.clip import MotionClip
@@ -99,6 +100,14 @@ def vqvae_from_run(run_dir: str | Path) -> SepVQVAE:
     weights = state["model"] if state["stage"] == "vqvae" else strip_prefix(state["model"], "vqvae.")
     model.load_state_dict(weights, strict=True)
     return model.eval()
+
+
+def gpt_weights_of(state: dict[str, Any]) -> tuple[GPTConfig, dict[str, torch.Tensor]]:
+    """The GPT config and weights (the critic's included, where it has one) of a ``gpt`` or
+    ``actor-critic`` run's checkpoint state (``read_run``)."""
+    config = GPTConfig(**state["config"]["effective"]["gpt"])
+    weights = state["model"] if state["stage"] == "gpt" else strip_prefix(state["model"], "gpt.")
+    return config, weights
 
 
 def file_digest(path: str | Path) -> str:
