@@ -58,7 +58,7 @@ def build(stage_name: str, batch: int, device: torch.device):
         gpt = CrossCondGPT(GPTConfig()).to(device)
         codes = torch.randint(512, (2, batch, 30), generator=g).to(device)
         music = torch.randn(batch, 30, 438, generator=g).to(device)
-        return gpt, _stage(GPTStage), lambda step: (codes[0], codes[1], music)
+        return gpt, _stage(GPTStage), lambda step: (codes[0], codes[1], music, None)  # no style input
     # actor-critic: a 40 s song's rollout already made; batch() samples windows and computes rewards
     gpt = CrossCondGPT(GPTConfig(n_layer_critic=3))
     for name, p in gpt.named_parameters():
@@ -70,6 +70,7 @@ def build(stage_name: str, batch: int, device: torch.device):
     n_tokens = 300
     cfg = SimpleNamespace(batch_size=batch, actor_critic=ActorCriticConfig(rollout_every=10**9))
     stage = _stage(ActorCriticStage, cfg=cfg, vqvae=vq, window=30, rollout_epoch=0, num_windows=n_tokens - 29,
+                   reference=None,  # no KL term to the GPT before fine-tuning
                    songs=[{"music": np.random.default_rng(0).normal(size=(n_tokens, 438)).astype(np.float32),
                            "beats": np.arange(0, n_tokens * 8, 30)}],
                    codes=[(np.random.default_rng(1).integers(0, 512, n_tokens),

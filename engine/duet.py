@@ -101,7 +101,7 @@ def sample_follower(
     cond_music = music.to(device=device, dtype=torch.float32)[torch.as_tensor(hold, device=device)][None]
     codes = torch.empty(3, n, dtype=torch.long, device=device)  # up, down, rel
     codes[:, 0] = torch.tensor([int(c) for c in start], device=device)
-    generator = sampling_generator(options, device)
+    generator = sampling_generator(options)
     shift = options.shift if options.shift is not None else FAST_DEFAULT_SHIFT
     n_context, L = config.block_size - 1, config.lookahead
     cache: KVCache | None = None

@@ -182,12 +182,13 @@ def _check_logits(logits: torch.Tensor) -> None:
                          "are broken, or the music features are far outside what it was trained on")
 
 
-def sampling_generator(options: SamplingOptions, device: torch.device) -> torch.Generator | None:
+def sampling_generator(options: SamplingOptions) -> torch.Generator | None:
     """The random generator a sampled decoding draws from (seeded, or freshly random without a seed);
-    None for greedy decoding."""
+    None for greedy decoding. It lives on the CPU whatever the model's device: a GPU's generator gives
+    other numbers for the same seed, and a seed must mean the same dance on every machine."""
     if options.greedy:
         return None
-    generator = torch.Generator(device=device)
+    generator = torch.Generator()
     if options.seed is None:
         generator.seed()
     else:
@@ -203,8 +204,8 @@ def _pick(logits: torch.Tensor, options: SamplingOptions, generator: torch.Gener
     if options.top_k is not None and options.top_k < logits.shape[-1]:
         kth = torch.topk(logits, options.top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = F.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)[0]
+    probs = F.softmax(logits, dim=-1).cpu()  # the draw on the CPU's generator (see sampling_generator)
+    return torch.multinomial(probs, 1, generator=generator)[0].to(logits.device)
 
 
 def longest_repeat(codes_up: np.ndarray, codes_down: np.ndarray) -> int:
@@ -543,7 +544,7 @@ def _sample_rows(
     styles = [s for o, g in zip(resolved, guided) for s in ((0, o.style) if g else (o.style,))]
     style = torch.tensor(styles, device=device) if any(styles) or gpt.config.n_styles else None
     rows = len(styles)
-    generators = [sampling_generator(o, device) for o in resolved]
+    generators = [sampling_generator(o) for o in resolved]
 
     codes_up = torch.empty(rows, n_new + 1, dtype=torch.long, device=device)  # (R, N + 1)
     codes_down = torch.empty(rows, n_new + 1, dtype=torch.long, device=device)

@@ -136,16 +136,24 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
 
 
 # --- checkpoints --------------------------------------------------------------------------------------
-def _rng_state() -> dict[str, Any]:
-    """Global RNG states as tensors and plain values (so weights_only loading accepts them)."""
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """Global RNG states as tensors and plain values (so weights_only loading accepts them). On a GPU its
+    generator too: dropout there draws from it, not from the CPU's."""
     py_version, py_state, py_gauss = random.getstate()
     _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": [py_version, list(py_state), py_gauss],
-            "numpy": [np_keys.astype(np.int64).tolist(), int(np_pos), int(np_has_gauss), float(np_gauss)]}
+    state = {"torch": torch.get_rng_state(), "python": [py_version, list(py_state), py_gauss],
+             "numpy": [np_keys.astype(np.int64).tolist(), int(np_pos), int(np_has_gauss), float(np_gauss)]}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore ``_rng_state``'s states; a run saved on the CPU and resumed on a GPU (``loop.device`` may
+    change) keeps the GPU's generator as seeded."""
     torch.set_rng_state(state["torch"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
     py_version, py_state, py_gauss = state["python"]
     random.setstate((py_version, tuple(py_state), py_gauss))
     keys, pos, has_gauss, gauss = state["numpy"]
@@ -342,7 +350,7 @@ def train(
         step = int(state["step"])
         if any(change.startswith(("optim.", "epochs", "milestone_epochs")) for change in applied):
             _apply_optim(optimizer, scheduler, optim, step)
-        _set_rng_state(state["rng"])
+        _set_rng_state(state["rng"], device)
         if applied and info.is_main:
             print(f"{stage.name}: resuming at step {step} with changed settings: " + "; ".join(applied),
                   file=sys.stderr)
@@ -372,7 +380,7 @@ def train(
         save_checkpoint_atomic(ckpt_path, {
             "stage": stage.name, "step": step, "model": unwrap(model).state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "rng": _rng_state(), "config": config_dump or {},
+            "scaler": scaler.state_dict(), "rng": _rng_state(device), "config": config_dump or {},
         })
 
     bar = None

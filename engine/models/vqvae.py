@@ -13,7 +13,8 @@ supported (the official models have one).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -395,6 +396,17 @@ UP_INDEX = _channels(UPPER_JOINTS)  # (45,) channel indices into the 72-d pose
 DOWN_INDEX = _channels(LOWER_JOINTS)  # (27,); channels 0-2 (the root) come first
 
 
+@contextmanager
+def _float32_convolutions() -> Iterator[None]:
+    """cuDNN convolutions without TF32 inside the block (restored after; a no-op on a CPU)."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+
+
 class SepVQVAE(nn.Module):
     """The two halves (official ``SepVQVAER`` when ``with_root_decoder``)."""
 
@@ -452,10 +464,15 @@ class SepVQVAE(nn.Module):
         return self.vqvae_up.encode(up), self.vqvae_down.encode(down)
 
     def decode(self, codes_up: torch.Tensor, codes_down: torch.Tensor) -> torch.Tensor:
-        """codes (B, N) each -> (B, 8N, 72): channels 0-2 root velocity, other joints root-relative."""
+        """codes (B, N) each -> (B, 8N, 72): channels 0-2 root velocity, other joints root-relative.
+
+        In full float32 on every device: cuDNN's default TF32 convolutions moved a GPU's joints by
+        millimetres from the CPU's, and the foot planting and beat sync after decoding turned that into
+        centimetres (a greedy dance of the default model: up to 0.49 m on an H200)."""
         if codes_up.shape != codes_down.shape:
             raise ValueError(f"code shapes differ: {tuple(codes_up.shape)} vs {tuple(codes_down.shape)}")
-        return self._merge(self.vqvae_up.decode(codes_up), self.vqvae_down.decode(codes_down))
+        with _float32_convolutions():
+            return self._merge(self.vqvae_up.decode(codes_up), self.vqvae_down.decode(codes_down))
 
     def forward(self, pose: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Training step 1: pose (B, T, 72) root-relative -> reconstruction (B, T, 72), losses.
