@@ -6,7 +6,8 @@ Times bare float32 matrix products over the weight shapes of the official GPT's 
 parameters, 340 MB): with 3 rows (one cached step: a music, an up and a down token) the time is the
 cost of reading every weight once (memory bandwidth); with 84 rows (one full 28-token window of the
 official sampler) it is the compute floor. An exact float32 step cannot be faster than these. Each
-through MKL (F.linear) and, where torch has it, oneDNN (the engine's kernel for large models); 9 rows
+through MKL (F.linear) and, where torch has it, oneDNN (the engine's kernel for large models) from plain
+and from packed weights (``engine.sampling.onednn_packed``); 9 rows
 is what the engine's cached step at shift 20 multiplies (three windows, ``engine.sampling.window_slots``).
 """
 
@@ -21,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.sampling import onednn_available, onednn_linear  # noqa: E402
+from engine.sampling import onednn_available, onednn_linear, onednn_packed, onednn_packing_available  # noqa: E402
 
 N_EMBD, N_LAYERS = 768, 12
 WINDOW_ROWS = 3 * 28  # music + up + down tokens of a full context window
@@ -38,6 +39,7 @@ def block_weights() -> list[torch.Tensor]:
 
 
 def time_products(weights: list[torch.Tensor], rows: int, repeats: int = 4, onednn: bool = False) -> float:
+    """Best of ``repeats`` passes multiplying ``rows`` rows by every weight (packed ones through oneDNN)."""
     inputs = {w.shape[1]: torch.randn(rows, w.shape[1]) for w in weights}
     best = float("inf")
     with torch.inference_mode():
@@ -59,14 +61,16 @@ def main() -> None:
     weights = block_weights()
     megabytes = sum(w.numel() for w in weights) * 4 / 1e6
     flops_window = 2 * WINDOW_ROWS * sum(w.numel() for w in weights)
-    kernels = {"MKL": False, **({"oneDNN": True} if onednn_available() else {})}
+    kernels = {"MKL": (False, weights), **({"oneDNN": (True, weights)} if onednn_available() else {})}
+    if onednn_packing_available():
+        kernels["oneDNN packed"] = (True, [onednn_packed(w) for w in weights])
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for name, onednn in kernels.items():
-            cached = time_products(weights, CACHED_ROWS, onednn=onednn)
-            slots = time_products(weights, 3 * CACHED_ROWS, onednn=onednn)
-            window = time_products(weights, WINDOW_ROWS, onednn=onednn)
-            print(f"{threads} thread(s), {name:6}: cached step (3 rows) {cached * 1000:6.1f} ms = "
+        for name, (onednn, ws) in kernels.items():
+            cached = time_products(ws, CACHED_ROWS, onednn=onednn)
+            slots = time_products(ws, 3 * CACHED_ROWS, onednn=onednn)
+            window = time_products(ws, WINDOW_ROWS, onednn=onednn)
+            print(f"{threads} thread(s), {name:13}: cached step (3 rows) {cached * 1000:6.1f} ms = "
                   f"{megabytes / 1000 / cached:4.1f} GB/s over {megabytes:.0f} MB of weights | 9 rows "
                   f"{slots * 1000:6.1f} ms | full window (84 rows) {window * 1000:6.1f} ms = "
                   f"{flops_window / window / 1e9:5.1f} GFLOPS")

@@ -39,6 +39,8 @@ from engine.sampling import (  # noqa: E402
     context_window,
     onednn_available,
     onednn_linear,
+    onednn_packed,
+    onednn_packing_available,
     sample_codes,
 )
 
@@ -120,21 +122,25 @@ def weight_floor(gpt: torch.nn.Module, repeats: int = 9) -> tuple[float, Callabl
     """The least time one cached step can take: every linear layer's weights read once, in the model's
     order, by the fastest way this machine has: the product with the step's 3 rows or with them padded
     to 8 rows, through MKL (F.linear) or oneDNN (the engine's kernel for large models, where torch has
-    it). Returns the fastest of ``repeats`` passes (ms), one such pass (to be timed between tokens), and
+    it), from plain or packed weights. Returns the fastest of ``repeats`` passes (ms), one such pass (to be timed between tokens), and
     which way it was."""
     layers = [m for m in gpt.modules() if isinstance(m, torch.nn.Linear)]
-    kernels = {"MKL": torch.nn.functional.linear}
-    if onednn_available() and all(m.weight.dtype == torch.float32 for m in layers):
-        kernels["oneDNN"] = onednn_linear
+    plain = [m.weight for m in layers]
+    kernels = {"MKL": (torch.nn.functional.linear, plain)}
+    dtypes = {m.weight.dtype for m in layers}
+    if onednn_available() and len(dtypes) == 1 and dtypes <= {torch.float32, torch.bfloat16}:
+        kernels["oneDNN"] = (onednn_linear, plain)
+        if onednn_packing_available(dtypes.pop()):
+            kernels["oneDNN packed"] = (onednn_linear, [onednn_packed(w) for w in plain])
     best, best_pass, best_way = float("inf"), None, ""
-    for name, kernel in kernels.items():
+    for name, (kernel, weights) in kernels.items():
         for rows in (3, 8):
             inputs = {m.in_features: torch.randn(rows, m.in_features, dtype=m.weight.dtype) for m in layers}
 
-            def one_pass(inputs=inputs, kernel=kernel) -> None:
+            def one_pass(inputs=inputs, kernel=kernel, weights=weights) -> None:
                 with torch.inference_mode():
-                    for m in layers:
-                        kernel(inputs[m.in_features], m.weight, m.bias)
+                    for m, w in zip(layers, weights):
+                        kernel(inputs[m.in_features], w, m.bias)
 
             for _ in range(repeats):
                 t0 = time.perf_counter()

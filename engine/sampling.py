@@ -332,10 +332,16 @@ def _padded_rows(rows: int) -> int:
 # From this model width on, the decoding products go through oneDNN's matrix multiply where torch has
 # it: for a few rows against large weights it streams them faster than MKL's sgemm, which F.linear calls
 # (official-size GPT, 12 blocks, one thread, 2-core AMD EPYC, medians of 8 passes in turns: 9 rows 39.0
-# against 50.3 ms, 3 rows 29.9 against about 50 ms; benchmarks/bench_cpu_floor.py). Its rounding differs
-# from MKL's (1e-7 relative), as any two kernels' do. The 192-wide default model keeps F.linear: through
-# oneDNN its demo song took 2.06 s against 1.62 s (medians of 4 in turns; the same tokens).
+# against 50.3 ms, 3 rows 29.9 against about 50 ms; benchmarks/bench_cpu_floor.py), and faster still
+# from weights packed once per decoding into its blocked layout (``onednn_packed``: 9 rows 24-28 ms,
+# 3 rows 20-24 ms; the same bits as the plain weights' product). Its rounding differs from MKL's (1e-7
+# relative), as any two kernels' do. The 192-wide default model keeps F.linear: through oneDNN its demo
+# song took 2.06 s against 1.62 s (medians of 4 in turns; the same tokens).
 ONEDNN_WIDTH = 512
+PACK_ROWS = 9  # the rows a cached step multiplies at shift 20 (three windows); oneDNN's layout hint
+# float32, and the bfloat16 approximation's weights (packed: 9 rows of the official size 14 ms, against
+# 26 through F.linear in bfloat16)
+ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -353,6 +359,31 @@ def onednn_available() -> bool:
         return bool(torch.equal(onednn_linear(torch.ones(2, 4), torch.ones(3, 4), torch.zeros(3)),
                                 torch.full((2, 3), 4.0)))
     except (RuntimeError, NotImplementedError):
+        return False
+
+
+def onednn_packed(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` (out, in) reordered into oneDNN's blocked layout for products of about ``PACK_ROWS``
+    rows: ``onednn_linear`` reads it faster and gives the bits the plain weight gives. A copy (the
+    model's own weights are left as they are); only where ``onednn_packing_available()``."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS)
+
+
+@cache
+def onednn_packing_available(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether ``onednn_packed`` works here for weights of ``dtype`` and its products are the plain
+    weight's, bit for bit (tried once on random numbers at row counts the decoding multiplies: at least
+    8, ``_padded_rows``; a single row goes another way in oneDNN and differs by 1e-7)."""
+    if not onednn_available():
+        return False
+    try:
+        generator = torch.Generator().manual_seed(20261130)
+        weight = torch.randn(96, 64, generator=generator).to(dtype)
+        bias = torch.randn(96, generator=generator).to(dtype)
+        packed = onednn_packed(weight)
+        return all(torch.equal(onednn_linear(x, packed, bias), onednn_linear(x, weight, bias))
+                   for x in (torch.randn(rows, 64, generator=generator).to(dtype) for rows in (8, 9, 16, 27)))
+    except (RuntimeError, NotImplementedError, AttributeError):
         return False
 
 
@@ -386,6 +417,8 @@ def _batch_keeps_rows(n_in: int, n_out: int, dtype: torch.dtype, device: str, gr
     differs somewhere in the rows; when they agree, for every input)."""
     generator = torch.Generator().manual_seed(20261129)
     weight = torch.randn(n_out, n_in, generator=generator).to(dtype=dtype, device=device)
+    if onednn and onednn_packing_available(dtype):  # as _row_stable_linears multiplies
+        weight = onednn_packed(weight)
     bias = torch.randn(n_out, generator=generator).to(dtype=dtype, device=device)
     x = torch.randn(sum(group_rows), n_in, generator=generator).to(dtype=dtype, device=device)
     with torch_threads(threads):
@@ -398,7 +431,8 @@ def _batch_keeps_rows(n_in: int, n_out: int, dtype: torch.dtype, device: str, gr
 @contextmanager
 def _row_stable_linears(gpt: nn.Module, groups: list[int], alone_threads: int) -> Iterator[None]:
     """While decoding: each linear layer of ``gpt`` multiplies padded rows (``_linear_padded``; a model of
-    ``ONEDNN_WIDTH`` or more in float32 on the CPU through oneDNN where torch has it); with
+    ``ONEDNN_WIDTH`` or more in float32 or bfloat16 on the CPU through oneDNN where torch has it, from
+    packed weights where it can pack them); with
     several dances (``groups``: each dance's batch rows, two for a style-guided one) in one product on
     torch's current threads when ``_batch_keeps_rows`` says it gives each dance the bits of its own run
     (on ``alone_threads``), else once per dance on ``alone_threads``. The int8 layers of
@@ -437,9 +471,12 @@ def _row_stable_linears(gpt: nn.Module, groups: list[int], alone_threads: int) -
     patched: list[nn.Module] = []
     for layer in gpt.modules():
         if isinstance(layer, nn.Linear):
-            onednn = (large and layer.weight.dtype == torch.float32 and layer.weight.device.type == "cpu"
+            onednn = (large and layer.weight.dtype in ONEDNN_DTYPES and layer.weight.device.type == "cpu"
                       and onednn_available())
-            layer.forward = partial(alone if len(groups) == 1 else batched, layer.weight, layer.bias, onednn)  # type: ignore[method-assign]
+            # packed for this decoding only (the official-size GPT: 340 MB more while it runs, 0.26 s to pack)
+            packed = onednn and onednn_packing_available(layer.weight.dtype)
+            weight = onednn_packed(layer.weight) if packed else layer.weight
+            layer.forward = partial(alone if len(groups) == 1 else batched, weight, layer.bias, onednn)  # type: ignore[method-assign]
             patched.append(layer)
         elif isinstance(layer, Int8Linear) and len(groups) > 1:
             layer.forward = partial(int8_per_dance, layer)  # type: ignore[method-assign]

@@ -338,17 +338,24 @@ def test_style_guidance_mixes_the_style_with_any(golden_io) -> None:
         dance(3, 1.0)
 
 
-@pytest.mark.parametrize("shared_products, slots", [(True, False), (False, False), (True, True)])
-def test_a_batch_of_variations_decodes_each_as_it_would_alone(golden_io, monkeypatch, shared_products, slots) -> None:
+@pytest.mark.parametrize("shared_products, slots, onednn",
+                         [(True, False, False), (False, False, False), (True, True, False), (True, True, True)])
+def test_a_batch_of_variations_decodes_each_as_it_would_alone(golden_io, monkeypatch, shared_products, slots,
+                                                              onednn) -> None:
     """Seeds, temperatures, top-k, greedy, start codes, styles with and without guidance, and the repeat
     limit, mixed in one batch: every dance's tokens are those of its own run. Also where the machine's
-    matrix products would not keep a dance's rows apart (then each dance's rows are multiplied alone)."""
+    matrix products would not keep a dance's rows apart (then each dance's rows are multiplied alone),
+    and as a large model decodes (slots; oneDNN from packed weights where torch has it)."""
     from engine import sampling
 
     if not shared_products:
         monkeypatch.setattr(sampling, "_batch_keeps_rows", lambda *args: False)
     if slots:  # the windows in slots, as for a model of SLOT_WIDTH or more
         monkeypatch.setattr(sampling, "SLOT_WIDTH", 0)
+    if onednn:
+        if not sampling.onednn_packing_available():
+            pytest.skip("this torch cannot pack weights for oneDNN")
+        monkeypatch.setattr(sampling, "ONEDNN_WIDTH", 0)
     torch.manual_seed(0)
     gpt = CrossCondGPT(GPTConfig.tiny(n_styles=2)).eval()
     with torch.no_grad():
@@ -414,16 +421,18 @@ def test_a_batch_on_two_threads_gives_each_dance_the_logits_of_its_one_thread_ru
 
 def test_a_large_models_cached_products_go_through_onednn_and_keep_the_exact_tokens(golden_io, monkeypatch) -> None:
     """From SLOT_WIDTH on, the cached decoding multiplies through oneDNN (faster for a few rows against
-    large weights); its rounding differs from MKL's by about 1e-7, which must not change a token of a
-    model whose logits are not near ties (a trained one: here the read-out scaled up)."""
+    large weights), from copies of the weights packed into its layout; its rounding differs from MKL's by
+    about 1e-7, which must not change a token of a model whose logits are not near ties (a trained one:
+    here the read-out scaled up)."""
     from engine import sampling
 
     if not sampling.onednn_available():
         pytest.skip("this torch has no oneDNN linear")
-    kernels = []
+    kernels = []  # (oneDNN?, weight in oneDNN's packed layout?) of every product
     real = sampling._linear_padded
     monkeypatch.setattr(sampling, "_linear_padded",
-                        lambda *args, **kwargs: (kernels.append(args[4] if len(args) > 4 else kwargs.get("onednn")),
+                        lambda *args, **kwargs: (kernels.append((args[4] if len(args) > 4 else kwargs.get("onednn"),
+                                                                 args[1].is_mkldnn)),
                                                  real(*args, **kwargs))[1])
     torch.manual_seed(0)
     gpt = CrossCondGPT(GPTConfig(vocab_size_up=64, vocab_size_down=64, n_embd=512, n_head=8, n_layer_base=1,
@@ -435,19 +444,22 @@ def test_a_large_models_cached_products_go_through_onednn_and_keep_the_exact_tok
     exact = sample_codes(gpt, 1, 2, music, SamplingOptions(greedy=True, fast=False, shift=20, max_repeat=None))
     assert kernels == []  # the exact mode is the official computation: F.linear
     cached = sample_codes(gpt, 1, 2, music, SamplingOptions(greedy=True, shift=20, max_repeat=None))
-    assert kernels and all(kernels)
+    packed = sampling.onednn_packing_available()
+    assert kernels and all(onednn and is_packed == packed for onednn, is_packed in kernels)
+    assert not any(m.weight.is_mkldnn for m in gpt.modules() if isinstance(m, torch.nn.Linear))  # a copy was packed
     np.testing.assert_array_equal(cached[0], exact[0])
     np.testing.assert_array_equal(cached[1], exact[1])
     assert len(set(cached[0].tolist())) > 5  # a dance, not one code held
 
 
-@pytest.mark.parametrize("width", [64, 512])
-def test_a_batch_of_int8_variations_decodes_each_as_it_would_alone(golden_io, width) -> None:
+@pytest.mark.parametrize("kind, width", [("int8", 64), ("int8", 512), ("bfloat16", 512)])
+def test_a_batch_of_approximate_variations_decodes_each_as_it_would_alone(golden_io, kind, width) -> None:
     """The int8 approximation quantises each product's input with one scale, so a dance's rows must not
-    share a product with other dances' (they did: 2 of 3 dances of a 512-wide model came out different)."""
+    share a product with other dances' (they did: 2 of 3 dances of a 512-wide model came out different).
+    The bfloat16 one of a large model multiplies through oneDNN from packed bfloat16 weights."""
     torch.manual_seed(0)
     config = GPTConfig(vocab_size_up=64, vocab_size_down=64, n_embd=width, n_head=8, n_layer_base=1, n_layer_head=1)
-    gpt = approximate_gpt(CrossCondGPT(config).eval(), "int8")
+    gpt = approximate_gpt(CrossCondGPT(config).eval(), kind)
     music = golden_io["music_cond"][0][:50]
     options = [SamplingOptions(greedy=False, seed=seed) for seed in range(3)]
     batch = sample_codes_batch(gpt, [(1, 2)] * 3, music, options)
