@@ -179,15 +179,24 @@ def accompaniment_key(joints: np.ndarray, fps: float) -> str:
 
 
 def accompaniment_for_motion(joints: np.ndarray, cache_dir: str | Path, name: str = "clip",
-                             fps: float = 60.0) -> tuple[Path, BeatGrid]:
+                             fps: float = 60.0, beats: np.ndarray | None = None) -> tuple[Path, BeatGrid]:
     """The accompaniment WAV of a motion (T, 24, 3) at ``fps`` (made once, then read from ``cache_dir``).
 
-    The track starts at the motion's frame 0 and lasts as long as the motion.
+    The track starts at the motion's frame 0 and lasts as long as the motion. Its beats are a steady
+    beat fitted to the motion's, or ``beats`` (frames) where the caller knows them (a motion re-timed
+    at a drifting rate: its captured beat carried through the time map, ``training.data.augment``).
     """
     joints = np.asarray(joints)
-    grid = fit_beat_grid(motion_beats(joints), len(joints), fps)
+    if beats is None:
+        grid = fit_beat_grid(motion_beats(joints), len(joints), fps)
+        key = accompaniment_key(joints, fps)
+    else:
+        beats = np.sort(np.asarray(beats, dtype=np.float64).reshape(-1))
+        period = float(np.median(np.diff(beats))) if beats.size > 1 else fps * 0.5
+        grid = BeatGrid(period, float(beats[0] % period) if beats.size else 0.0, beats, float("nan"))
+        key = hashlib.sha256(f"{accompaniment_key(joints, fps)}|{beats.round(3).tolist()}".encode()).hexdigest()[:24]
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60]
-    path = Path(cache_dir) / f"{safe}-{accompaniment_key(joints, fps)}.wav"
+    path = Path(cache_dir) / f"{safe}-{key}.wav"
     if not path.is_file():
         audio = synthesise(grid.beats / fps, len(joints) / fps)
         write_wav_atomic(path, audio, SAMPLE_RATE)

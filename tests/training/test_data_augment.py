@@ -5,9 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.accompaniment import fit_beat_grid
 from engine.skeleton import JOINT_NAMES, MIRRORED_JOINTS
 from training.data import DataConfig, MotionClip, load_bvh_clip, load_split, load_windows, split_by_take
-from training.data.augment import augment_clips, hold_out_tail, mirror_clip, retime_clip
+from training.data.augment import (
+    augment_clips,
+    drift_clip,
+    drift_rate,
+    hold_out_tail,
+    mirror_clip,
+    retime_clip,
+)
 from training.data.styles import STYLES, style_index, style_of
 from training.errors import DataError
 from training.metrics.beats import motion_beats
@@ -58,6 +66,38 @@ def test_retimed_take_is_faster_by_the_rate_and_keeps_its_path(data_dir):
     assert len(motion_beats(fast.joints)) / fast.duration_s > len(motion_beats(slow.joints)) / slow.duration_s
     with pytest.raises(DataError, match="tempo rate"):
         retime_clip(ballet, 0.0)
+
+
+def test_a_drifting_take_speeds_up_and_slows_down_and_its_beats_follow(data_dir):
+    """The rate swings between 1 / 1.2 and 1.2 over 6 s: the motion's speed follows it segment by segment,
+    the path is the take's, and the accompaniment's beats sit where the re-timed motion's beats are."""
+    salsa = load_bvh_clip(data_dir / "cmu_salsa_duet" / "60_09.bvh")
+    drifting = drift_clip(salsa, 0.2, period_s=6.0)
+    assert drifting.name == "60_09@drift0.2"
+    amount, period, phase = drifting.meta["tempo_drift"]
+    assert (amount, period) == (0.2, 6.0) and drift_clip(salsa, 0.2, 6.0).meta["tempo_drift"][2] == phase
+    rate = drift_rate(drifting.num_frames, amount, period, phase)
+    assert rate.min() == pytest.approx(1 / 1.2, abs=1e-3) and rate.max() == pytest.approx(1.2, abs=1e-3)
+    # the same poses in the same order: first and last frame are the take's
+    np.testing.assert_allclose(drifting.joints[0], salsa.joints[0], atol=1e-5)
+    assert np.linalg.norm(drifting.joints[-1] - salsa.joints[-1], axis=-1).max() < 0.05
+    assert drifting.num_frames == pytest.approx(salsa.num_frames / np.mean(rate), rel=0.02)
+    # where it plays fast the motion is faster than where it plays slow (1.2 / (1 / 1.2) = 1.44 x)
+    fast, slow = rate > 1.12, rate < 1 / 1.12
+    speed = np.linalg.norm(np.diff(drifting.joints, axis=0), axis=-1).mean(axis=1)  # (T-1,)
+    assert speed[fast[1:]].mean() > 1.25 * speed[slow[1:]].mean()
+    # every accompaniment beat near a beat of the re-timed motion (as for a steady take: most of them)
+    beats, moved = drifting.meta["accompaniment_beats"], motion_beats(drifting.joints)
+    near = np.abs(beats[:, None] - moved[None, :]).min(axis=1) <= 6  # 0.1 s
+    steady = fit_beat_grid(motion_beats(salsa.joints), salsa.num_frames).beats
+    near_steady = np.abs(steady[:, None] - motion_beats(salsa.joints)[None, :]).min(axis=1) <= 6
+    assert beats.min() >= 0 and beats.max() < drifting.num_frames and len(beats) == pytest.approx(len(steady), abs=2)
+    assert near.mean() >= near_steady.mean() - 0.05
+    out = augment_clips([salsa], mirror=True, tempo_drift=0.2, tempo_drift_period_s=6.0)
+    assert [c.name for c in out] == ["60_09", "60_09@drift0.2", "60_09~mirror", "60_09@drift0.2~mirror"]
+    np.testing.assert_array_equal(out[3].meta["accompaniment_beats"], beats)  # a mirror keeps the timing
+    with pytest.raises(DataError, match="tempo drift"):
+        drift_clip(salsa, 0.0)
 
 
 def test_a_take_with_its_song_is_mirrored_but_never_retimed():

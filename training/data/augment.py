@@ -6,6 +6,13 @@
   then sees each move at several tempi; the accompaniment of a clip without music is synthesised on the
   re-timed motion's own beats (``engine.accompaniment``), so the drum hits move with the moves. A
   clip with a recorded song is not re-timed (its song would no longer fit).
+* ``drift_clip``: the motion re-timed at a rate that swings smoothly between 1 / (1 + amount) and
+  1 + amount with a period of ``period_s`` (a phase of its own per clip), so the beat's period changes
+  *inside* a training window. Its accompaniment's beats are the steady beat fitted to the captured
+  motion, carried through the same time map (``meta["accompaniment_beats"]``). Why: with steady tempi
+  the GPT can place the next beat from its own codes alone, and it did (it reads the music for the
+  take and tempo, hardly for the phase: ``benchmarks/measure_music_use.py``); here only the music
+  tells it where the next beat falls.
 * ``hold_out_tail``: a style with a single take (CMU subject 94) would otherwise be all training or all
   held out; its last ``share`` becomes a take of its own, prescribed to the validation side.
 
@@ -16,6 +23,7 @@ no copy of a held-out take ever reaches a stage.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -50,14 +58,58 @@ def retime_clip(clip: MotionClip, rate: float) -> MotionClip:
                                meta={**clip.meta, "tempo_rate": rate * clip.meta.get("tempo_rate", 1.0)})
 
 
-def augment_clips(clips: Sequence[MotionClip], mirror: bool = False,
-                  tempo_rates: Sequence[float] = ()) -> list[MotionClip]:
-    """The clips, then their re-timed copies (clips with a song are left at rate 1), then the mirror
-    images of all of those. The originals come first and unchanged."""
+def drift_rate(n_frames: int, amount: float, period_s: float, phase: float, fps: float = MOTION_FPS) -> np.ndarray:
+    """The playback rate at each output frame (n,): exp(log(1 + amount) * sin(2 pi t / period + phase))."""
+    t = np.arange(n_frames) / fps
+    return np.exp(np.log1p(amount) * np.sin(2 * np.pi * t / period_s + phase))
+
+
+def drift_clip(clip: MotionClip, amount: float, period_s: float = 8.0) -> MotionClip:
+    """The clip played at a smoothly drifting rate (``drift_rate``; its phase from the clip's name), named
+    ``<name>@drift<amount>``, with the beats of its accompaniment in ``meta["accompaniment_beats"]``
+    (60 fps frames of the new timing)."""
+    from engine.accompaniment import fit_beat_grid
+    from engine.beats import motion_beats
+
+    if not (np.isfinite(amount) and 0.0 < amount <= 1.0):
+        raise DataError(f"a tempo drift must be within (0, 1], got {amount}")
+    if not (np.isfinite(period_s) and period_s >= 1.0):
+        raise DataError(f"a tempo drift's period must be at least 1 s, got {period_s}")
+    if _has_song(clip):
+        raise DataError(f"clip {clip.name!r} has a recorded song: re-timing it would break the pairing")
+    fps = clip.fps
+    source_s = (clip.num_frames - 1) / fps
+    phase = (zlib.crc32(clip.name.encode()) % 3600) / 3600 * 2 * np.pi  # fixed per clip, not per run
+    # output frame k shows the source at time s_k = sum of the rates of frames before k / fps
+    longest = int(np.ceil(source_s * fps * (1 + amount))) + 2  # the slowest playback's length
+    rate = drift_rate(longest, amount, period_s, phase, fps)
+    s = np.concatenate([[0.0], np.cumsum(rate[:-1]) / fps])
+    n = int(np.searchsorted(s, source_s, side="right"))  # frames whose source time is inside the take
+    s = s[:n]
+    src_t = np.arange(clip.num_frames) / fps
+    flat = clip.joints.reshape(clip.num_frames, -1)
+    joints = np.stack([np.interp(s, src_t, flat[:, j]) for j in range(flat.shape[1])], axis=1)
+    joints = joints.reshape(n, *clip.joints.shape[1:]).astype(np.float32)
+    # the accompaniment: the captured motion's steady beat, through the same time map
+    grid = fit_beat_grid(motion_beats(clip.joints), clip.num_frames, fps)
+    beats = np.interp(grid.beats / fps, s, np.arange(n)) if n > 1 else np.zeros(0)
+    beats = beats[(grid.beats / fps >= s[0]) & (grid.beats / fps <= s[-1])]
+    return dataclasses.replace(clip, joints=joints, name=f"{clip.name}@drift{amount:g}",
+                               meta={**clip.meta, "tempo_drift": [amount, period_s, phase],
+                                     "accompaniment_beats": beats})
+
+
+def augment_clips(clips: Sequence[MotionClip], mirror: bool = False, tempo_rates: Sequence[float] = (),
+                  tempo_drift: float = 0.0, tempo_drift_period_s: float = 8.0) -> list[MotionClip]:
+    """The clips, then their re-timed copies (clips with a song are left at rate 1), then their drifting
+    copies (``tempo_drift`` > 0), then the mirror images of all of those. The originals come first and
+    unchanged."""
     out = list(clips)
     for rate in tempo_rates:
         if rate != 1.0:
             out += [retime_clip(c, rate) for c in clips if not _has_song(c)]
+    if tempo_drift > 0.0:
+        out += [drift_clip(c, tempo_drift, tempo_drift_period_s) for c in clips if not _has_song(c)]
     if mirror:
         out += [mirror_clip(c) for c in out]
     return out

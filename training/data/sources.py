@@ -38,6 +38,8 @@ class DataConfig:
                         of its own (0: off).
     mirror:             add the left/right mirror image of every training clip.
     tempo_rates:        add every training clip (without a recorded song) re-timed to these rates.
+    tempo_drift:        add every such clip once more at a rate drifting up to this share either way
+                        (0: off), with period ``tempo_drift_period_s`` (``augment.drift_clip``).
     style_balance:      GPT stage: draw windows with weight count(style) ** -style_balance (0: uniform,
                         1: every style equally often).
     Augmented copies are of the training side only; validation clips are the takes as captured.
@@ -59,6 +61,8 @@ class DataConfig:
     single_take_holdout: float = 0.0
     mirror: bool = False
     tempo_rates: list[float] = field(default_factory=list)
+    tempo_drift: float = 0.0
+    tempo_drift_period_s: float = 8.0
     style_balance: float = 0.0
 
     @classmethod
@@ -98,11 +102,11 @@ def load_sources(config: DataConfig | Mapping[str, Any]) -> list[MotionClip]:
 
 def load_windows(config: DataConfig | Mapping[str, Any]) -> tuple[MotionWindows, MotionWindows, Split]:
     """(train windows, validation windows, the clip split) for a config. The training windows cover the
-    augmented copies of the training clips too (``mirror``, ``tempo_rates``); ``split`` holds the takes
+    augmented copies of the training clips too (``mirror``, ``tempo_rates``, ``tempo_drift``); ``split`` holds the takes
     as loaded."""
     cfg = config if isinstance(config, DataConfig) else DataConfig.from_dict(config)
     split = load_split(cfg)
-    train = augment_clips(split.train, cfg.mirror, cfg.tempo_rates)
+    train = augment_clips(split.train, cfg.mirror, cfg.tempo_rates, cfg.tempo_drift, cfg.tempo_drift_period_s)
     return (MotionWindows(train, cfg.window, cfg.stride), MotionWindows(split.val, cfg.window, cfg.stride),
             split)
 

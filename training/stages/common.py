@@ -143,7 +143,8 @@ def clip_music_tokens(clip: MotionClip, cfg: TrainConfig) -> np.ndarray:
 
         if cfg.music.accompaniment_dir is None:
             raise ConfigError("music.accompaniment_dir must be set to synthesise accompaniments")
-        wav, _ = accompaniment_for_motion(clip.joints, cfg.music.accompaniment_dir, clip.name, clip.fps)
+        wav, _ = accompaniment_for_motion(clip.joints, cfg.music.accompaniment_dir, clip.name, clip.fps,
+                                          beats=clip.meta.get("accompaniment_beats"))
         feats = extract_features(wav, cfg.music.mode, with_beats=False,
                                  cache_dir=cfg.music.feature_cache_dir).features
     else:
