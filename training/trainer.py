@@ -30,6 +30,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -407,7 +408,12 @@ def train(
                 torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
             scaler.step(optimizer)
             scaler.update()
-            scheduler.step()
+            with warnings.catch_warnings():
+                # fp16: the scaler skips the steps whose gradients overflowed (the first few, while it
+                # finds its scale), and torch then warns that the schedule stepped without the optimizer;
+                # the schedule counts training steps, so that is as intended
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+                scheduler.step()
             step += 1
             done_here += 1
             if log is not None and (step % loop.log_every == 0 or step == loop.steps):
