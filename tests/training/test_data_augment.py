@@ -10,6 +10,7 @@ from engine.skeleton import JOINT_NAMES, MIRRORED_JOINTS
 from training.data import DataConfig, MotionClip, load_bvh_clip, load_split, load_windows, split_by_take
 from training.data.augment import (
     augment_clips,
+    catch_up_clips,
     drift_clip,
     drift_rate,
     hold_out_tail,
@@ -98,6 +99,35 @@ def test_a_drifting_take_speeds_up_and_slows_down_and_its_beats_follow(data_dir)
     np.testing.assert_array_equal(out[3].meta["accompaniment_beats"], beats)  # a mirror keeps the timing
     with pytest.raises(DataError, match="tempo drift"):
         drift_clip(salsa, 0.0)
+
+
+def test_catch_up_pieces_start_out_of_phase_and_end_as_captured(data_dir):
+    """Each piece shows the take ``offset`` seconds late (or early) at its first frame, exactly as captured
+    once settled; its accompaniment's beats are the take's steady beat at the piece's own times."""
+    salsa = load_bvh_clip(data_dir / "cmu_salsa_duet" / "60_09.bvh")
+    pieces = catch_up_clips(salsa, copy=0, piece_s=6.0, max_offset_s=0.3, settle_s=1.5)
+    assert [p.name for p in pieces] == [f"60_09@catch0.{i}" for i in range(len(pieces))]
+    assert len(pieces) == (salsa.num_frames - 2 * 18) // 360  # 0.3 s of margin at both ends
+    grid = fit_beat_grid(motion_beats(salsa.joints), salsa.num_frames).beats
+    src_t = np.arange(salsa.num_frames) / 60.0
+    offsets = []
+    for piece in pieces:
+        start, end = piece.meta["frames"]
+        offset, settle = piece.meta["catch_up"]
+        offsets.append(offset)
+        assert end - start == piece.num_frames == 360 and piece.take_id == salsa.take_id
+        settled = int(np.ceil(settle * 60))
+        np.testing.assert_allclose(piece.joints[settled:], salsa.joints[start + settled : end], atol=1e-5)
+        first = [np.interp(start / 60.0 - offset, src_t, salsa.joints[:, j, k]) for j in (0, 15) for k in range(3)]
+        np.testing.assert_allclose(piece.joints[0, [0, 15]].reshape(-1), first, atol=1e-5)
+        np.testing.assert_allclose(piece.meta["accompaniment_beats"], grid[(grid >= start) & (grid < end)] - start)
+    offsets += [p.meta["catch_up"][0] for copy in (1, 2, 3) for p in catch_up_clips(salsa, copy=copy)]
+    assert len(set(offsets)) == len(offsets) == 4 * len(pieces)  # every piece of every copy its own offset
+    assert max(np.abs(offsets)) <= 0.3 and min(offsets) < -0.1 and max(offsets) > 0.1  # late and early
+    out = augment_clips([salsa], mirror=True, catch_up=1)
+    assert [c.name for c in out][:2] == ["60_09", "60_09@catch0.0"] and len(out) == 2 * (1 + len(pieces))
+    with pytest.raises(DataError, match="catch-up"):
+        catch_up_clips(salsa, max_offset_s=2.0)
 
 
 def test_a_take_with_its_song_is_mirrored_but_never_retimed():

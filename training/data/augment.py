@@ -13,6 +13,12 @@
   the GPT can place the next beat from its own codes alone, and it did (it reads the music for the
   take and tempo, hardly for the phase: ``benchmarks/measure_music_use.py``); here only the music
   tells it where the next beat falls.
+* ``catch_up_clips``: the take cut into pieces of a few seconds, each starting *out of phase* with its
+  accompaniment (the motion late or early by up to ``max_offset_s``) and catching up with it within
+  ``settle_s`` (played a little faster or slower meanwhile), then on the beat. A dance the GPT starts
+  is at an arbitrary phase of the song's beat; in the captured takes motion and music are always in
+  phase, so no window ever showed the GPT what to do about a phase error (``tempo_drift`` did not
+  change how much it reads the phase: ``assets/MODEL_CARD.md``). These windows do.
 * ``hold_out_tail``: a style with a single take (CMU subject 94) would otherwise be all training or all
   held out; its last ``share`` becomes a take of its own, prescribed to the validation side.
 
@@ -99,17 +105,63 @@ def drift_clip(clip: MotionClip, amount: float, period_s: float = 8.0) -> Motion
                                      "accompaniment_beats": beats})
 
 
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def catch_up_clips(clip: MotionClip, copy: int = 0, piece_s: float = 6.0, max_offset_s: float = 0.3,
+                   settle_s: float = 1.5) -> list[MotionClip]:
+    """The clip cut into ``piece_s`` pieces (named ``<name>@catch<copy>.<i>``), each with its motion
+    ``offset`` seconds behind (> 0) or ahead of (< 0) its accompaniment at its first frame, the offset
+    shrinking smoothly to zero over ``settle_s`` (``meta["catch_up"] = [offset, settle_s]``). The
+    accompaniment's beats (``meta["accompaniment_beats"]``) are the captured motion's steady beat at
+    the piece's own times; each piece's offset is drawn from its name and ``copy``."""
+    from engine.accompaniment import fit_beat_grid
+    from engine.beats import motion_beats
+
+    if not (0.0 < max_offset_s < settle_s < piece_s):
+        raise DataError(f"a catch-up needs 0 < max_offset_s < settle_s < piece_s, got {max_offset_s}, "
+                        f"{settle_s}, {piece_s}")
+    if _has_song(clip):
+        raise DataError(f"clip {clip.name!r} has a recorded song: its timing must stay as captured")
+    fps = clip.fps
+    grid = fit_beat_grid(motion_beats(clip.joints), clip.num_frames, fps).beats  # frames of the take
+    n = int(round(piece_s * fps))
+    t = np.arange(n) / fps
+    src_t = np.arange(clip.num_frames) / fps
+    flat = clip.joints.reshape(clip.num_frames, -1)
+    margin = int(np.ceil(max_offset_s * fps))  # room for a late start
+    pieces = []
+    for i, start in enumerate(range(margin, clip.num_frames - n - margin + 1, n)):
+        rng = np.random.default_rng(zlib.crc32(f"{clip.name}|{copy}|{i}".encode()))
+        offset = float(rng.uniform(-max_offset_s, max_offset_s))
+        lag = offset * (1.0 - _smoothstep(t / settle_s))  # seconds the motion is behind its music
+        shown = start / fps + t - lag  # the take's time shown at each frame of the piece
+        joints = np.stack([np.interp(shown, src_t, flat[:, j]) for j in range(flat.shape[1])], axis=1)
+        beats = grid[(grid >= start) & (grid < start + n)] - start
+        pieces.append(dataclasses.replace(
+            clip, joints=joints.reshape(n, *clip.joints.shape[1:]).astype(np.float32),
+            name=f"{clip.name}@catch{copy}.{i}",
+            meta={**clip.meta, "catch_up": [offset, settle_s], "frames": [start, start + n],
+                  "accompaniment_beats": beats}))
+    return pieces
+
+
 def augment_clips(clips: Sequence[MotionClip], mirror: bool = False, tempo_rates: Sequence[float] = (),
-                  tempo_drift: float = 0.0, tempo_drift_period_s: float = 8.0) -> list[MotionClip]:
+                  tempo_drift: float = 0.0, tempo_drift_period_s: float = 8.0,
+                  catch_up: int = 0) -> list[MotionClip]:
     """The clips, then their re-timed copies (clips with a song are left at rate 1), then their drifting
-    copies (``tempo_drift`` > 0), then the mirror images of all of those. The originals come first and
-    unchanged."""
+    copies (``tempo_drift`` > 0), then ``catch_up`` sets of catch-up pieces, then the mirror images of
+    all of those. The originals come first and unchanged."""
     out = list(clips)
     for rate in tempo_rates:
         if rate != 1.0:
             out += [retime_clip(c, rate) for c in clips if not _has_song(c)]
     if tempo_drift > 0.0:
         out += [drift_clip(c, tempo_drift, tempo_drift_period_s) for c in clips if not _has_song(c)]
+    for copy in range(catch_up):
+        out += [piece for c in clips if not _has_song(c) for piece in catch_up_clips(c, copy)]
     if mirror:
         out += [mirror_clip(c) for c in out]
     return out

@@ -40,6 +40,8 @@ class DataConfig:
     tempo_rates:        add every training clip (without a recorded song) re-timed to these rates.
     tempo_drift:        add every such clip once more at a rate drifting up to this share either way
                         (0: off), with period ``tempo_drift_period_s`` (``augment.drift_clip``).
+    catch_up:           add this many sets of catch-up pieces of every such clip: a few seconds each,
+                        starting out of phase with their accompaniment (``augment.catch_up_clips``).
     style_balance:      GPT stage: draw windows with weight count(style) ** -style_balance (0: uniform,
                         1: every style equally often).
     Augmented copies are of the training side only; validation clips are the takes as captured.
@@ -63,6 +65,7 @@ class DataConfig:
     tempo_rates: list[float] = field(default_factory=list)
     tempo_drift: float = 0.0
     tempo_drift_period_s: float = 8.0
+    catch_up: int = 0
     style_balance: float = 0.0
 
     @classmethod
@@ -106,7 +109,8 @@ def load_windows(config: DataConfig | Mapping[str, Any]) -> tuple[MotionWindows,
     as loaded."""
     cfg = config if isinstance(config, DataConfig) else DataConfig.from_dict(config)
     split = load_split(cfg)
-    train = augment_clips(split.train, cfg.mirror, cfg.tempo_rates, cfg.tempo_drift, cfg.tempo_drift_period_s)
+    train = augment_clips(split.train, cfg.mirror, cfg.tempo_rates, cfg.tempo_drift, cfg.tempo_drift_period_s,
+                          cfg.catch_up)
     return (MotionWindows(train, cfg.window, cfg.stride), MotionWindows(split.val, cfg.window, cfg.stride),
             split)
 
