@@ -30,6 +30,7 @@ from scipy.interpolate import PchipInterpolator
 from scipy.ndimage import gaussian_filter1d
 
 from .errors import InvalidOptionError
+from .postprocess import sample_frames
 from .skeleton import check_joints
 
 SMOOTH_SIGMA = 5.0  # frames at 60 fps, as the official beat-align score
@@ -230,9 +231,6 @@ def sync_to_beats(joints: np.ndarray, music_beats: np.ndarray, fps: float = 60.0
     knots_out = np.concatenate([[0.0], target[chain].astype(np.float64), [float(last)]])
     knots_in = np.concatenate([[0.0], source[chain].astype(np.float64), [float(last)]])
     source_time = np.clip(_time_map(knots_out, knots_in, n), 0.0, float(last))
-    i0 = np.minimum(np.floor(source_time).astype(np.int64), last)
-    i1 = np.minimum(i0 + 1, last)
-    frac = (source_time - i0)[:, None, None]
-    warped = (1.0 - frac) * joints[i0] + frac * joints[i1]
+    warped = sample_frames(joints, source_time)
     pairs = np.stack([source[chain], beat[chain]], axis=1).astype(np.int64)
     return BeatSync(warped, source_time, pairs, int(dance.size), int(music.size))

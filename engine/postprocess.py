@@ -312,6 +312,19 @@ def _sample_positions(
     return i0, i1, frac
 
 
+def sample_frames(joints: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """(T, ...) arrays at fractional frame positions ``frames`` (n,), linearly between the two frames
+    around each, held at the first and last frame outside the span -> (n, ...). A time map's motion
+    (beat sync, the training data's re-timed copies)."""
+    joints = np.asarray(joints)
+    last = joints.shape[0] - 1
+    frames = np.clip(np.asarray(frames, dtype=np.float64), 0.0, float(last))
+    i0 = np.minimum(np.floor(frames).astype(np.int64), last)
+    i1 = np.minimum(i0 + 1, last)
+    frac = (frames - i0).reshape((-1,) + (1,) * (joints.ndim - 1))
+    return (1.0 - frac) * joints[i0] + frac * joints[i1]
+
+
 def resample_joints(joints: np.ndarray, src_fps: float, dst_fps: float, *, within_span: bool = False) -> np.ndarray:
     """Linear resampling along time of (T, ...) arrays; keeps the duration: round(T * dst / src) frames
     (or, with ``within_span``, only the frames inside the source's time span)."""

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from engine.clock import MOTION_FPS
+from engine.postprocess import sample_frames, smoothstep
 from engine.skeleton import mirror_joints
 from training.errors import DataError
 
@@ -84,30 +85,22 @@ def drift_clip(clip: MotionClip, amount: float, period_s: float = 8.0) -> Motion
     if _has_song(clip):
         raise DataError(f"clip {clip.name!r} has a recorded song: re-timing it would break the pairing")
     fps = clip.fps
-    source_s = (clip.num_frames - 1) / fps
+    last = clip.num_frames - 1
     phase = (zlib.crc32(clip.name.encode()) % 3600) / 3600 * 2 * np.pi  # fixed per clip, not per run
-    # output frame k shows the source at time s_k = sum of the rates of frames before k / fps
-    longest = int(np.ceil(source_s * fps * (1 + amount))) + 2  # the slowest playback's length
+    # output frame k shows the source frame s_k = the sum of the rates of the frames before k
+    longest = int(np.ceil(last * (1 + amount))) + 2  # the slowest playback's length
     rate = drift_rate(longest, amount, period_s, phase, fps)
-    s = np.concatenate([[0.0], np.cumsum(rate[:-1]) / fps])
-    n = int(np.searchsorted(s, source_s, side="right"))  # frames whose source time is inside the take
+    s = np.concatenate([[0.0], np.cumsum(rate[:-1])])
+    n = int(np.searchsorted(s, last, side="right"))  # frames whose source frame is inside the take
     s = s[:n]
-    src_t = np.arange(clip.num_frames) / fps
-    flat = clip.joints.reshape(clip.num_frames, -1)
-    joints = np.stack([np.interp(s, src_t, flat[:, j]) for j in range(flat.shape[1])], axis=1)
-    joints = joints.reshape(n, *clip.joints.shape[1:]).astype(np.float32)
+    joints = sample_frames(clip.joints, s).astype(np.float32)
     # the accompaniment: the captured motion's steady beat, through the same time map
-    grid = fit_beat_grid(motion_beats(clip.joints), clip.num_frames, fps)
-    beats = np.interp(grid.beats / fps, s, np.arange(n)) if n > 1 else np.zeros(0)
-    beats = beats[(grid.beats / fps >= s[0]) & (grid.beats / fps <= s[-1])]
+    grid = fit_beat_grid(motion_beats(clip.joints), clip.num_frames, fps).beats
+    beats = np.interp(grid, s, np.arange(n)) if n > 1 else np.zeros(0)
+    beats = beats[(grid >= s[0]) & (grid <= s[-1])]
     return dataclasses.replace(clip, joints=joints, name=f"{clip.name}@drift{amount:g}",
                                meta={**clip.meta, "tempo_drift": [amount, period_s, phase],
                                      "accompaniment_beats": beats})
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
 
 
 def catch_up_clips(clip: MotionClip, copy: int = 0, piece_s: float = 6.0, max_offset_s: float = 0.3,
@@ -128,20 +121,18 @@ def catch_up_clips(clip: MotionClip, copy: int = 0, piece_s: float = 6.0, max_of
     fps = clip.fps
     grid = fit_beat_grid(motion_beats(clip.joints), clip.num_frames, fps).beats  # frames of the take
     n = int(round(piece_s * fps))
-    t = np.arange(n) / fps
-    src_t = np.arange(clip.num_frames) / fps
-    flat = clip.joints.reshape(clip.num_frames, -1)
+    frames = np.arange(n)
     margin = int(np.ceil(max_offset_s * fps))  # room for a late start
     pieces = []
     for i, start in enumerate(range(margin, clip.num_frames - n - margin + 1, n)):
         rng = np.random.default_rng(zlib.crc32(f"{clip.name}|{copy}|{i}".encode()))
         offset = float(rng.uniform(-max_offset_s, max_offset_s))
-        lag = offset * (1.0 - _smoothstep(t / settle_s))  # seconds the motion is behind its music
-        shown = start / fps + t - lag  # the take's time shown at each frame of the piece
-        joints = np.stack([np.interp(shown, src_t, flat[:, j]) for j in range(flat.shape[1])], axis=1)
+        # frames the motion is behind its music: from the offset down to none over settle_s
+        lag = offset * fps * (1.0 - smoothstep(np.clip(frames / (settle_s * fps), 0.0, 1.0)))
+        joints = sample_frames(clip.joints, start + frames - lag)  # the take's frames shown by the piece
         beats = grid[(grid >= start) & (grid < start + n)] - start
         pieces.append(dataclasses.replace(
-            clip, joints=joints.reshape(n, *clip.joints.shape[1:]).astype(np.float32),
+            clip, joints=joints.astype(np.float32),
             name=f"{clip.name}@catch{copy}.{i}",
             meta={**clip.meta, "catch_up": [offset, settle_s], "frames": [start, start + n],
                   "accompaniment_beats": beats}))

@@ -105,8 +105,8 @@ def load_sources(config: DataConfig | Mapping[str, Any]) -> list[MotionClip]:
 
 def load_windows(config: DataConfig | Mapping[str, Any]) -> tuple[MotionWindows, MotionWindows, Split]:
     """(train windows, validation windows, the clip split) for a config. The training windows cover the
-    augmented copies of the training clips too (``mirror``, ``tempo_rates``, ``tempo_drift``); ``split`` holds the takes
-    as loaded."""
+    augmented copies of the training clips too (``mirror``, ``tempo_rates``, ``tempo_drift``,
+    ``catch_up``); ``split`` holds the takes as loaded."""
     cfg = config if isinstance(config, DataConfig) else DataConfig.from_dict(config)
     split = load_split(cfg)
     train = augment_clips(split.train, cfg.mirror, cfg.tempo_rates, cfg.tempo_drift, cfg.tempo_drift_period_s,
