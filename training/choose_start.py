@@ -89,7 +89,7 @@ def choose_start(model_dir: str | Path, config: str | Path | Any, songs: list[Pa
     from engine.sampling import SamplingOptions
     from training.config import load_config
     from training.data.sources import load_windows
-    from training.metrics.physical import foot_skating_ratio, mean_joint_speed
+    from training.metrics.physical import foot_skating_ratio, mean_joint_speed, style_speed
     from training.stages.gpt import CODES_FILE
 
     if not songs:
@@ -126,9 +126,10 @@ def choose_start(model_dir: str | Path, config: str | Path | Any, songs: list[Pa
         for style in [ANY_STYLE, *config_now.styles]:
             mine = np.ones(len(up), bool) if style == ANY_STYLE else window_styles == style
             takes = [c.joints for c in split.train if style == ANY_STYLE or c.style == style]
-            if not mine.any() or not takes:
+            speed = style_speed(split.train, style)
+            if not mine.any() or speed is None:
                 continue
-            speed_target = float(np.mean([mean_joint_speed(j, 60.0) for j in takes]))
+            speed_target = speed
             skating_limit = float(np.mean([foot_skating_ratio(j, 60.0) for j in takes]))
 
             def dance(start: tuple[int, int], temperature: float | None, style: str = style) -> dict[str, Any]:

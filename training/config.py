@@ -95,6 +95,16 @@ class ActorCriticConfig:
     rollout_max_repeat: int | None = None
     max_tokens: int | None = None  # cut songs to this many tokens (None: whole songs)
     exact_rollout: bool = False  # official sliding window instead of the cached fast sampler
+    # Styles the rollouts dance in ("any" and/or the GPT run's style names; ours): rollouts_per_song
+    # dances per song in each, from the GPT run's start for that style, steered with
+    # rollout_style_guidance as the engine steers it (1: the style's own logits).
+    rollout_styles: list[str] = field(default_factory=lambda: ["any"])
+    rollout_style_guidance: float = 1.0
+    # Speed reward (ours, 0: off): per token, -speed_reward x how far (log ratio) the mean joint speed of
+    # the 2 s around it lies outside speed_band x the training takes' speed of the rollout's style.
+    speed_reward: float = 0.0
+    speed_band: tuple[float, float] = (0.9, 1.25)
+    speed_styles: list[str] | None = None  # the rollout styles paid the speed reward (None: all of them)
 
 
 @dataclass
@@ -302,8 +312,13 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError("actor_critic.rollouts_per_song must be at least 1 and rollout_temperature positive (or null)")
     if ac.rollout_max_repeat is not None and ac.rollout_max_repeat < 1:
         raise ConfigError("actor_critic.rollout_max_repeat must be at least 1 (or null for no limit)")
-    if ac.false_beat_penalty < 0 or ac.kl_weight < 0:
-        raise ConfigError("actor_critic.false_beat_penalty and kl_weight must not be negative")
+    if ac.false_beat_penalty < 0 or ac.kl_weight < 0 or ac.speed_reward < 0:
+        raise ConfigError("actor_critic.false_beat_penalty, kl_weight and speed_reward must not be negative")
+    if not ac.rollout_styles or not ac.rollout_style_guidance > 0:
+        raise ConfigError("actor_critic.rollout_styles must name at least one style and rollout_style_guidance "
+                          "must be positive")
+    if len(ac.speed_band) != 2 or not 0 < ac.speed_band[0] <= ac.speed_band[1]:
+        raise ConfigError(f"actor_critic.speed_band must be [low, high] with 0 < low <= high, got {ac.speed_band}")
     if ac.actor_iters < 1 or ac.critic_iters < 1 or (ac.rollout_every is not None and ac.rollout_every < 1):
         raise ConfigError("actor_critic.actor_iters, critic_iters and rollout_every must be at least 1")
     rl = cfg.duet_rl

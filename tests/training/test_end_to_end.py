@@ -36,7 +36,9 @@ def test_four_stages_export_and_generate(data_dir, short_song, tmp_path, one_thr
     ac_cfg = tiny_config("tiny_actor_critic.yaml", data_dir, work, "loop.steps=12", "actor_critic.rollout_every=6",
                          f"actor_critic.songs=[{song}]", "actor_critic.reward=balanced",
                          "actor_critic.half_body_rate=0.5", "actor_critic.kl_weight=0.1", "loop.log_every=1",
-                         "actor_critic.rollouts_per_song=2", "actor_critic.rollout_temperature=1.0")
+                         "actor_critic.rollouts_per_song=2", "actor_critic.rollout_temperature=1.0",
+                         "actor_critic.rollout_styles=[any,street]", "actor_critic.rollout_style_guidance=2.0",
+                         "actor_critic.speed_reward=1.0")
     ac_model = train_stage(ActorCriticStage, ac_cfg, progress=False)
 
     # the GPT saw synthesised accompaniment with live rhythm columns (music-less clips)
@@ -53,14 +55,41 @@ def test_four_stages_export_and_generate(data_dir, short_song, tmp_path, one_thr
         if key.startswith("gpt_base."):
             torch.testing.assert_close(tuned[key], value, rtol=0, atol=0, msg=key)
     assert any(not torch.equal(tuned[k], v) for k, v in gpt_weights.items() if k.startswith("gpt_head."))
+    gpt_effective = read_run(work / "gpt", ("gpt",))["config"]["effective"]
+    ac_effective = read_run(work / "actor_critic", ("actor-critic",))["config"]["effective"]
     with np.load(work / "actor_critic" / ROLLOUT_FILE) as rollout:
         assert int(rollout["epoch"]) == 1 and rollout["up0"].shape == (46,)  # one token per 7.5 fps frame: 1 + 6 s * 3840 // 512
-        # two dances sampled from the policy for the one song: same start, different continuations
-        assert int(rollout["songs"]) == 2 and rollout["up0"][0] == rollout["up1"][0]
+        # two dances sampled from the policy for the one song in each style: "any" from the run's start,
+        # street (style input 3) from street's, different continuations
+        assert int(rollout["songs"]) == 4 and rollout["styles"].tolist() == [0, 0, 3, 3]
+        assert [rollout[f"up{i}"][0] for i in range(4)] == [gpt_effective["default_start"][0]] * 2 + \
+            [gpt_effective["style_starts"]["street"][0]] * 2
         assert not np.array_equal(rollout["up0"], rollout["up1"])
+    # the speed each style aims at: its training takes' (the tiny data is all street dance)
+    from training.data.sources import load_split
+    from training.metrics.physical import mean_joint_speed
+    takes = load_split(gpt_cfg.data).train
+    expected_speed = np.mean([mean_joint_speed(c.joints, 60.0) for c in takes])
+    assert ac_effective["speed_targets"] == pytest.approx({"any": expected_speed, "street": expected_speed})
+    from training.errors import ConfigError
+
+    def stage(*extra: str) -> ActorCriticStage:
+        return ActorCriticStage(tiny_config("tiny_actor_critic.yaml", data_dir, work, f"actor_critic.songs=[{song}]",
+                                            *extra), work / "ac_other")
+
+    with pytest.raises(ConfigError, match="'waltz' is not a style of the gpt run"):
+        stage("actor_critic.rollout_styles=[any,waltz]")
+    # speed_styles: only those rollouts are paid for speed
+    paid = stage("actor_critic.rollout_styles=[any,street]", "actor_critic.speed_reward=1.0",
+                 "actor_critic.speed_styles=[street]")
+    assert paid.speed_targets == pytest.approx({"street": expected_speed})
+    with pytest.raises(ConfigError, match=r"speed_styles \['ballet'\] are not among the rollout styles"):
+        stage("actor_critic.rollout_styles=[any,street]", "actor_critic.speed_reward=1.0",
+              "actor_critic.speed_styles=[ballet]")
     with open(work / "actor_critic" / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert {"actor", "critic", "reward", "kl"} <= set(rows[0])
+    assert {"actor", "critic", "reward", "kl", "speed_any", "speed_street"} <= set(rows[0])
+    assert all(0 < float(r["speed_street"]) < 5 for r in rows)  # each style's rollouts, m/s
     kl = [float(r["kl"]) for r in rows if r["kl"]]  # actor steps 1-5, 11-12: KL to the GPT before fine-tuning
     assert len(kl) == 7 and kl[0] < 1e-4 and kl[-1] > kl[0]  # starts at the reference, then moves off it
 

@@ -7,7 +7,13 @@ import pytest
 
 from engine.skeleton import LOWER_JOINTS, REST_JOINTS
 from training.metrics.beats import motion_beats
-from training.stages.rewards import beat_align_reward, half_body_reward, token_flags, token_rewards
+from training.stages.rewards import (
+    beat_align_reward,
+    half_body_reward,
+    speed_reward,
+    token_flags,
+    token_rewards,
+)
 
 PERIOD = 32  # frames between beats (112.5 bpm at 60 fps), 4 tokens
 T = 28 * 8  # the 224 frames of one actor-critic window
@@ -95,3 +101,40 @@ def test_half_body_consistency_punishes_a_twisted_body():
     assert np.all(bad < -0.5)
     total = token_rewards(twisted, MUSIC_BEATS, "released", half_body_rate=2.0)
     np.testing.assert_allclose(total, beat_align_reward(twisted, MUSIC_BEATS) + 2.0 * bad, rtol=1e-6)
+
+
+def walking(speeds_per_frame: np.ndarray) -> np.ndarray:
+    """The rest skeleton travelling forward, every joint at the given speed (m/s) between frames."""
+    x = np.concatenate([[0.0], np.cumsum(speeds_per_frame / 60.0)])
+    joints = np.repeat(REST_JOINTS[None].astype(np.float64), len(x), axis=0)
+    joints[:, :, 2] += x[:, None]
+    return joints
+
+
+def test_speed_reward_is_zero_inside_the_band_and_the_log_ratio_outside():
+    target = 0.8
+    for ratio, expected in [(1.0, 0.0), (0.9, 0.0), (1.25, 0.0), (0.45, -np.log(2.0)), (2.5, -np.log(2.0))]:
+        reward = speed_reward(walking(np.full(T, ratio * target)), target, band=(0.9, 1.25))
+        assert reward.shape == (28,) and reward.dtype == np.float32
+        np.testing.assert_allclose(reward, expected, atol=1e-5, err_msg=f"speed {ratio} x the target")
+
+
+def test_speed_reward_reads_the_two_seconds_around_each_token():
+    """Still for the first half of the window, at the target speed after: the still tokens pay, the
+    moving ones (more than a second from the still part) do not, the ones in between pay less."""
+    speeds = np.where(np.arange(T) < T // 2, 0.0, 0.8)
+    reward = speed_reward(walking(speeds), 0.8)
+    assert (reward[:3] < -5).all()  # 1e-6 m/s at most over the first token's 2 s: a large penalty
+    assert (reward[-6:] == 0).all()
+    middle = reward[12:18]
+    assert (np.diff(middle) >= 0).all() and reward[3] < middle[0] and middle[-1] > -0.6
+
+
+def test_token_rewards_add_the_speed_reward_at_its_rate():
+    joints = pulsing_walk(0.5)
+    beats_only = token_rewards(joints, MUSIC_BEATS, "balanced")
+    slow_target = 10.0  # the walk is far slower than this
+    with_speed = token_rewards(joints, MUSIC_BEATS, "balanced", speed_rate=2.0, speed_target=slow_target)
+    np.testing.assert_allclose(with_speed, beats_only + 2.0 * speed_reward(joints, slow_target), rtol=1e-6)
+    with pytest.raises(ValueError, match="speed target"):
+        token_rewards(joints, MUSIC_BEATS, "balanced", speed_rate=1.0)

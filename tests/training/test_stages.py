@@ -82,8 +82,16 @@ def test_config_errors_name_the_bad_key(tmp_path):
         config_from_dict({**base, "actor_critic": {"rollout_temperature": 0.0}})
     with pytest.raises(ConfigError, match="rollout_max_repeat must be at least 1"):
         config_from_dict({**base, "actor_critic": {"rollout_max_repeat": 0}})
-    with pytest.raises(ConfigError, match="kl_weight must not be negative"):
+    with pytest.raises(ConfigError, match="kl_weight and speed_reward must not be negative"):
         config_from_dict({**base, "actor_critic": {"kl_weight": -0.1}})
+    with pytest.raises(ConfigError, match="kl_weight and speed_reward must not be negative"):
+        config_from_dict({**base, "actor_critic": {"speed_reward": -1.0}})
+    with pytest.raises(ConfigError, match="rollout_styles must name at least one style"):
+        config_from_dict({**base, "actor_critic": {"rollout_styles": []}})
+    with pytest.raises(ConfigError, match="rollout_style_guidance must be positive"):
+        config_from_dict({**base, "actor_critic": {"rollout_style_guidance": 0.0}})
+    with pytest.raises(ConfigError, match=r"speed_band must be \[low, high\]"):
+        config_from_dict({**base, "actor_critic": {"speed_band": [1.2, 0.9]}})
     with pytest.raises(ConfigError, match="key=value"):
         config_from_dict(base, ["loop.steps"])
     bad = tmp_path / "bad.yaml"
@@ -103,6 +111,37 @@ def test_rollouts_decode_with_the_configured_repeat_limit():
     limited = config_from_dict({**base, "actor_critic": {"rollout_max_repeat": 15, "rollout_temperature": 1.0}})
     options = ActorCriticStage._rollout_options(SimpleNamespace(cfg=limited), 2, 1)
     assert options.max_repeat == 15 and not options.greedy and options.seed == 2001
+    assert options.style == 0 and options.style_guidance == 1.0
+    styled = config_from_dict({**base, "actor_critic": {"rollout_style_guidance": 2.5, "rollout_temperature": 1.0}})
+    options = ActorCriticStage._rollout_options(SimpleNamespace(cfg=styled), 0, 3, style=2)
+    assert (options.style, options.style_guidance) == (2, 2.5)
+
+
+def test_actor_probabilities_are_the_guided_ones_the_rollouts_sample_from():
+    """Rows with a style: any + g (style - any), as the engine's sampler mixes them; "any" rows: the
+    model's own logits (one pass when no row has a style or g is 1)."""
+    from training.stages.actor_critic import guided_logits
+
+    calls = []
+
+    def policy(up, down, music, style):  # logits that depend on the style: (B, t, V)
+        calls.append(style.clone())
+        base = up[..., None].float() + torch.arange(5.0)
+        return base + 3.0 * style[:, None, None], -base + style[:, None, None]
+
+    up = down = torch.tensor([[1, 2], [3, 4], [0, 1]])
+    music = torch.zeros(3, 2, 4)
+    style = torch.tensor([0, 2, 1])
+    lu, ld = guided_logits(policy, up, down, music, style, 2.5)
+    base = up[..., None].float() + torch.arange(5.0)
+    w = torch.tensor([0.0, 2.5 * 2, 2.5 * 1])[:, None, None]  # any + 2.5 (style - any), style - any = style x 3
+    torch.testing.assert_close(lu, base + 3.0 * w)
+    torch.testing.assert_close(ld, -base + w)
+    assert len(calls) == 2 and calls[1].eq(0).all()
+    calls.clear()
+    guided_logits(policy, up, down, music, torch.zeros(3, dtype=torch.long), 2.5)
+    guided_logits(policy, up, down, music, style, 1.0)
+    assert len(calls) == 2  # one pass each
 
 
 def test_overrides_and_paths_resolve_against_the_repository(tmp_path):

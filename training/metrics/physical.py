@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.checkpoint import ANY_STYLE
 from engine.postprocess import resample_joints
 from engine.skeleton import FOOT_JOINTS, LEFT_FOOT, RIGHT_FOOT
 
@@ -67,6 +68,14 @@ def frame_speeds(joints: np.ndarray, fps: float) -> np.ndarray:
 
 def mean_joint_speed(joints: np.ndarray, fps: float) -> float:
     return float(frame_speeds(joints, fps).mean())
+
+
+def style_speed(clips, style: str) -> float | None:
+    """Mean of the mean joint speeds (m/s) of the 60 fps ``clips`` (with ``.joints`` and ``.style``) of
+    ``style`` ("any": every clip); None when none is of that style. The speed a style's dances aim at
+    (choose-start, the actor-critic stage's speed reward)."""
+    takes = [c.joints for c in clips if style == ANY_STYLE or c.style == style]
+    return float(np.mean([mean_joint_speed(j, 60.0) for j in takes])) if takes else None
 
 
 def jitter(joints: np.ndarray, fps: float) -> float:

@@ -14,9 +14,15 @@
   every 30-token window (stride 1).
   The first window of a song counts all its 28 actions, later windows only their last one, so each
   action is counted once.
+* Styles (ours): the rollouts dance in each of ``rollout_styles`` ("any" by default), from the GPT
+  run's start for that style, steered with ``rollout_style_guidance`` as the engine steers a style
+  (logits = any + g (style - any)); the actor's probabilities, the KL anchor and the critic read the
+  same style, so the policy is fine-tuned on the dances users ask for.
 * Reward per token (``training.stages.rewards``): beat-align in the released or the paper form, plus
-  ``half_body_rate`` x half-body consistency; the motion comes from decoding the window's codes 1..28
-  with the frozen VQ-VAE, the music beats from the song's 60 fps beat column.
+  ``half_body_rate`` x half-body consistency, plus ``speed_reward`` x the speed reward (ours) against
+  the mean joint speed of the rollout style's training takes (the GPT run's data, as choose-start
+  measures it), for the rollouts of ``speed_styles`` (all by default); the motion comes from decoding the window's codes 1..28 with the frozen VQ-VAE, the
+  music beats from the song's 60 fps beat column.
 * Optional anchor (``kl_weight`` > 0, ours): the actor loss adds kl_weight x KL(p_0 || p) per token,
   p_0 being the GPT before fine-tuning (a frozen copy), so that the few songs' rewards adjust the
   timing of the dance without unlearning the motion the GPT stage learnt (RLHF-style regularisation).
@@ -41,14 +47,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.audio import AUDIO_EXTENSIONS, extract_features
-from engine.checkpoint import normalise_music
-from engine.clock import FRAMES_PER_TOKEN
+from engine.checkpoint import ANY_STYLE, normalise_music
+from engine.clock import FRAMES_PER_TOKEN, MOTION_FPS
 from engine.models.gpt import CrossCondGPT
 from engine.models.vqvae import integrate_root
 from engine.sampling import SamplingOptions, sample_codes
 from training.config import TrainConfig
 from training.data.cache import save_npz_atomic
+from training.data.sources import load_split
 from training.errors import ConfigError, TrainingError
+from training.metrics.physical import mean_joint_speed, style_speed
 
 from .common import (
     StageBase,
@@ -71,11 +79,26 @@ class ActorCritic(nn.Module):
         super().__init__()
         self.gpt = gpt
 
-    def forward(self, kind: str, codes_up: torch.Tensor, codes_down: torch.Tensor, music: torch.Tensor):
+    def forward(self, kind: str, codes_up: torch.Tensor, codes_down: torch.Tensor, music: torch.Tensor,
+                style: torch.Tensor | None = None):
         if kind == "actor":
-            return self.gpt(codes_up, codes_down, music)
-        value_up, value_down = self.gpt.values(codes_up, codes_down, music)
+            return self.gpt(codes_up, codes_down, music, style=style)
+        value_up, value_down = self.gpt.values(codes_up, codes_down, music, style=style)
         return (value_up + value_down)[..., 0]  # (B, t)
+
+
+def guided_logits(policy, codes_up: torch.Tensor, codes_down: torch.Tensor, music: torch.Tensor,
+                  style: torch.Tensor, guidance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits the rollouts were sampled from: any + guidance x (style - any) on the rows with a
+    style (the engine's classifier-free guidance), the model's own on the "any" rows. ``policy(up, down,
+    music, style)`` returns (logits_up, logits_down) (B, t, V)."""
+    own_up, own_down = policy(codes_up, codes_down, music, style)
+    styled = style != 0
+    if guidance == 1.0 or not bool(styled.any()):
+        return own_up, own_down
+    any_up, any_down = policy(codes_up, codes_down, music, torch.zeros_like(style))
+    w = torch.where(styled, guidance, 1.0).to(own_up.dtype)[:, None, None]  # (B, 1, 1)
+    return any_up + w * (own_up - any_up), any_down + w * (own_down - any_down)
 
 
 def find_songs(entries: list[str]) -> list[Path]:
@@ -120,8 +143,33 @@ class ActorCriticStage(StageBase):
         # the GPT run's music statistics (None for older runs: raw features), kept for the export
         self.music_mean = effective.get("music_mean")
         self.music_std = effective.get("music_std")
-        self.styles = effective.get("styles", [])  # rollouts dance in style "any"; kept for the export
+        self.styles = effective.get("styles", [])
         self.style_starts = effective.get("style_starts", {})
+        # the rollouts' styles: (name, the GPT's style input, start codes)
+        self.rollout_styles: list[tuple[str, int, tuple[int, int]]] = []
+        for name in ac.rollout_styles:
+            if name == ANY_STYLE:
+                self.rollout_styles.append((name, 0, self.start_codes))
+            elif name in self.styles:
+                start = self.style_starts.get(name, self.start_codes)
+                self.rollout_styles.append((name, 1 + self.styles.index(name), (int(start[0]), int(start[1]))))
+            else:
+                raise ConfigError(f"actor_critic.rollout_styles: {name!r} is not a style of the gpt run "
+                                  f"(it has {[ANY_STYLE, *self.styles]})")
+        # the speed each rollout style aims at: its training takes' mean joint speed (as choose-start)
+        self.speed_targets: dict[str, float] = {}
+        if ac.speed_reward > 0:
+            train_takes = load_split(gpt_state["config"]["data"]).train
+            rolled = [name for name, _, _ in self.rollout_styles]
+            paid = rolled if ac.speed_styles is None else ac.speed_styles
+            if not set(paid) <= set(rolled):
+                raise ConfigError(f"actor_critic.speed_styles {sorted(set(paid) - set(rolled))} are not among "
+                                  f"the rollout styles {rolled}")
+            for name in paid:
+                speed = style_speed(train_takes, name)
+                if speed is None:
+                    raise ConfigError(f"actor_critic.speed_reward: the gpt run's data has no {name!r} takes")
+                self.speed_targets[name] = speed
         self.songs = []
         for path in find_songs(ac.songs):
             song = extract_features(path, self.feature_mode, with_beats=True, cache_dir=cfg.music.feature_cache_dir)
@@ -137,6 +185,7 @@ class ActorCriticStage(StageBase):
         self.num_windows = sum(s["music"].shape[0] - self.window + 1 for s in self.songs)
         self.model: ActorCritic | None = None
         self.rollout_epoch = -1
+        self.rollout_speeds: dict[str, float] = {}
         self.codes: list[tuple[np.ndarray, np.ndarray]] = []
         self.index = np.zeros((0, 2), dtype=np.int64)
 
@@ -145,7 +194,8 @@ class ActorCriticStage(StageBase):
                 "default_start": list(self.start_codes), "feature_mode": self.feature_mode,
                 "songs": [s["path"] for s in self.songs], "train_windows": self.num_windows,
                 "music_mean": self.music_mean, "music_std": self.music_std,
-                "styles": self.styles, "style_starts": self.style_starts}
+                "styles": self.styles, "style_starts": self.style_starts,
+                "rollout_styles": [name for name, _, _ in self.rollout_styles], "speed_targets": self.speed_targets}
 
     # --- model ------------------------------------------------------------------------------------------
     def build(self, device: torch.device) -> nn.Module:
@@ -171,22 +221,35 @@ class ActorCriticStage(StageBase):
         with np.load(path, allow_pickle=False) as z:
             if int(z["epoch"]) != epoch or int(z["songs"]) != len(self.rollout_songs):
                 return None
+            styles = z["styles"] if "styles" in z else np.zeros(len(self.rollout_songs), np.int64)
+            if not np.array_equal(styles, [self.rollout_styles[k][1] for k in self.rollout_style_of]):
+                return None
             return [(z[f"up{i}"], z[f"down{i}"]) for i in range(len(self.rollout_songs))]
 
     @property
     def rollout_songs(self) -> list[int]:
-        """The song of each rollout: ``rollouts_per_song`` dances to every song, song by song."""
-        return [j for j in range(len(self.songs)) for _ in range(self.cfg.actor_critic.rollouts_per_song)]
+        """The song of each rollout: ``rollouts_per_song`` dances to every song in every rollout style,
+        song by song."""
+        per_song = self.cfg.actor_critic.rollouts_per_song * len(self.rollout_styles)
+        return [j for j in range(len(self.songs)) for _ in range(per_song)]
 
-    def _rollout_options(self, epoch: int, k: int) -> SamplingOptions:
+    @property
+    def rollout_style_of(self) -> list[int]:
+        """The place in ``rollout_styles`` of each rollout's style (parallel to ``rollout_songs``)."""
+        per_style = self.cfg.actor_critic.rollouts_per_song
+        return [k for _ in self.songs for k in range(len(self.rollout_styles)) for _ in range(per_style)]
+
+    def _rollout_options(self, epoch: int, k: int, style: int = 0) -> SamplingOptions:
         ac = self.cfg.actor_critic
         fast = not ac.exact_rollout
+        guidance = ac.rollout_style_guidance
         # no repeat limit by default, as the official code decodes; rollout_max_repeat decodes as the engine does
         if ac.rollout_temperature is None:
-            return SamplingOptions(greedy=True, fast=fast, max_repeat=ac.rollout_max_repeat)
+            return SamplingOptions(greedy=True, fast=fast, max_repeat=ac.rollout_max_repeat, style=style,
+                                   style_guidance=guidance)
         # sampled from the policy itself (on-policy), a different seed for every rollout of every epoch
         return SamplingOptions(greedy=False, temperature=ac.rollout_temperature, seed=1000 * epoch + k, fast=fast,
-                               max_repeat=ac.rollout_max_repeat)
+                               max_repeat=ac.rollout_max_repeat, style=style, style_guidance=guidance)
 
     def _rollout(self, epoch: int) -> None:
         """Dance to every song with the current policy (or read this epoch's dances back on resume)."""
@@ -196,15 +259,30 @@ class ActorCriticStage(StageBase):
             assert self.model is not None
             gpt = self.model.gpt
             device = next(gpt.parameters()).device
-            codes = [sample_codes(gpt, *self.start_codes, torch.as_tensor(self.songs[j]["music"][1:], device=device),
-                                  self._rollout_options(epoch, k))
-                     for k, j in enumerate(self.rollout_songs)]
+            codes = []
+            for k, (j, s) in enumerate(zip(self.rollout_songs, self.rollout_style_of)):
+                _, style, start = self.rollout_styles[s]
+                music = torch.as_tensor(self.songs[j]["music"][1:], device=device)
+                codes.append(sample_codes(gpt, *start, music, self._rollout_options(epoch, k, style)))
             if is_main_process():
                 arrays = {f"up{i}": u for i, (u, _) in enumerate(codes)}
                 arrays.update({f"down{i}": d for i, (_, d) in enumerate(codes)})
-                save_npz_atomic(path, {"epoch": np.array(epoch), "songs": np.array(len(codes)), **arrays})
+                styles = np.array([self.rollout_styles[s][1] for s in self.rollout_style_of], dtype=np.int64)
+                save_npz_atomic(path, {"epoch": np.array(epoch), "songs": np.array(len(codes)), "styles": styles,
+                                       **arrays})
         self.codes = codes
         self.rollout_epoch = epoch
+        # each rollout style's mean joint speed (m/s), logged at every step of the epoch: what the speed
+        # reward moves
+        speeds: dict[str, list[float]] = {}
+        with torch.no_grad():
+            for (up, down), s in zip(codes, self.rollout_style_of):
+                device = next(self.vqvae.parameters()).device
+                decoded = self.vqvae.decode(torch.as_tensor(up[None, 1:], device=device),
+                                            torch.as_tensor(down[None, 1:], device=device))
+                joints = integrate_root(decoded)[0].float().cpu().numpy()
+                speeds.setdefault(self.rollout_styles[s][0], []).append(mean_joint_speed(joints, MOTION_FPS))
+        self.rollout_speeds = {f"speed_{name}": float(np.mean(v)) for name, v in speeds.items()}
         # (rollout, window start) pairs
         self.index = np.array([(r, i) for r, j in enumerate(self.rollout_songs)
                                for i in range(self.songs[j]["music"].shape[0] - self.window + 1)], dtype=np.int64)
@@ -234,16 +312,22 @@ class ActorCriticStage(StageBase):
         decoded = self.vqvae.decode(up_t[:, 1 : 1 + n_actions], down_t[:, 1 : 1 + n_actions])  # (B, 224, 72)
         joints = integrate_root(decoded).float().cpu().numpy()  # (B, 224, 24, 3)
         rewards = np.zeros((len(pick), n_actions), dtype=np.float32)
+        style_of = self.rollout_style_of
         for b, (r, i) in enumerate(self.index[pick]):
             first = (i + 1) * FRAMES_PER_TOKEN  # frame of code 1 in the song's 60 fps clock
             beats = self.songs[song_of[r]]["beats"] - first
-            rewards[b] = token_rewards(joints[b], beats, ac.reward, ac.half_body_rate, ac.false_beat_penalty)
+            target = self.speed_targets.get(self.rollout_styles[style_of[r]][0])  # None: not paid for speed
+            rewards[b] = token_rewards(joints[b], beats, ac.reward, ac.half_body_rate, ac.false_beat_penalty,
+                                       ac.speed_reward if target is not None else 0.0, target, ac.speed_band)
+        style = np.array([self.rollout_styles[style_of[r]][1] for r, _ in self.index[pick]], dtype=np.int64)
         return {"up": up_t, "down": down_t, "music": torch.as_tensor(music, device=device),
-                "mask": torch.as_tensor(mask, device=device), "reward": torch.as_tensor(rewards, device=device)}
+                "mask": torch.as_tensor(mask, device=device), "reward": torch.as_tensor(rewards, device=device),
+                "style": torch.as_tensor(style, device=device)}
 
     # --- losses -------------------------------------------------------------------------------------------
     def _delta(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        values = model("critic", batch["up"][:, :-1], batch["down"][:, :-1], batch["music"][:, 1:])  # (B, 29)
+        values = model("critic", batch["up"][:, :-1], batch["down"][:, :-1], batch["music"][:, 1:],
+                       batch["style"])  # (B, 29)
         gamma = self.cfg.actor_critic.gamma
         return batch["reward"] + gamma * values[:, 1:] - values[:, :-1]  # (B, 28)
 
@@ -254,23 +338,27 @@ class ActorCriticStage(StageBase):
         if step % (ac.actor_iters + ac.critic_iters) < ac.actor_iters:
             with torch.no_grad():
                 delta = self._delta(model.module if hasattr(model, "module") else model, batch)
-            up, down, music = batch["up"], batch["down"], batch["music"]
-            logits_up, logits_down = model("actor", up[:, :-2], down[:, :-2], music[:, 1:-1])  # (B, 28, V)
+            up, down, music, style = batch["up"], batch["down"], batch["music"], batch["style"]
+            guidance = ac.rollout_style_guidance
+            logits_up, logits_down = guided_logits(lambda u, d, m, s: model("actor", u, d, m, s),
+                                                   up[:, :-2], down[:, :-2], music[:, 1:-1], style, guidance)  # (B, 28, V)
             ce = (F.cross_entropy(logits_up.transpose(1, 2).float(), up[:, 1:-1], reduction="none")
                   + F.cross_entropy(logits_down.transpose(1, 2).float(), down[:, 1:-1], reduction="none"))
             mask = batch["mask"]
             loss = (ce * delta * mask).sum() / mask.sum()
-            logs = {"actor": float(loss.detach()), "reward": reward_mean, "ce": float(ce.mean().detach())}
+            logs = {"actor": float(loss.detach()), "reward": reward_mean, "ce": float(ce.mean().detach()),
+                    **self.rollout_speeds}
             if self.reference is not None:
                 with torch.no_grad():
-                    ref_up, ref_down = self.reference(up[:, :-2], down[:, :-2], music[:, 1:-1])
+                    ref_up, ref_down = guided_logits(lambda u, d, m, s: self.reference(u, d, m, style=s),
+                                                     up[:, :-2], down[:, :-2], music[:, 1:-1], style, guidance)
                 kl = kl_divergence(ref_up, logits_up) + kl_divergence(ref_down, logits_down)  # (B, 28)
                 loss = loss + ac.kl_weight * kl.mean()
                 logs["kl"] = float(kl.mean().detach())
             return loss, logs
         delta = self._delta(model, batch)
         loss = (delta**2).mean()
-        return loss, {"critic": float(loss.detach()), "reward": reward_mean}
+        return loss, {"critic": float(loss.detach()), "reward": reward_mean, **self.rollout_speeds}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

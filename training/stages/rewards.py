@@ -12,6 +12,11 @@ token, -5 otherwise (so every token without a music beat is punished too).
 beat become 1 and the music flags all become 1, so the reward is -5 only where a music beat has no
 motion beat, +5 everywhere else.
 
+Speed reward (ours): per token, how far (as a log ratio) the mean joint speed of the 2 s around it
+lies outside a band around the training takes' speed of the style danced; 0 inside the band. The
+decoded codes play moves slower than they were captured and the styles with little data dance slower
+than their takes (assets/MODEL_CARD.md); the band leaves a dance free to slow down and speed up.
+
 Half-body consistency reward: the upper body's facing (normal of the collars) should agree with the
 lower body's (normal of the knees); per token the worst frame's cosine, with every non-negative cosine
 counting as 1. The official code signs the lower normal with the *upper* body's sign (a bug that does
@@ -23,8 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.clock import FRAMES_PER_TOKEN
+from engine.clock import FRAMES_PER_TOKEN, MOTION_FPS
 from training.metrics.beats import motion_beats
+from training.metrics.physical import frame_speeds
 
 REWARD_SCALE = 10.0
 
@@ -60,6 +66,24 @@ def beat_align_reward(joints: np.ndarray, music_beats: np.ndarray, form: str = "
     return ((music * dance - 0.5) * REWARD_SCALE).astype(np.float32)
 
 
+def speed_reward(joints: np.ndarray, target: float, band: tuple[float, float] = (0.9, 1.25),
+                 seconds: float = 2.0) -> np.ndarray:
+    """Per token (T // 8,) float32, <= 0: minus the log ratio by which the mean joint speed of the
+    ``seconds`` around the token (inside the motion) falls below ``band[0]`` x ``target`` or rises above
+    ``band[1]`` x ``target``; 0 inside. ``joints`` (T, 24, 3) at 60 fps, root included."""
+    speeds = frame_speeds(joints, MOTION_FPS)  # (T-1,) m/s
+    n_tokens = len(joints) // FRAMES_PER_TOKEN
+    csum = np.concatenate([[0.0], np.cumsum(speeds, dtype=np.float64)])
+    half = int(round(seconds * MOTION_FPS / 2))
+    centre = np.arange(n_tokens) * FRAMES_PER_TOKEN + FRAMES_PER_TOKEN // 2
+    lo, hi = np.clip(centre - half, 0, len(speeds) - 1), np.clip(centre + half, 1, len(speeds))
+    local = (csum[hi] - csum[lo]) / (hi - lo)  # mean speed of the transitions around each token
+    ratio = np.maximum(local, 1e-6) / target
+    below = np.maximum(0.0, np.log(band[0] / ratio))
+    above = np.maximum(0.0, np.log(ratio / band[1]))
+    return (-(below + above)).astype(np.float32)
+
+
 def _facing(a: np.ndarray, b: np.ndarray, forward: np.ndarray) -> np.ndarray:
     """Horizontal unit normal of the plane spanned by a, b (T, 3), signed to agree with ``forward``."""
     n = np.cross(a, b)
@@ -83,9 +107,15 @@ def half_body_reward(joints: np.ndarray) -> np.ndarray:
 
 
 def token_rewards(joints: np.ndarray, music_beats: np.ndarray, form: str = "released",
-                  half_body_rate: float = 0.0, false_beat_penalty: float = 0.5) -> np.ndarray:
-    """Beat-align reward plus ``half_body_rate`` x half-body consistency, per token (T // 8,)."""
+                  half_body_rate: float = 0.0, false_beat_penalty: float = 0.5, speed_rate: float = 0.0,
+                  speed_target: float | None = None, speed_band: tuple[float, float] = (0.9, 1.25)) -> np.ndarray:
+    """Beat-align reward plus ``half_body_rate`` x half-body consistency plus ``speed_rate`` x the speed
+    reward against ``speed_target`` (m/s), per token (T // 8,)."""
     reward = beat_align_reward(joints, music_beats, form, false_beat_penalty)
     if half_body_rate:
         reward = reward + np.float32(half_body_rate) * half_body_reward(joints)
+    if speed_rate:
+        if speed_target is None:
+            raise ValueError("a speed reward needs the speed target (m/s)")
+        reward = reward + np.float32(speed_rate) * speed_reward(joints, speed_target, speed_band)
     return reward
