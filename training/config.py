@@ -105,6 +105,9 @@ class ActorCriticConfig:
     speed_reward: float = 0.0
     speed_band: tuple[float, float] = (0.9, 1.25)
     speed_styles: list[str] | None = None  # the rollout styles paid the speed reward (None: all of them)
+    # What learns: "head" (official: the actor's upper blocks, gpt_head) or "styles" (ours: only the
+    # style embedding's rows of the rollout styles other than "any"; every other style dances as before)
+    tune: str = "head"
 
 
 @dataclass
@@ -317,6 +320,8 @@ def _validate(cfg: TrainConfig) -> None:
     if not ac.rollout_styles or not ac.rollout_style_guidance > 0:
         raise ConfigError("actor_critic.rollout_styles must name at least one style and rollout_style_guidance "
                           "must be positive")
+    if ac.tune not in ("head", "styles"):
+        raise ConfigError(f"actor_critic.tune must be 'head' or 'styles', got {ac.tune!r}")
     if len(ac.speed_band) != 2 or not 0 < ac.speed_band[0] <= ac.speed_band[1]:
         raise ConfigError(f"actor_critic.speed_band must be [low, high] with 0 < low <= high, got {ac.speed_band}")
     if ac.actor_iters < 1 or ac.critic_iters < 1 or (ac.rollout_every is not None and ac.rollout_every < 1):

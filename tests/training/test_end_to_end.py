@@ -86,6 +86,24 @@ def test_four_stages_export_and_generate(data_dir, short_song, tmp_path, one_thr
     with pytest.raises(ConfigError, match=r"speed_styles \['ballet'\] are not among the rollout styles"):
         stage("actor_critic.rollout_styles=[any,street]", "actor_critic.speed_reward=1.0",
               "actor_critic.speed_styles=[ballet]")
+    with pytest.raises(ConfigError, match="tune 'styles' needs a gpt run with styles"):
+        stage("actor_critic.tune=styles")  # rollouts in "any" only: no style row to tune
+    # tune "styles": only the street row of the style embedding learns; the head, the base and every
+    # other style (and "any") are the GPT's
+    rows_run = train_stage(ActorCriticStage, tiny_config(
+        "tiny_actor_critic.yaml", data_dir, work, "loop.steps=5", "actor_critic.rollout_every=5",
+        f"actor_critic.songs=[{song}]", "actor_critic.rollout_temperature=1.0", "actor_critic.tune=styles",
+        "actor_critic.rollout_styles=[street]", "actor_critic.speed_reward=1.0", "optim.lr=1.0e-3",
+        f"run_dir={work / 'ac_styles'}"), progress=False).gpt.state_dict()
+    street = 1 + STYLES.index("street")
+    for key, value in gpt_weights.items():
+        if key != "gpt_base.style_emb.weight":
+            torch.testing.assert_close(rows_run[key], value, rtol=0, atol=0, msg=key)
+    tuned_rows = rows_run["gpt_base.style_emb.weight"]
+    before_rows = gpt_weights["gpt_base.style_emb.weight"]
+    assert not torch.equal(tuned_rows[street], before_rows[street])
+    others = [i for i in range(len(STYLES) + 1) if i != street]
+    torch.testing.assert_close(tuned_rows[others], before_rows[others], rtol=0, atol=0)
     with open(work / "actor_critic" / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {"actor", "critic", "reward", "kl", "speed_any", "speed_street"} <= set(rows[0])

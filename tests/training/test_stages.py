@@ -90,6 +90,8 @@ def test_config_errors_name_the_bad_key(tmp_path):
         config_from_dict({**base, "actor_critic": {"rollout_styles": []}})
     with pytest.raises(ConfigError, match="rollout_style_guidance must be positive"):
         config_from_dict({**base, "actor_critic": {"rollout_style_guidance": 0.0}})
+    with pytest.raises(ConfigError, match="tune must be 'head' or 'styles'"):
+        config_from_dict({**base, "actor_critic": {"tune": "all"}})
     with pytest.raises(ConfigError, match=r"speed_band must be \[low, high\]"):
         config_from_dict({**base, "actor_critic": {"speed_band": [1.2, 0.9]}})
     with pytest.raises(ConfigError, match="key=value"):

@@ -5,6 +5,8 @@
 * Model: the GPT of ``init.gpt_run`` plus a critic head (``critic_net``, value = value_up + value_down).
   ``gpt_base`` is frozen and every dropout is off (the whole model runs in eval mode); only
   ``gpt_head`` (the actor) and ``critic_net`` learn.
+* ``tune: styles`` (ours): instead of the head, only the style embedding's rows of the rollout styles
+  learn, so every other style (and "any") dances exactly as before.
 * On-policy rollouts: every ``rollout_every`` steps the current policy dances to each song of
   ``actor_critic.songs`` from ``start_codes``, greedy as the official code does, or (ours)
   ``rollouts_per_song`` dances sampled at ``rollout_temperature``: a policy gradient needs actions drawn
@@ -156,6 +158,11 @@ class ActorCriticStage(StageBase):
             else:
                 raise ConfigError(f"actor_critic.rollout_styles: {name!r} is not a style of the gpt run "
                                   f"(it has {[ANY_STYLE, *self.styles]})")
+        if ac.tune == "styles" and not any(index > 0 for _, index, _ in self.rollout_styles):
+            raise ConfigError("actor_critic.tune 'styles' needs a gpt run with styles and rollout_styles naming "
+                              "at least one of them (the rows that learn)")
+        if ac.tune == "styles" and cfg.optim.weight_decay:
+            raise ConfigError("actor_critic.tune 'styles' needs optim.weight_decay 0 (decay would move every row)")
         # the speed each rollout style aims at: its training takes' mean joint speed (as choose-start)
         self.speed_targets: dict[str, float] = {}
         if ac.speed_reward > 0:
@@ -203,8 +210,16 @@ class ActorCriticStage(StageBase):
         missing, unexpected = gpt.load_state_dict(self.gpt_weights, strict=False)
         if unexpected or any(not k.startswith("critic_net.") for k in missing):
             raise TrainingError(f"the gpt run does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        for name, p in gpt.named_parameters():
-            p.requires_grad_(not name.startswith("gpt_base."))
+        if self.cfg.actor_critic.tune == "head":
+            for name, p in gpt.named_parameters():
+                p.requires_grad_(not name.startswith("gpt_base."))
+        else:  # "styles": only the rollout styles' rows of the style embedding (and the critic) learn
+            for name, p in gpt.named_parameters():
+                p.requires_grad_(name == "gpt_base.style_emb.weight" or name.startswith("critic_net."))
+            rows = torch.zeros(self.gpt_config.n_styles + 1, 1)
+            rows[[index for _, index, _ in self.rollout_styles if index > 0]] = 1.0
+            # the other rows get no gradient, so Adam (no weight decay) leaves them exactly as they were
+            gpt.gpt_base.style_emb.weight.register_hook(lambda grad: grad * rows.to(grad.device))
         self.model = ActorCritic(gpt).to(device)
         self.reference: CrossCondGPT | None = None
         if self.cfg.actor_critic.kl_weight > 0:  # the policy before fine-tuning, frozen, for the KL anchor
