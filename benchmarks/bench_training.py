@@ -71,6 +71,7 @@ def build(stage_name: str, batch: int, device: torch.device):
     cfg = SimpleNamespace(batch_size=batch, actor_critic=ActorCriticConfig(rollout_every=10**9))
     stage = _stage(ActorCriticStage, cfg=cfg, vqvae=vq, window=30, rollout_epoch=0, num_windows=n_tokens - 29,
                    reference=None,  # no KL term to the GPT before fine-tuning
+                   rollout_styles=[("any", 0, (0, 0))], speed_targets={}, rollout_speeds={},  # style "any" only
                    songs=[{"music": np.random.default_rng(0).normal(size=(n_tokens, 438)).astype(np.float32),
                            "beats": np.arange(0, n_tokens * 8, 30)}],
                    codes=[(np.random.default_rng(1).integers(0, 512, n_tokens),
