@@ -182,6 +182,12 @@ def _check_logits(logits: torch.Tensor) -> None:
                          "are broken, or the music features are far outside what it was trained on")
 
 
+def guide(any_logits: torch.Tensor, style_logits: torch.Tensor, guidance: float | torch.Tensor) -> torch.Tensor:
+    """Classifier-free style guidance: any + guidance x (style - any) (``guidance`` a number, or a tensor
+    that broadcasts against the logits: one weight per row)."""
+    return any_logits + guidance * (style_logits - any_logits)
+
+
 def sampling_generator(options: SamplingOptions) -> torch.Generator | None:
     """The random generator a sampled decoding draws from (seeded, or freshly random without a seed);
     None for greedy decoding. It lives on the CPU whatever the model's device: a GPU's generator gives
@@ -604,8 +610,8 @@ def _sample_rows(
                 r = first_row[i]
                 if guided[i]:  # any + w (style - any), mixed on (1, V) slices
                     w = o.style_guidance
-                    lu = (logits_up[r : r + 1] + w * (logits_up[r + 1 : r + 2] - logits_up[r : r + 1]))[0]
-                    ld = (logits_down[r : r + 1] + w * (logits_down[r + 1 : r + 2] - logits_down[r : r + 1]))[0]
+                    lu = guide(logits_up[r : r + 1], logits_up[r + 1 : r + 2], w)[0]
+                    ld = guide(logits_down[r : r + 1], logits_down[r + 1 : r + 2], w)[0]
                 else:
                     lu, ld = logits_up[r], logits_down[r]
                 _check_logits(lu)

@@ -126,10 +126,9 @@ def choose_start(model_dir: str | Path, config: str | Path | Any, songs: list[Pa
         for style in [ANY_STYLE, *config_now.styles]:
             mine = np.ones(len(up), bool) if style == ANY_STYLE else window_styles == style
             takes = [c.joints for c in split.train if style == ANY_STYLE or c.style == style]
-            speed = style_speed(split.train, style)
-            if not mine.any() or speed is None:
+            speed_target = style_speed(split.train, style)
+            if not mine.any() or speed_target is None:
                 continue
-            speed_target = speed
             skating_limit = float(np.mean([foot_skating_ratio(j, 60.0) for j in takes]))
 
             def dance(start: tuple[int, int], temperature: float | None, style: str = style) -> dict[str, Any]:

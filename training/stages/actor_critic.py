@@ -53,7 +53,7 @@ from engine.checkpoint import ANY_STYLE, normalise_music
 from engine.clock import FRAMES_PER_TOKEN, MOTION_FPS
 from engine.models.gpt import CrossCondGPT
 from engine.models.vqvae import integrate_root
-from engine.sampling import SamplingOptions, sample_codes
+from engine.sampling import SamplingOptions, guide, sample_codes
 from training.config import TrainConfig
 from training.data.cache import save_npz_atomic
 from training.data.sources import load_split
@@ -100,7 +100,7 @@ def guided_logits(policy, codes_up: torch.Tensor, codes_down: torch.Tensor, musi
         return own_up, own_down
     any_up, any_down = policy(codes_up, codes_down, music, torch.zeros_like(style))
     w = torch.where(styled, guidance, 1.0).to(own_up.dtype)[:, None, None]  # (B, 1, 1)
-    return any_up + w * (own_up - any_up), any_down + w * (own_down - any_down)
+    return guide(any_up, own_up, w), guide(any_down, own_down, w)
 
 
 def find_songs(entries: list[str]) -> list[Path]:
@@ -290,9 +290,9 @@ class ActorCriticStage(StageBase):
         # each rollout style's mean joint speed (m/s), logged at every step of the epoch: what the speed
         # reward moves
         speeds: dict[str, list[float]] = {}
+        device = next(self.vqvae.parameters()).device
         with torch.no_grad():
             for (up, down), s in zip(codes, self.rollout_style_of):
-                device = next(self.vqvae.parameters()).device
                 decoded = self.vqvae.decode(torch.as_tensor(up[None, 1:], device=device),
                                             torch.as_tensor(down[None, 1:], device=device))
                 joints = integrate_root(decoded)[0].float().cpu().numpy()
