@@ -26,6 +26,7 @@ its own slot at its own position (see ``SlotCache``); the result equals each win
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -210,6 +211,9 @@ class CausalCrossConditionalSelfAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd)
         self.attn_drop = nn.Dropout(attn_pdrop)
         self.resid_drop = nn.Dropout(resid_pdrop)
+        # Set only while a decoding runs (engine.sampling): one product x -> [query | key | value] that
+        # gives the three products' bits; None: the three layers
+        self.fused_qkv: Callable[[torch.Tensor], torch.Tensor] | None = None
         # Lower-triangular time mask; stored (persistent) because the official checkpoints carry it.
         block = config.block_size
         self.register_buffer("mask", torch.tril(torch.ones(block, block)).view(1, 1, block, block))
@@ -218,9 +222,12 @@ class CausalCrossConditionalSelfAttention(nn.Module):
         B, T3, C = x.shape  # (B, 3t, C): t new time steps of the three streams, [music | up | down]
         S = self.n_streams
         t, nh, hs = T3 // S, self.n_head, C // self.n_head
-        q = self.query(x).view(B, T3, nh, hs).transpose(1, 2)  # (B, nh, 3t, hs)
-        k = self.key(x).view(B, T3, nh, hs).transpose(1, 2)
-        v = self.value(x).view(B, T3, nh, hs).transpose(1, 2)
+        if self.fused_qkv is not None:
+            q, k, v = (part.view(B, T3, nh, hs).transpose(1, 2) for part in self.fused_qkv(x).split(C, dim=-1))
+        else:
+            q = self.query(x).view(B, T3, nh, hs).transpose(1, 2)  # (B, nh, 3t, hs)
+            k = self.key(x).view(B, T3, nh, hs).transpose(1, 2)
+            v = self.value(x).view(B, T3, nh, hs).transpose(1, 2)
         if isinstance(cache, SlotCache):  # one new step (t == 1) in each fed slot, at its own position
             G, A = cache.groups, len(cache.fed)
             cache.store(layer, k, v)

@@ -452,6 +452,55 @@ def test_a_large_models_cached_products_go_through_onednn_and_keep_the_exact_tok
     assert len(set(cached[0].tolist())) > 5  # a dance, not one code held
 
 
+def test_a_large_models_decoding_fuses_a_blocks_products_with_the_same_bits(golden_io, monkeypatch) -> None:
+    """From ONEDNN_WIDTH on, a cached decoding makes each block's query, key and value one product of
+    their stacked weights and applies GELU as the first MLP product's post-op: every step's logits keep
+    the bits of the six separate products (so the tokens of a dance do not depend on it), for one dance
+    and for a batch; afterwards the model is itself again."""
+    from engine import sampling
+
+    if not sampling.onednn_fusion_available():
+        pytest.skip("this torch cannot fuse oneDNN products")
+    products = []  # (output width, activation) of every product
+    real = sampling._linear_padded
+    monkeypatch.setattr(sampling, "_linear_padded", lambda x, weight, bias, *args, **kwargs: (
+        products.append((weight.shape[0], args[2] if len(args) > 2 else kwargs.get("activation", "none"))),
+        real(x, weight, bias, *args, **kwargs))[1])
+    seen: list[torch.Tensor] = []
+    check = sampling._check_logits
+    monkeypatch.setattr(sampling, "_check_logits", lambda logits: (seen.append(logits.clone()), check(logits)))
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(vocab_size_up=64, vocab_size_down=64, n_embd=512, n_head=8, n_layer_base=1,
+                                 n_layer_head=1)).eval()
+    with torch.no_grad():
+        for p in gpt.parameters():
+            if p.dim() == 1:
+                p.normal_(std=0.1)  # biases and layer norms away from their zeros and ones
+    music = golden_io["music_cond"][0][:40]
+    options = [SamplingOptions(greedy=False, seed=seed, shift=20) for seed in range(2)]
+
+    def decode() -> tuple[list, list[torch.Tensor]]:
+        seen.clear()
+        codes = [sample_codes(gpt, 1, 2, music, options[0]),
+                 *sample_codes_batch(gpt, [(1, 2)] * 2, music, options)]
+        return codes, list(seen)
+
+    fused_codes, fused_logits = decode()
+    assert (3 * 512, "none") in products and (4 * 512, "gelu") in products
+    assert (512, "none") in products and (4 * 512, "none") not in products  # no separate GELU input
+    assert all(m.fused_qkv is None for m in gpt.modules() if hasattr(m, "fused_qkv"))
+    assert not any("forward" in m.__dict__ for m in gpt.modules())
+    products.clear()
+    monkeypatch.setattr(sampling, "onednn_fusion_available", lambda dtype=torch.float32: False)
+    plain_codes, plain_logits = decode()
+    assert (3 * 512, "none") not in products and (4 * 512, "none") in products
+    assert len(fused_logits) == len(plain_logits) > 0
+    assert all(torch.equal(a, b) for a, b in zip(fused_logits, plain_logits))
+    for (up, down), (plain_up, plain_down) in zip(fused_codes, plain_codes):
+        np.testing.assert_array_equal(up, plain_up)
+        np.testing.assert_array_equal(down, plain_down)
+
+
 @pytest.mark.parametrize("kind, width", [("int8", 64), ("int8", 512), ("bfloat16", 512)])
 def test_a_batch_of_approximate_variations_decodes_each_as_it_would_alone(golden_io, kind, width) -> None:
     """The int8 approximation quantises each product's input with one scale, so a dance's rows must not
