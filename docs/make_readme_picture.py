@@ -1,6 +1,6 @@
 """Render the README's picture with the project itself: the default model dancing to the demo song.
 
-    .venv/bin/python docs/make_readme_picture.py [-o docs/dancer.png]
+    .venv/bin/python docs/make_readme_picture.py [-o docs/dancer.png] [--style indian]
 
 Engine (default model, demo song) -> the add-on's scene (a new SMPL armature with its mannequin body)
 -> frames of the MP4 preview (the same stage, camera and caption as ``python -m addon.batch``) at
@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("-o", "--out", type=Path, default=REPO / "docs" / "dancer.png")
     parser.add_argument("--moments", type=int, default=3, help="how many moments of the dance to show")
     parser.add_argument("--size", type=int, nargs=2, default=(640, 360), metavar=("W", "H"))
+    parser.add_argument("--style", default="any", help="the style the dance is asked for (to look at one)")
     args = parser.parse_args()
 
     import bpy
@@ -35,7 +36,7 @@ def main() -> None:
     from engine.generate import Choreographer, GenerateOptions
 
     song = REPO / "assets" / "demo_song.ogg"
-    dance = Choreographer(default_model_dir()).generate(song, GenerateOptions(fps=30.0))
+    dance = Choreographer(default_model_dir()).generate(song, GenerateOptions(fps=30.0, style=args.style))
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
     obj = core.apply_dances(scene, [dance], song, with_mesh=True).armature

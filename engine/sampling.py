@@ -474,7 +474,8 @@ def _row_stable_linears(gpt: nn.Module, groups: list[int], alone_threads: int) -
     torch's current threads when ``_batch_keeps_rows`` says it gives each dance the bits of its own run
     (on ``alone_threads``), else once per dance on ``alone_threads``. The int8 layers of
     ``approximate_gpt`` quantise their input with one scale per product, so in a batch they always
-    multiply each dance's rows alone."""
+    multiply each dance's rows alone. Through oneDNN, each block's query/key/value and its first MLP
+    product with GELU are fused where that keeps the bits (``_fuse_block``)."""
     from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
     buffers: dict[tuple[int, int], torch.Tensor] = {}  # padded inputs, shared by the layers (used one at a time)
