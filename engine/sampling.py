@@ -515,13 +515,17 @@ def _row_stable_linears(gpt: nn.Module, groups: list[int], alone_threads: int) -
         return (large and layer.weight.dtype in ONEDNN_DTYPES and layer.weight.device.type == "cpu"
                 and onednn_available())
 
-    fused = [block for block in gpt.modules() if isinstance(block, Block) and isinstance(block.mlp[0], nn.Linear)
+    # what a decoding runs: not the critic of an actor-critic checkpoint (the official one's 3 blocks would
+    # be packed for nothing: 85 MB)
+    decoded = [m for part in (getattr(gpt, "gpt_base", None), getattr(gpt, "gpt_head", None)) if part is not None
+               for m in part.modules()] if hasattr(gpt, "gpt_head") else list(gpt.modules())
+    fused = [block for block in decoded if isinstance(block, Block) and isinstance(block.mlp[0], nn.Linear)
              and isinstance(block.attn.query, nn.Linear) and through_onednn(block.mlp[0])
              and block.attn.query.bias is not None and onednn_fusion_available(block.mlp[0].weight.dtype)]
     by_fused_qkv = {id(layer) for block in fused for layer in (block.attn.query, block.attn.key, block.attn.value)}
     patched: list[nn.Module] = []
     weights: dict[int, torch.Tensor] = {}  # id(layer) -> the weight its products read
-    for layer in gpt.modules():
+    for layer in decoded:
         if isinstance(layer, nn.Linear) and id(layer) not in by_fused_qkv:
             onednn = through_onednn(layer)
             # packed for this decoding only (the official-size GPT: 340 MB more while it runs, 0.26 s to pack)

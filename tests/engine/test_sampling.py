@@ -501,6 +501,26 @@ def test_a_large_models_decoding_fuses_a_blocks_products_with_the_same_bits(gold
         np.testing.assert_array_equal(down, plain_down)
 
 
+def test_a_decoding_leaves_the_critic_of_an_actor_critic_model_as_it_is(golden_io, monkeypatch) -> None:
+    """The critic of an actor-critic checkpoint is not run while decoding: its layers are not patched or
+    packed (the official one's 3 blocks would be 85 MB of packed weights), the decoded layers are."""
+    from engine import sampling
+
+    monkeypatch.setattr(sampling, "ONEDNN_WIDTH", 0)
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig.tiny(critic=True)).eval()
+    patched: list[tuple[bool, bool]] = []  # (a decoded layer patched?, a critic layer patched?) per step
+
+    def look(done: int, total: int) -> None:
+        head, critic = gpt.gpt_head, gpt.critic_net
+        patched.append((all("forward" in m.__dict__ for m in (head.head_up, head.head_down, head.blocks[0].mlp[0])),
+                        any("forward" in m.__dict__ for m in critic.modules())
+                        or any(b.attn.fused_qkv is not None for b in critic.blocks)))
+
+    sample_codes(gpt, 1, 2, golden_io["music_cond"][0][:12], SamplingOptions(shift=20), progress=look)
+    assert patched and all(head and not critic for head, critic in patched)
+
+
 @pytest.mark.parametrize("kind, width", [("int8", 64), ("int8", 512), ("bfloat16", 512)])
 def test_a_batch_of_approximate_variations_decodes_each_as_it_would_alone(golden_io, kind, width) -> None:
     """The int8 approximation quantises each product's input with one scale, so a dance's rows must not
