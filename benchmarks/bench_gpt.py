@@ -94,7 +94,6 @@ def step_rows(gpt) -> int:
     return 9 if gpt.config.n_embd >= SLOT_WIDTH else 3
 
 
-
 def step_products(gpt, rows: int) -> None:
     """The products of one cached step with ``rows`` rows through the model's layers as the running
     decoding has set them up (packed weights, fused query/key/value and GELU where it fuses): the

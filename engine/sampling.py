@@ -517,8 +517,8 @@ def _row_stable_linears(gpt: nn.Module, groups: list[int], alone_threads: int) -
 
     # what a decoding runs: not the critic of an actor-critic checkpoint (the official one's 3 blocks would
     # be packed for nothing: 85 MB)
-    decoded = [m for part in (getattr(gpt, "gpt_base", None), getattr(gpt, "gpt_head", None)) if part is not None
-               for m in part.modules()] if hasattr(gpt, "gpt_head") else list(gpt.modules())
+    parts = [gpt.gpt_base, gpt.gpt_head] if hasattr(gpt, "gpt_head") else [gpt]
+    decoded = [m for part in parts for m in part.modules()]
     fused = [block for block in decoded if isinstance(block, Block) and isinstance(block.mlp[0], nn.Linear)
              and isinstance(block.attn.query, nn.Linear) and through_onednn(block.mlp[0])
              and block.attn.query.bias is not None and onednn_fusion_available(block.mlp[0].weight.dtype)]
