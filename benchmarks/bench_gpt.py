@@ -4,14 +4,15 @@
     .venv/bin/python benchmarks/bench_gpt.py --model assets/default_model --song assets/demo_song.ogg  # a trained model
 
 The weight-reading floor of the model (every linear layer's weights multiplied once by the rows of one
-cached step, by the fastest kernel at hand: MKL or oneDNN, 3 or 8 rows) is measured between every two
+cached step, by the fastest kernel at hand: MKL or oneDNN, 3, 6 or 8 rows) is measured between every two
 tokens, and each mode is reported against the floor passes timed alongside its own steady-state tokens
 (the ratio of the two sums). A cached mode is also reported against its own products: every product
 of one step at the rows it multiplies, through the decoding's own layers (packed, fused), timed in the
 same moments. The first ratio is what the weights allow, the second what the step's arithmetic
 allows, and what lies above it is attention, norms and Python between the products.
 
-Runs ``sample_codes`` for ``--tokens`` tokens in each mode, times every token through the progress
+Runs ``sample_codes`` for ``--tokens`` tokens in each mode (and 28 more, untimed: a song's last tokens
+are cheaper, as fewer windows are built ahead), times every token through the progress
 callback, and extrapolates to a 3-minute song (1,350 tokens at 7.5 tokens/s): the first 28 tokens
 (growing window) are timed as they are, the rest at the steady-state mean of the measured tokens
 after the 28th (a whole number of re-anchoring periods for the fast mode). The official sampler runs
@@ -39,6 +40,7 @@ from engine.models.gpt import CrossCondGPT, GPTConfig  # noqa: E402
 from engine.sampling import (  # noqa: E402
     SLOT_WIDTH,
     SamplingOptions,
+    WindowSlots,
     approximate_gpt,
     context_window,
     onednn_available,
@@ -46,11 +48,13 @@ from engine.sampling import (  # noqa: E402
     onednn_packed,
     onednn_packing_available,
     sample_codes,
+    window_slots,
 )
 
 OFFICIAL_MS_PER_TOKEN = 140.0
 SONG_TOKENS = 1350
 N_CONTEXT = 28
+TAIL = N_CONTEXT  # tokens decoded after the timed ones (see timed_sample)
 
 
 def timed_sample(gpt, music: np.ndarray, options: SamplingOptions, period: int) -> dict:
@@ -61,6 +65,7 @@ def timed_sample(gpt, music: np.ndarray, options: SamplingOptions, period: int) 
     token_ms: list[float] = []
     floor_ms: list[float] = []
     step_ms: list[float] = []
+    schedule = window_slots(len(music), N_CONTEXT, options.effective_shift()) if options.fast else None
     last = [time.perf_counter()]
 
     def after_token(done: int, total: int) -> None:
@@ -70,28 +75,31 @@ def timed_sample(gpt, music: np.ndarray, options: SamplingOptions, period: int) 
         t1 = time.perf_counter()
         floor_ms.append((t1 - t0) * 1000.0)
         if options.fast and options.draft is None:  # inside the decoding: its own (packed, fused) layers
-            step_products(gpt, step_rows(gpt))
+            step_products(gpt, step_rows(gpt, schedule, done - 1))
             step_ms.append((time.perf_counter() - t1) * 1000.0)
         last[0] = time.perf_counter()
 
     codes = sample_codes(gpt, *START, music, options, progress=after_token)
-    per_token, floors = np.array(token_ms), np.array(floor_ms)
+    # the timed tokens: not the song's last ones, where the windows a step builds ahead thin out (a window
+    # first used after the song's end is never built), which would time the steps of a shorter song's end
+    per_token, floors = np.array(token_ms)[: len(music) - TAIL], np.array(floor_ms)[: len(music) - TAIL]
     first = per_token[:N_CONTEXT]
     # steady state: a whole number of re-anchoring periods after the growing phase
-    tail, tail_floor = per_token[N_CONTEXT:], floors[N_CONTEXT:]
-    keep = len(tail) - len(tail) % period if len(tail) >= period else len(tail)
-    steady = float(tail[:keep].mean())
+    steady_ms, steady_floor = per_token[N_CONTEXT:], floors[N_CONTEXT:]
+    keep = len(steady_ms) - len(steady_ms) % period if len(steady_ms) >= period else len(steady_ms)
+    steady = float(steady_ms[:keep].mean())
     song_s = (first.sum() + (SONG_TOKENS - N_CONTEXT) * steady) / 1000.0
-    step_ratio = float(tail[:keep].sum() / np.array(step_ms)[N_CONTEXT:][:keep].sum()) if step_ms else None
+    step_ratio = (float(steady_ms[:keep].sum() / np.array(step_ms)[N_CONTEXT : len(per_token)][:keep].sum())
+                  if step_ms else None)
     return {"codes": codes, "steady_ms": steady, "song_s": song_s, "measured": len(per_token),
-            "floor_ratio": float(tail[:keep].sum() / tail_floor[:keep].sum()), "step_ratio": step_ratio}
+            "floor_ratio": float(steady_ms[:keep].sum() / steady_floor[:keep].sum()), "step_ratio": step_ratio}
 
 
-def step_rows(gpt) -> int:
-    """The rows a shift-20 cached step multiplies: three windows built in slots (9; 12 on one step in
-    nine) from SLOT_WIDTH on, else the current window's 3 (plus its whole recomputation when it
-    re-anchors, which this figure leaves out)."""
-    return 9 if gpt.config.n_embd >= SLOT_WIDTH else 3
+def step_rows(gpt, schedule: WindowSlots | None, step: int) -> int:
+    """The rows cached step ``step`` multiplies: from SLOT_WIDTH on, 3 for each window the schedule feeds
+    (at shift 20 three windows, four on one step in nine; at shift 12 one or two), else the current
+    window's 3 (plus its whole recomputation when it re-anchors, which this figure leaves out)."""
+    return 3 * len(schedule.fed[step]) if schedule is not None and gpt.config.n_embd >= SLOT_WIDTH else 3
 
 
 def step_products(gpt, rows: int) -> None:
@@ -160,9 +168,10 @@ def same_context_agreement(
 def weight_floor(gpt: torch.nn.Module, repeats: int = 9) -> tuple[float, Callable[[], None], str]:
     """The least time one cached step can take: every linear layer's weights read once, in the model's
     order, by the fastest way this machine has: the product with the step's 3 rows or with them padded
-    to 8 rows, through MKL (F.linear) or oneDNN (the engine's kernel for large models, where torch has
-    it), from plain or packed weights. Returns the fastest of ``repeats`` passes (ms), one such pass (to be timed between tokens), and
-    which way it was."""
+    to 6 or 8 rows (a kernel's row blocking can make 6 rows faster than 3: packed oneDNN on a Zen 4 EPYC),
+    through MKL (F.linear) or oneDNN (the engine's kernel for large models, where torch has it), from
+    plain or packed weights. Returns the fastest of ``repeats`` passes (ms), one such pass (to be timed
+    between tokens), and which way it was."""
     layers = [m for m in gpt.modules() if isinstance(m, torch.nn.Linear)]
     plain = [m.weight for m in layers]
     kernels = {"MKL": (torch.nn.functional.linear, plain)}
@@ -173,7 +182,7 @@ def weight_floor(gpt: torch.nn.Module, repeats: int = 9) -> tuple[float, Callabl
             kernels["oneDNN packed"] = (onednn_linear, [onednn_packed(w) for w in plain])
     best, best_pass, best_way = float("inf"), None, ""
     for name, (kernel, weights) in kernels.items():
-        for rows in (3, 8):
+        for rows in (3, 6, 8):
             inputs = {m.in_features: torch.randn(rows, m.in_features, dtype=m.weight.dtype) for m in layers}
 
             def one_pass(inputs=inputs, kernel=kernel, weights=weights) -> None:
@@ -210,7 +219,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    music = np.random.default_rng(0).standard_normal((args.tokens, 438)).astype(np.float32)
+    music = np.random.default_rng(0).standard_normal((args.tokens + TAIL, 438)).astype(np.float32)
     if args.model is not None:
         from engine.generate import Choreographer
 
@@ -218,7 +227,7 @@ def main() -> None:
         gpt = choreographer.model.gpt.eval()
         START[:] = choreographer.model.config.start_for("any")
         if args.song is not None:
-            music = choreographer._music(choreographer.features(args.song)).numpy()[: args.tokens]
+            music = choreographer._music(choreographer.features(args.song)).numpy()[: args.tokens + TAIL]
         what = f"{args.model} ({'music of ' + args.song.name if args.song else 'random music'})"
     else:
         gpt = CrossCondGPT(GPTConfig.official()).eval()

@@ -330,9 +330,17 @@ def can_batch(options_list: list[SamplingOptions]) -> bool:
 # rows were multiplied alone or among other dances' rows. During decoding every linear layer therefore
 # multiplies at least 8 rows (padded with zeros; more are left as they are: a large model pays for every
 # row beyond the 8 its weight read hides), alone or in a batch, and a batch shares one product only where
-# this machine is checked to give every dance the bits of its own run.
-def _padded_rows(rows: int) -> int:
-    return max(8, rows)
+# this machine is checked to give every dance the bits of its own run. Through oneDNN (large models) the
+# least is 6: on the 2-core AMD EPYC (Zen 4) the official-size GPT's packed products take 16.9 ms at 6
+# rows, 18.3 at 3 and 22.9 at 8 (one thread; benchmarks/bench_cpu_floor.py). A large model's steps
+# multiply 3 or 6 rows (one or two windows) while its first windows grow, in a song's last 19 tokens and
+# throughout at a shift below 20: at shift 12, 31.5 -> 24 ms/token (benchmarks/bench_gpt.py, one thread).
+ROWS_AT_LEAST = 8
+ONEDNN_ROWS_AT_LEAST = 6
+
+
+def _padded_rows(rows: int, onednn: bool = False) -> int:
+    return max(ONEDNN_ROWS_AT_LEAST if onednn else ROWS_AT_LEAST, rows)
 
 
 # From this model width on, the decoding products go through oneDNN's matrix multiply where torch has
@@ -344,7 +352,7 @@ def _padded_rows(rows: int) -> int:
 # relative), as any two kernels' do. The 192-wide default model keeps F.linear: through oneDNN its demo
 # song took 2.06 s against 1.62 s (medians of 4 in turns; the same tokens).
 ONEDNN_WIDTH = 512
-PACK_ROWS = 9  # the rows a cached step multiplies at shift 20 (three windows); oneDNN's layout hint
+PACK_ROWS = 9  # the rows a cached step multiplies at shift 20 (three windows); oneDNN's layout hint (3..32 time alike)
 # float32, and the bfloat16 approximation's weights (packed: 9 rows of the official size 14 ms, against
 # 26 through F.linear in bfloat16)
 ONEDNN_DTYPES = (torch.float32, torch.bfloat16)
@@ -380,7 +388,7 @@ def onednn_packed(weight: torch.Tensor) -> torch.Tensor:
 def onednn_packing_available(dtype: torch.dtype = torch.float32) -> bool:
     """Whether ``onednn_packed`` works here for weights of ``dtype`` and its products are the plain
     weight's, bit for bit (tried once on random numbers at row counts the decoding multiplies: at least
-    8, ``_padded_rows``; a single row goes another way in oneDNN and differs by 1e-7)."""
+    6, ``_padded_rows``; a single row goes another way in oneDNN and differs by 1e-7)."""
     if not onednn_available():
         return False
     try:
@@ -389,7 +397,7 @@ def onednn_packing_available(dtype: torch.dtype = torch.float32) -> bool:
         bias = torch.randn(96, generator=generator).to(dtype)
         packed = onednn_packed(weight)
         return all(torch.equal(onednn_linear(x, packed, bias), onednn_linear(x, weight, bias))
-                   for x in (torch.randn(rows, 64, generator=generator).to(dtype) for rows in (8, 9, 16, 27)))
+                   for x in (torch.randn(rows, 64, generator=generator).to(dtype) for rows in (6, 8, 9, 16, 27)))
     except (RuntimeError, NotImplementedError, AttributeError):
         return False
 
@@ -410,7 +418,7 @@ def onednn_fusion_available(dtype: torch.dtype = torch.float32) -> bool:
         packed = [onednn_packed(w) for w in weights]
         fc, fc_bias = torch.randn(256, 64, generator=generator).to(dtype), torch.randn(256, generator=generator).to(dtype)
         fc = onednn_packed(fc)
-        for rows in (8, 9, 12, 27):
+        for rows in (6, 8, 9, 12, 27):
             x = torch.randn(rows, 64, generator=generator).to(dtype)
             one = onednn_linear(x, stacked, torch.cat(biases))
             three = torch.cat([onednn_linear(x, w, b) for w, b in zip(packed, biases)], dim=1)
@@ -425,11 +433,11 @@ def onednn_fusion_available(dtype: torch.dtype = torch.float32) -> bool:
 def _linear_padded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                    buffers: dict[tuple[int, int], torch.Tensor] | None = None, onednn: bool = False,
                    activation: str = "none") -> torch.Tensor:
-    """F.linear (or with ``onednn`` oneDNN's linear) on rows x (m, C), computed over ``_padded_rows(m)``
+    """F.linear (or with ``onednn`` oneDNN's linear) on rows x (m, C), computed over ``_padded_rows(m, onednn)``
     rows (zeros added, then dropped). ``buffers`` keeps the zero-padded inputs between calls (only their
     first m rows are ever written)."""
     rows, width = x.shape
-    padded = _padded_rows(rows)
+    padded = _padded_rows(rows, onednn)
     if padded != rows:
         key = (padded, width)
         buffer = buffers.get(key) if buffers is not None else None
