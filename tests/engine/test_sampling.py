@@ -460,7 +460,9 @@ def test_a_large_models_products_multiply_six_rows_where_a_step_has_fewer(golden
 
     if not sampling.onednn_available():
         pytest.skip("this torch has no oneDNN linear")
-    sampling.onednn_fusion_available(torch.float32)  # the startup checks (once per process) multiply rows of their own
+    # the start-up checks multiply rows of their own: run them first, called as the decoding calls them
+    # (functools.cache keys on the arguments as given, so a call without the dtype would not count)
+    sampling.onednn_fusion_available(torch.float32)
     rows = []
     real = sampling.onednn_linear
     monkeypatch.setattr(sampling, "onednn_linear", lambda x, *args: (rows.append(x.shape[0]), real(x, *args))[1])
